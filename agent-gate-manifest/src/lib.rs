@@ -1,0 +1,1 @@
+//! The agent-gate tool manifest (`tools.toml`).

@@ -1,0 +1,1 @@
+//! Rust SDK for the agent-gate execution gateway.

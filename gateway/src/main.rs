@@ -1,0 +1,3 @@
+//! The `agent-gate` binary.
+
+fn main() {}
