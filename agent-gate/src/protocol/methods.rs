@@ -1,0 +1,409 @@
+//! The four methods of the protocol (`auth`, `tool_request`, `list_tools`,
+//! `get_pending_results`) and the `request_status` notification, with typed
+//! params and results.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::envelope::{ErrorObject, Id, Notification, Request};
+use super::request_id::validate_request_id;
+
+/// `auth`: must be the first frame, within 10 s of connecting.
+pub const METHOD_AUTH: &str = "auth";
+/// `tool_request`: ask the gateway to run a tool.
+pub const METHOD_TOOL_REQUEST: &str = "tool_request";
+/// `list_tools`: the tools the gateway offers.
+pub const METHOD_LIST_TOOLS: &str = "list_tools";
+/// `get_pending_results`: results decided while the agent was away.
+pub const METHOD_GET_PENDING_RESULTS: &str = "get_pending_results";
+/// `request_status`: a notification about a request that waits for a human.
+pub const NOTIFICATION_REQUEST_STATUS: &str = "request_status";
+/// Every method a client may call.
+pub const METHODS: [&str; 4] = [
+    METHOD_AUTH,
+    METHOD_TOOL_REQUEST,
+    METHOD_LIST_TOOLS,
+    METHOD_GET_PENDING_RESULTS,
+];
+/// The id the client uses for its `auth` frame.
+pub const AUTH_REQUEST_ID: &str = "auth-1";
+/// `AuthResult::status` on success.
+pub const STATUS_AUTHENTICATED: &str = "authenticated";
+
+/// Params of `auth`: `{"token": "..."}`. `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthParams {
+    /// The agent's gateway token.
+    pub token: String,
+}
+
+impl fmt::Debug for AuthParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthParams")
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Result of `auth`: `{"status": "authenticated"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthResult {
+    /// `"authenticated"` on success.
+    pub status: String,
+}
+
+impl AuthResult {
+    /// `{"status": "authenticated"}`.
+    pub fn authenticated() -> Self {
+        AuthResult {
+            status: STATUS_AUTHENTICATED.to_owned(),
+        }
+    }
+
+    /// True when the status says `"authenticated"`.
+    pub fn is_authenticated(&self) -> bool {
+        self.status == STATUS_AUTHENTICATED
+    }
+}
+
+/// Params of `tool_request`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolRequestParams {
+    /// The tool name, for example `"ha_get_state"`.
+    pub tool: String,
+    /// The tool's arguments (a JSON object; absent means `{}`).
+    #[serde(default)]
+    pub args: Map<String, Value>,
+    /// The client's idempotency key (1–64 of `[A-Za-z0-9_-]`); see
+    /// [`validate_request_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ToolRequestParams {
+    /// Params for `tool` with `args` and no request id.
+    pub fn new(tool: impl Into<String>, args: Map<String, Value>) -> Self {
+        ToolRequestParams {
+            tool: tool.into(),
+            args,
+            request_id: None,
+        }
+    }
+
+    /// Set the idempotency key.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+}
+
+/// The status of a finished request, as in upstream's result objects.
+///
+/// Unknown statuses are preserved in [`ResultStatus::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ResultStatus {
+    /// `"executed"`: the tool ran and `data` is its output.
+    Executed,
+    /// `"denied"`: a human or a policy said no; `data` is the message.
+    Denied,
+    /// `"error"`: it failed or timed out; `data` is the message.
+    Error,
+    /// Any other status string.
+    Other(String),
+}
+
+impl ResultStatus {
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResultStatus::Executed => "executed",
+            ResultStatus::Denied => "denied",
+            ResultStatus::Error => "error",
+            ResultStatus::Other(s) => s,
+        }
+    }
+
+    fn from_wire(s: String) -> Self {
+        match s.as_str() {
+            "executed" => ResultStatus::Executed,
+            "denied" => ResultStatus::Denied,
+            "error" => ResultStatus::Error,
+            _ => ResultStatus::Other(s),
+        }
+    }
+}
+
+impl Serialize for ResultStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ResultStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(ResultStatus::from_wire)
+    }
+}
+
+/// Result of `tool_request`: `{"status": "executed", "data": {...}, "request_id": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// `"executed"`.
+    pub status: ResultStatus,
+    /// The tool's output (a JSON object from the gateway).
+    #[serde(default)]
+    pub data: Value,
+    /// The request's id at the gateway (the client's key, or one the gateway assigned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ToolResult {
+    /// An `executed` result with `data`.
+    pub fn executed(data: Value, request_id: impl Into<String>) -> Self {
+        ToolResult {
+            status: ResultStatus::Executed,
+            data,
+            request_id: Some(request_id.into()),
+        }
+    }
+}
+
+/// One tool as listed by `list_tools`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// The tool name.
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// The service it belongs to (for example `"home_assistant"`).
+    #[serde(default)]
+    pub service: String,
+    /// Its arguments, in the gateway's descriptive form.
+    #[serde(default)]
+    pub args: Value,
+    /// A JSON Schema of the `args` object.
+    #[serde(default)]
+    pub input_schema: Value,
+}
+
+/// Result of `list_tools`: `{"tools": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListToolsResult {
+    /// The tools the gateway offers to this agent.
+    pub tools: Vec<ToolInfo>,
+}
+
+/// The upstream-shaped outcome inside a pending result: `{"status", "data"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingOutcome {
+    /// `executed`, `denied` or `error`.
+    pub status: ResultStatus,
+    /// The tool output when executed, otherwise the message.
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// One result decided while the agent was away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingResult {
+    /// The request's id (the client's idempotency key when it sent one).
+    pub request_id: String,
+    /// The tool that was requested.
+    #[serde(default)]
+    pub tool: String,
+    /// The request's signature, for example `ha_call_service(light.turn_on, light.bedroom)`.
+    #[serde(default)]
+    pub signature: String,
+    /// The upstream-shaped outcome.
+    pub result: PendingOutcome,
+    /// For typed clients: the error a live call would have received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorObject>,
+}
+
+impl PendingResult {
+    /// The outcome as a live call would have seen it: `Ok(data)` when executed,
+    /// otherwise the error (from `error`, or built from the upstream shape).
+    pub fn outcome(&self) -> Result<&Value, ErrorObject> {
+        if let Some(error) = &self.error {
+            return Err(error.clone());
+        }
+        match &self.result.status {
+            ResultStatus::Executed => Ok(&self.result.data),
+            status => {
+                let message = match &self.result.data {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let code = match status {
+                    ResultStatus::Denied => super::ErrorCode::DeniedByHuman,
+                    _ => super::ErrorCode::ExecutionFailed,
+                };
+                Err(ErrorObject::new(code, message))
+            }
+        }
+    }
+}
+
+/// Result of `get_pending_results`: `{"results": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingResults {
+    /// Every undelivered result for this agent.
+    pub results: Vec<PendingResult>,
+}
+
+/// The status in a `request_status` notification. Unknown values are preserved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RequestStatus {
+    /// `"awaiting_approval"`: a human has been asked.
+    AwaitingApproval,
+    /// Any other status string.
+    Other(String),
+}
+
+impl RequestStatus {
+    /// The wire string.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestStatus::AwaitingApproval => "awaiting_approval",
+            RequestStatus::Other(s) => s,
+        }
+    }
+}
+
+impl Serialize for RequestStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Ok(match s.as_str() {
+            "awaiting_approval" => RequestStatus::AwaitingApproval,
+            _ => RequestStatus::Other(s),
+        })
+    }
+}
+
+/// Params of the `request_status` notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestStatusParams {
+    /// The request this is about.
+    pub request_id: String,
+    /// Its new status.
+    pub status: RequestStatus,
+    /// When the approval times out, as an RFC 3339 UTC timestamp
+    /// (`"2026-01-01T12:15:00Z"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl RequestStatusParams {
+    /// An `awaiting_approval` status for `request_id` expiring at `expires_at`.
+    pub fn awaiting_approval(request_id: impl Into<String>, expires_at: impl Into<String>) -> Self {
+        RequestStatusParams {
+            request_id: request_id.into(),
+            status: RequestStatus::AwaitingApproval,
+            expires_at: Some(expires_at.into()),
+        }
+    }
+
+    /// This status as a notification frame.
+    pub fn into_notification(self) -> Notification<RequestStatusParams> {
+        Notification::new(NOTIFICATION_REQUEST_STATUS, self)
+    }
+}
+
+/// Params of the methods that take none: `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmptyParams {}
+
+/// Typed constructors for the client's requests.
+impl Request<AuthParams> {
+    /// `{"jsonrpc":"2.0","method":"auth","params":{"token":...},"id":"auth-1"}`.
+    pub fn auth(token: impl Into<String>) -> Self {
+        Request::new(
+            AUTH_REQUEST_ID,
+            METHOD_AUTH,
+            AuthParams {
+                token: token.into(),
+            },
+        )
+    }
+}
+
+impl Request<ToolRequestParams> {
+    /// A `tool_request` frame.
+    pub fn tool_request(id: impl Into<Id>, params: ToolRequestParams) -> Self {
+        Request::new(id, METHOD_TOOL_REQUEST, params)
+    }
+}
+
+impl Request<EmptyParams> {
+    /// A `list_tools` frame.
+    pub fn list_tools(id: impl Into<Id>) -> Self {
+        Request::new(id, METHOD_LIST_TOOLS, EmptyParams {})
+    }
+
+    /// A `get_pending_results` frame.
+    pub fn get_pending_results(id: impl Into<Id>) -> Self {
+        Request::new(id, METHOD_GET_PENDING_RESULTS, EmptyParams {})
+    }
+}
+
+/// A received request, decoded into one of the protocol's methods (server side).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MethodCall {
+    /// `auth`.
+    Auth(AuthParams),
+    /// `tool_request` (its `request_id`, if any, has been validated).
+    ToolRequest(ToolRequestParams),
+    /// `list_tools`.
+    ListTools,
+    /// `get_pending_results`.
+    GetPendingResults,
+}
+
+impl Request {
+    /// Decode the method and its params. Unknown methods give `-32601`; bad params
+    /// (missing or mistyped fields, an invalid `request_id`) give `-32600` with a
+    /// message naming the problem.
+    pub fn method_call(&self) -> Result<MethodCall, ErrorObject> {
+        fn params<'a, T: Deserialize<'a>>(
+            method: &str,
+            params: &'a Map<String, Value>,
+        ) -> Result<T, ErrorObject> {
+            T::deserialize(params).map_err(|e| {
+                ErrorObject::invalid_request(format!("Invalid params for {method}: {e}"))
+            })
+        }
+        match self.method.as_str() {
+            METHOD_AUTH => params(METHOD_AUTH, &self.params).map(MethodCall::Auth),
+            METHOD_TOOL_REQUEST => {
+                let p: ToolRequestParams = params(METHOD_TOOL_REQUEST, &self.params)?;
+                if p.tool.is_empty() {
+                    return Err(ErrorObject::invalid_request(
+                        "Invalid params for tool_request: \"tool\" must not be empty",
+                    ));
+                }
+                if let Some(rid) = &p.request_id {
+                    validate_request_id(rid).map_err(|e| {
+                        ErrorObject::invalid_request(format!(
+                            "Invalid params for tool_request: {e}"
+                        ))
+                    })?;
+                }
+                Ok(MethodCall::ToolRequest(p))
+            }
+            METHOD_LIST_TOOLS => Ok(MethodCall::ListTools),
+            METHOD_GET_PENDING_RESULTS => Ok(MethodCall::GetPendingResults),
+            other => Err(ErrorObject::method_not_found(other)),
+        }
+    }
+}
