@@ -1,0 +1,78 @@
+//! The `agent-gate` command line: the clap tree and the subcommands that need no running
+//! gateway (`check`, `policy explain`).
+//!
+//! Adding a subcommand: add a variant to [`Command`] (its arguments as an `Args` struct, with
+//! [`ConfigPaths`] flattened in if it reads the config files), a module with a
+//! `run(args, out) -> anyhow::Result<ExitCode>` function, and a match arm in [`run`]. `serve`
+//! becomes the default by handling `command: None` in [`run`].
+
+pub mod check;
+pub mod explain;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `agent-gate`: the execution gateway for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "agent-gate", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check config.yaml, permissions.yaml and the tool manifests; report every problem.
+    Check(check::CheckArgs),
+    /// Work with the permission policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `agent-gate policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show the signature of a tool call and which rule decides it.
+    Explain(explain::ExplainArgs),
+}
+
+/// Where the configuration files are (shared by every subcommand that reads them).
+#[derive(Debug, Clone, Args)]
+pub struct ConfigPaths {
+    /// The gateway configuration.
+    #[arg(
+        long,
+        short = 'c',
+        env = "AGENT_GATE_CONFIG",
+        default_value = "config.yaml"
+    )]
+    pub config: PathBuf,
+    /// The permission rules.
+    #[arg(
+        long,
+        short = 'p',
+        env = "AGENT_GATE_PERMISSIONS",
+        default_value = "permissions.yaml"
+    )]
+    pub permissions: PathBuf,
+}
+
+/// Runs the parsed command line, writing its report to `out`. Returns the process exit code;
+/// an `Err` is a failure to report at the edge (exit 1).
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Check(args)) => check::run(&args, out),
+        Some(Command::Policy(PolicyCommand::Explain(args))) => explain::run(&args, out),
+        None => {
+            use clap::CommandFactory;
+            let help = Cli::command().render_help();
+            writeln!(out, "{help}")?;
+            Ok(ExitCode::from(2))
+        }
+    }
+}

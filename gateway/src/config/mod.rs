@@ -1,0 +1,33 @@
+//! `config.yaml` and `permissions.yaml`: typed loading, `${VAR}` substitution, validation.
+//!
+//! Loading never stops at the first mistake: every problem is collected and reported with the
+//! file, the key path and what was expected, e.g.
+//! `config.yaml: gateway.port: expected an integer 1-65535, got "abc"`. Unknown keys are errors
+//! with a "did you mean" hint. Tokens and passwords are held in [`Secret`] and never echoed.
+//!
+//! `${VAR}` is replaced in every string value (several per string, at any depth) after YAML
+//! parsing, so a value from the environment can never change the structure of the file;
+//! `$${` writes a literal `${`. An unset variable is an error naming the variable and the key.
+//! Numbers such as `gateway.port` or a Telegram `chat_id` may be given as strings (as `${VAR}`
+//! yields strings).
+//!
+//! Relative paths in `tools:` (and a service's upstream `tools:` key) are resolved against the
+//! directory of the config file; `storage.path` and `gateway.tls` paths are used as written
+//! (relative to the working directory), as upstream does.
+
+mod env;
+mod error;
+mod model;
+mod permissions;
+mod secret;
+mod walk;
+
+pub use env::{EnvLookup, ProcessEnv};
+pub use error::{ConfigError, Issue};
+pub use model::{
+    AgentConfig, ApproverConfig, Config, GatewayConfig, HealthCheck, RateLimitConfig, ServiceAuth,
+    ServiceConfig, StorageConfig, TelegramConfig, TlsConfig, WebApproverConfig,
+};
+pub use permissions::{PermissionsFile, RuleList, RuleSpec};
+pub use secret::Secret;
+pub use walk::suggest;

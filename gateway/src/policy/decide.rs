@@ -1,0 +1,112 @@
+//! [`Policy::decide`]: the fail-closed path from a tool request to a decision.
+//!
+//! Contract for the server: a request is executed only when [`Decision::action`] is
+//! [`Action::Allow`] (or [`Action::Ask`] and a human approved). Every error on the way
+//! (unknown tool, invalid arguments, a value that may not appear in a signature) yields
+//! [`Action::Deny`] with the reason; nothing can turn an error into an allow. On the wire, a
+//! [`Reason::UnknownTool`] or [`Reason::InvalidArguments`] is answered with -32600 (invalid
+//! request, the reason's text as message and the nearest tools / per-argument errors as details)
+//! and audited as a denial; a [`Reason::Policy`] deny is -32003.
+
+use std::fmt;
+
+use agent_gate_manifest::{ArgsError, Manifest};
+use serde_json::{Map, Value};
+
+use super::{Action, Explanation, Policy};
+
+/// Why a [`Decision`] was reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason<'p> {
+    /// The policy decided on the signature.
+    Policy(Explanation<'p>),
+    /// The manifest has no such tool.
+    UnknownTool {
+        /// The requested tool.
+        tool: String,
+        /// The closest tool names, nearest first.
+        nearest: Vec<String>,
+    },
+    /// The arguments do not satisfy the tool's declaration (this includes values that may not
+    /// appear in a signature).
+    InvalidArguments(ArgsError),
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Policy(e) => write!(f, "{e}"),
+            Reason::UnknownTool { tool, nearest } if nearest.is_empty() => {
+                write!(f, "unknown tool `{tool}`")
+            }
+            Reason::UnknownTool { tool, nearest } => write!(
+                f,
+                "unknown tool `{tool}`; the nearest tools are: {}",
+                nearest.join(", ")
+            ),
+            Reason::InvalidArguments(e) => write!(f, "invalid arguments: {e}"),
+        }
+    }
+}
+
+/// The outcome of [`Policy::decide`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision<'p> {
+    /// What to do: always [`Action::Deny`] when the request itself is invalid.
+    pub action: Action,
+    /// The signature, when one could be built (absent for invalid requests).
+    pub signature: Option<String>,
+    /// Why.
+    pub reason: Reason<'p>,
+}
+
+impl Decision<'_> {
+    /// Whether the request itself was invalid (unknown tool or bad arguments), as opposed to
+    /// judged by the policy. Such a request is denied; the server answers it with -32600.
+    pub fn is_invalid_request(&self) -> bool {
+        !matches!(self.reason, Reason::Policy(_))
+    }
+}
+
+impl Policy {
+    /// Judges a tool request: finds the tool in the manifest, validates the arguments, renders
+    /// the signature and evaluates it for `agent`. Fails closed: any error is a
+    /// [`Action::Deny`] carrying the reason.
+    pub fn decide(
+        &self,
+        manifest: &Manifest,
+        agent: &str,
+        tool: &str,
+        args: &Map<String, Value>,
+    ) -> Decision<'_> {
+        let Some(t) = manifest.tool(tool) else {
+            return Decision {
+                action: Action::Deny,
+                signature: None,
+                reason: Reason::UnknownTool {
+                    tool: tool.to_string(),
+                    nearest: manifest
+                        .nearest_tools(tool, 3)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                },
+            };
+        };
+        match t.signature(args) {
+            Ok(signature) => {
+                let explanation = self.explain(agent, &signature);
+                Decision {
+                    action: explanation.action,
+                    signature: Some(signature),
+                    reason: Reason::Policy(explanation),
+                }
+            }
+            Err(e) => Decision {
+                action: Action::Deny,
+                signature: None,
+                reason: Reason::InvalidArguments(e),
+            },
+        }
+    }
+}
