@@ -1,0 +1,85 @@
+//! Signatures: rendering `tool(value, ...)` from a tool's template and its
+//! arguments, and the characters a signature value may never contain.
+
+use serde_json::{Map, Value};
+
+use crate::model::{TemplatePart, Tool};
+use crate::validate::ArgsError;
+
+/// Characters that may not appear in a value rendered into a signature:
+/// glob metacharacters, parentheses, commas and backslash (control characters
+/// are refused too, see [`forbidden_char`]). With them a value could change
+/// what a policy rule matches, e.g. `light.*` or `a, lock.front_door`.
+pub const FORBIDDEN_SIGNATURE_CHARS: &[char] =
+    &['*', '?', '[', ']', '{', '}', '!', '(', ')', ',', '\\'];
+
+/// The first character of `value` that may not appear in a signature, if any.
+pub fn forbidden_char(value: &str) -> Option<char> {
+    value
+        .chars()
+        .find(|c| FORBIDDEN_SIGNATURE_CHARS.contains(c) || c.is_control())
+}
+
+/// How a scalar argument value is written in a signature or a query string:
+/// strings as they are, other JSON scalars as their JSON text.
+pub(crate) fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+impl Tool {
+    /// The signature policies judge, e.g. `ha_call_service(light.turn_on, light.bedroom)`
+    /// for the template `{domain}.{service}, {entity_id}`.
+    ///
+    /// Without a template the signature is the bare tool name (`ha_get_states`).
+    /// An absent optional argument renders as the empty string. The arguments
+    /// are validated first with [`Tool::validate_args`] (so a value with a
+    /// forbidden character never reaches a signature); the error is that of
+    /// validation.
+    pub fn signature(&self, args: &Map<String, Value>) -> Result<String, ArgsError> {
+        self.validate_args(args)?;
+        Ok(self.render_signature(args))
+    }
+
+    /// Renders the signature of already validated arguments.
+    pub(crate) fn render_signature(&self, args: &Map<String, Value>) -> String {
+        let Some(template) = &self.signature else {
+            return self.name.clone();
+        };
+        let mut out = String::with_capacity(self.name.len() + 2 + template.source.len());
+        out.push_str(&self.name);
+        out.push('(');
+        for part in &template.parts {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Arg(name) | TemplatePart::OptionalSegment(name) => {
+                    if let Some(text) = args.get(name).and_then(scalar_text) {
+                        out.push_str(&text);
+                    }
+                }
+            }
+        }
+        out.push(')');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden() {
+        for bad in [
+            "light.*", "a?", "[ab]", "{a}", "!a", "a(b)", "a,b", "a\\b", "a\nb", "a\u{7f}",
+        ] {
+            assert!(forbidden_char(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(forbidden_char("light.kitchen_2"), None);
+        assert_eq!(forbidden_char("2026-11-20T08:00:00+00:00"), None);
+    }
+}
