@@ -6,8 +6,10 @@
 //! - [`config`]: `config.yaml` and `permissions.yaml` loading, `${VAR}` substitution, validation.
 //! - [`policy`]: the permission engine (glob rules over signatures: deny, allow, ask, defaults).
 //! - [`store`]: the SQLite store: the request state machine and the append-only audit log.
+//! - [`simulator`]: simulated services (an in-process Home Assistant) for tests and `agent-gate demo`.
 
 pub mod cli;
 pub mod config;
 pub mod policy;
+pub mod simulator;
 pub mod store;

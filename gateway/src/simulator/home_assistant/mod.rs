@@ -1,0 +1,736 @@
+//! An in-process Home Assistant: the REST API an agent-gate deployment talks to, served
+//! over real HTTP by axum, with a small but faithful model of a home behind it.
+//!
+//! It plays Home Assistant in the gateway's tests and is the built-in home of
+//! `agent-gate demo`. What it mirrors (from Home Assistant core's `api`, `history` and
+//! `logbook` components):
+//!
+//! - bearer-token authentication; a missing or wrong token is `401` with the body
+//!   `401: Unauthorized` (text/plain), unknown routes are `404: Not Found`;
+//! - `GET /api/`, `/api/config`, `/api/states`, `/api/states/<entity_id>` (unknown:
+//!   `404 {"message": "Entity not found."}`), `POST /api/states/<entity_id>`;
+//! - `GET /api/services` and `POST /api/services/<domain>/<service>`, which validates the
+//!   service data, changes the targeted entities (lights with brightness, switches,
+//!   locks, covers, climate, `homeassistant.turn_on/off/toggle`, ...) and returns the
+//!   changed state objects; an unknown service or invalid data is `400: Bad Request`;
+//! - `GET /api/history/period[/<start>]?filter_entity_id=..` (required, as in Home
+//!   Assistant since 2023: `400 {"message": "filter_entity_id is missing"}`) and
+//!   `GET /api/logbook[/<start>]?entity=..`, from the recorded changes;
+//! - `POST /api/template` for plain text and `states()`, `state_attr()`, `is_state()`
+//!   expressions (anything else is `400 {"message": "Error rendering template: ..."}`);
+//! - `POST /api/events/<event_type>` → `{"message": "Event <type> fired."}`.
+//!
+//! For tests it records every request (headers included), counts service calls, can
+//! inject failures ([`Fault`]) and can hold responses until released
+//! ([`HomeAssistant::pause`]). Beyond Home Assistant, it can also require the other
+//! credential kinds a gateway service may use ([`Credential`]), so the gateway's
+//! header, query-parameter and basic authentication can be exercised against it.
+
+mod demo;
+mod http;
+mod services;
+mod template;
+mod world;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::time::Timestamp;
+use world::{Clock, World, valid_entity_id};
+
+/// The token a simulator built without [`HomeAssistantBuilder::token`] accepts.
+pub const DEFAULT_TOKEN: &str = "simulated-home-assistant-token";
+
+/// The id of the user the accepted credential belongs to (appears in `context.user_id`).
+pub const USER_ID: &str = "5f1c0d6a3b8e4e2f9a7d41c2b6e8f013";
+
+/// The version the simulator reports in `/api/config`.
+pub const DEFAULT_VERSION: &str = "2025.11.2";
+
+/// An error in the simulator's set-up.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SimulatorError {
+    /// An entity id is not of the form `domain.object_id` (lowercase letters, digits, `_`).
+    #[error(
+        "simulated Home Assistant: `{0}` is not a valid entity id; use `domain.object_id` with lowercase letters, digits and `_`"
+    )]
+    InvalidEntityId(String),
+    /// Two entities have the same id.
+    #[error("simulated Home Assistant: entity `{0}` is defined twice; give each entity its own id")]
+    DuplicateEntity(String),
+    /// A past state is not older than the entity's current state.
+    #[error(
+        "simulated Home Assistant: a past state of `{0}` is not older than its current state; past states must be further in the past than `changed_ago`"
+    )]
+    PastStateNotEarlier(String),
+}
+
+/// The credential the simulator requires on every API request.
+///
+/// Home Assistant itself only knows [`Credential::Bearer`]; the other kinds let the same
+/// simulator stand in for any HTTP service a gateway can be configured with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer <token>` (Home Assistant's long-lived access tokens).
+    Bearer(String),
+    /// A custom header, e.g. `X-Api-Key: <value>`.
+    Header {
+        /// Header name (case-insensitive).
+        name: String,
+        /// Exact header value.
+        value: String,
+    },
+    /// A query parameter, e.g. `?api_key=<value>`.
+    Query {
+        /// Parameter name.
+        name: String,
+        /// Exact parameter value.
+        value: String,
+    },
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Self::Header { name, .. } => write!(f, "Header({name}: <redacted>)"),
+            Self::Query { name, .. } => write!(f, "Query({name}=<redacted>)"),
+            Self::Basic { username, .. } => write!(f, "Basic({username}:<redacted>)"),
+        }
+    }
+}
+
+/// An entity of the simulated home, for [`HomeAssistantBuilder::entity`].
+#[derive(Debug, Clone)]
+pub struct Entity {
+    entity_id: String,
+    state: String,
+    attributes: Map<String, Value>,
+    changed_ago: Duration,
+    past: Vec<(Duration, String)>,
+}
+
+impl Entity {
+    /// An entity with id `entity_id` (e.g. `light.kitchen`) in state `state`.
+    pub fn new(entity_id: impl Into<String>, state: impl Into<String>) -> Self {
+        Self {
+            entity_id: entity_id.into(),
+            state: state.into(),
+            attributes: Map::new(),
+            changed_ago: Duration::ZERO,
+            past: Vec::new(),
+        }
+    }
+
+    /// Sets the `friendly_name` attribute.
+    pub fn name(self, friendly_name: impl Into<String>) -> Self {
+        self.attribute("friendly_name", friendly_name.into())
+    }
+
+    /// Sets an attribute (`brightness`, `unit_of_measurement`, ...).
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// How long ago the current state began (default: when the simulator was built).
+    pub fn changed_ago(mut self, ago: Duration) -> Self {
+        self.changed_ago = ago;
+        self
+    }
+
+    /// An earlier state, `ago` before the simulator was built, recorded in the history
+    /// and the logbook. It must be older than [`Entity::changed_ago`].
+    pub fn past_state(mut self, ago: Duration, state: impl Into<String>) -> Self {
+        self.past.push((ago, state.into()));
+        self
+    }
+}
+
+/// Builds a [`HomeAssistant`].
+#[derive(Debug, Clone)]
+pub struct HomeAssistantBuilder {
+    credential: Credential,
+    entities: Vec<Entity>,
+    location_name: String,
+    version: String,
+    start_time: Option<Timestamp>,
+}
+
+impl HomeAssistantBuilder {
+    /// Requires `Authorization: Bearer <token>` (the default is [`DEFAULT_TOKEN`]).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.credential = Credential::Bearer(token.into());
+        self
+    }
+
+    /// Requires another kind of credential instead of a bearer token.
+    pub fn credential(mut self, credential: Credential) -> Self {
+        self.credential = credential;
+        self
+    }
+
+    /// Adds an entity.
+    pub fn entity(mut self, entity: Entity) -> Self {
+        self.entities.push(entity);
+        self
+    }
+
+    /// Adds the entities of the demo home (see [`HomeAssistant::demo`]).
+    pub fn demo_entities(mut self) -> Self {
+        self.entities.extend(demo::entities());
+        self
+    }
+
+    /// The `location_name` in `/api/config` (default `Home`).
+    pub fn location_name(mut self, name: impl Into<String>) -> Self {
+        self.location_name = name.into();
+        self
+    }
+
+    /// The `version` in `/api/config` (default [`DEFAULT_VERSION`]).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Runs the simulated clock from a fixed instant that only moves with
+    /// [`HomeAssistant::advance_clock`], for reproducible timestamps (default: the
+    /// system clock).
+    pub fn start_time(mut self, start: Timestamp) -> Self {
+        self.start_time = Some(start);
+        self
+    }
+
+    /// Builds the simulator, recording each entity's past and current states.
+    pub fn build(self) -> Result<HomeAssistant, SimulatorError> {
+        let clock = match self.start_time {
+            Some(now) => Clock::Manual { now },
+            None => Clock::System {
+                offset: Duration::ZERO,
+            },
+        };
+        let mut world = World::new(clock);
+        let now = world.now();
+        let mut writes = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for entity in self.entities {
+            if !valid_entity_id(&entity.entity_id) {
+                return Err(SimulatorError::InvalidEntityId(entity.entity_id));
+            }
+            if !seen.insert(entity.entity_id.clone()) {
+                return Err(SimulatorError::DuplicateEntity(entity.entity_id));
+            }
+            if entity
+                .past
+                .iter()
+                .any(|(ago, _)| *ago <= entity.changed_ago)
+            {
+                return Err(SimulatorError::PastStateNotEarlier(entity.entity_id));
+            }
+            let is_light = entity.entity_id.starts_with("light.");
+            let attributes_for = |state: &str| {
+                let mut attributes = entity.attributes.clone();
+                if is_light {
+                    services::normalize_light(state, &mut attributes);
+                }
+                attributes
+            };
+            for (ago, state) in &entity.past {
+                writes.push((
+                    now.minus(*ago),
+                    entity.entity_id.clone(),
+                    state.clone(),
+                    attributes_for(state),
+                ));
+            }
+            let attributes = attributes_for(&entity.state);
+            writes.push((
+                now.minus(entity.changed_ago),
+                entity.entity_id,
+                entity.state,
+                attributes,
+            ));
+        }
+        writes.sort_by_key(|(at, ..)| *at);
+        for (at, entity_id, state, attributes) in writes {
+            let context = world.new_context(None);
+            world.set_state(&entity_id, &state, attributes, &context, None, at);
+        }
+        Ok(HomeAssistant::from_parts(
+            world,
+            self.credential,
+            self.location_name,
+            self.version,
+        ))
+    }
+}
+
+/// One HTTP request the simulator received (recorded before authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, still percent-encoded, e.g. `/api/states/light.kitchen`.
+    pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// The headers (lowercase names), in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body (lossily decoded as UTF-8).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One authenticated call of `POST /api/services/<domain>/<service>`, recorded when it
+/// arrived (whether or not the service existed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceCall {
+    /// The service domain (`light`).
+    pub domain: String,
+    /// The service name (`turn_on`).
+    pub service: String,
+    /// The service data (the request body), `Null` when empty.
+    pub data: Value,
+}
+
+/// An event fired through `POST /api/events/<event_type>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredEvent {
+    /// The event type.
+    pub event_type: String,
+    /// The event data (`Null` when the body was empty).
+    pub data: Value,
+}
+
+#[derive(Debug, Clone)]
+enum FaultAction {
+    Respond {
+        status: u16,
+        content_type: String,
+        body: String,
+    },
+    Delay(Duration),
+}
+
+/// A failure injected into the simulator with [`HomeAssistant::inject`].
+///
+/// By default a fault applies to every request (of any path) until
+/// [`HomeAssistant::clear_faults`], and replaces the response before the request is
+/// handled (so a failed service call changes nothing).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    action: FaultAction,
+    path_prefix: Option<String>,
+    remaining: Option<usize>,
+    after_handling: bool,
+}
+
+impl Fault {
+    fn new(action: FaultAction) -> Self {
+        Self {
+            action,
+            path_prefix: None,
+            remaining: None,
+            after_handling: false,
+        }
+    }
+
+    /// Answers with `status` and the body aiohttp gives a bare HTTP error
+    /// (`500 Internal Server Error\n\nServer got itself in trouble` for 500,
+    /// `<code>: <reason>` otherwise), as text/plain.
+    pub fn status(status: u16) -> Self {
+        let body = http::plain_error_body(status);
+        Self::response(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// Answers with `status` and `{"message": message}`, like Home Assistant's own errors.
+    pub fn message(status: u16, message: impl Into<String>) -> Self {
+        let body = serde_json::json!({ "message": message.into() }).to_string();
+        Self::response(status, "application/json", body)
+    }
+
+    /// Answers with exactly this status, content type and body.
+    pub fn response(status: u16, content_type: impl Into<String>, body: impl Into<String>) -> Self {
+        Self::new(FaultAction::Respond {
+            status,
+            content_type: content_type.into(),
+            body: body.into(),
+        })
+    }
+
+    /// Answers `200 OK` with a body that is not JSON (an HTML page, as a proxy in front of
+    /// Home Assistant might send).
+    pub fn non_json(body: impl Into<String>) -> Self {
+        Self::response(200, "text/html; charset=utf-8", body)
+    }
+
+    /// Delays the response by `delay` (tokio time, so a paused clock skips it), then
+    /// handles the request normally.
+    pub fn delay(delay: Duration) -> Self {
+        Self::new(FaultAction::Delay(delay))
+    }
+
+    /// Applies only to requests whose path starts with `prefix` (e.g. `/api/services`).
+    pub fn on_path(mut self, prefix: impl Into<String>) -> Self {
+        self.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Applies to the next `count` matching requests only.
+    pub fn times(mut self, count: usize) -> Self {
+        self.remaining = Some(count);
+        self
+    }
+
+    /// Applies to the next matching request only.
+    pub fn once(self) -> Self {
+        self.times(1)
+    }
+
+    /// Handles the request first (a service call takes effect), then replaces or delays
+    /// the response: the "action happened but the answer was lost" case.
+    pub fn after_handling(mut self) -> Self {
+        self.after_handling = true;
+        self
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    world: Mutex<World>,
+    credential: Credential,
+    location_name: String,
+    version: String,
+    requests: Mutex<Vec<RecordedRequest>>,
+    service_calls: Mutex<Vec<ServiceCall>>,
+    faults: Mutex<Vec<Fault>>,
+    paused: watch::Sender<bool>,
+    held: watch::Sender<usize>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.world)
+    }
+
+    /// Takes the first fault of the given stage that matches `path`, consuming one use.
+    fn take_fault(&self, path: &str, after_handling: bool) -> Option<FaultAction> {
+        let mut faults = lock(&self.faults);
+        let index = faults.iter().position(|fault| {
+            fault.after_handling == after_handling
+                && fault.remaining != Some(0)
+                && fault
+                    .path_prefix
+                    .as_deref()
+                    .is_none_or(|prefix| path.starts_with(prefix))
+        })?;
+        let fault = faults.get_mut(index)?;
+        let action = fault.action.clone();
+        if let Some(remaining) = fault.remaining.as_mut() {
+            *remaining -= 1;
+            if *remaining == 0 {
+                faults.remove(index);
+            }
+        }
+        Some(action)
+    }
+}
+
+/// A simulated Home Assistant. Cheap to clone: clones share the same home.
+#[derive(Debug, Clone)]
+pub struct HomeAssistant {
+    shared: Arc<Shared>,
+}
+
+impl HomeAssistant {
+    /// A builder with no entities, accepting [`DEFAULT_TOKEN`].
+    pub fn builder() -> HomeAssistantBuilder {
+        HomeAssistantBuilder {
+            credential: Credential::Bearer(DEFAULT_TOKEN.to_owned()),
+            entities: Vec::new(),
+            location_name: "Home".to_owned(),
+            version: DEFAULT_VERSION.to_owned(),
+            start_time: None,
+        }
+    }
+
+    /// The demo home, accepting `token`: lights in the living room, kitchen and bedroom
+    /// (with brightness), a front-door lock, a coffee-maker switch, a thermostat, a
+    /// garage door, temperature and humidity sensors with a day of readings, and a door
+    /// sensor.
+    pub fn demo(token: impl Into<String>) -> Self {
+        let builder = Self::builder().token(token);
+        let (credential, location_name, version) = (
+            builder.credential.clone(),
+            builder.location_name.clone(),
+            builder.version.clone(),
+        );
+        match builder.demo_entities().build() {
+            Ok(home) => home,
+            // Unreachable: the demo entities are fixed and valid (a test builds them).
+            // An empty home is the safe answer rather than a panic.
+            Err(_) => Self::from_parts(
+                World::new(Clock::System {
+                    offset: Duration::ZERO,
+                }),
+                credential,
+                location_name,
+                version,
+            ),
+        }
+    }
+
+    fn from_parts(
+        world: World,
+        credential: Credential,
+        location_name: String,
+        version: String,
+    ) -> Self {
+        let (paused, _) = watch::channel(false);
+        let (held, _) = watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                world: Mutex::new(world),
+                credential,
+                location_name,
+                version,
+                requests: Mutex::new(Vec::new()),
+                service_calls: Mutex::new(Vec::new()),
+                faults: Mutex::new(Vec::new()),
+                paused,
+                held,
+            }),
+        }
+    }
+
+    /// The axum router serving the API, to mount in another server.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.shared.clone())
+    }
+
+    /// Serves the API on `addr` (use `127.0.0.1:0` for an ephemeral port). Returns the
+    /// bound address and the running server, which stops when dropped.
+    pub async fn spawn(
+        &self,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<(SocketAddr, RunningHomeAssistant)> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = self.router();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok((
+            local,
+            RunningHomeAssistant {
+                addr: local,
+                stop: Some(stop),
+                task: Some(task),
+                home: self.clone(),
+            },
+        ))
+    }
+
+    /// The current state object of `entity_id` (as `GET /api/states/<id>` returns it).
+    pub fn state(&self, entity_id: &str) -> Option<Value> {
+        self.shared
+            .world()
+            .entities
+            .get(entity_id)
+            .map(|s| s.to_json())
+    }
+
+    /// All state objects.
+    pub fn states(&self) -> Vec<Value> {
+        self.shared
+            .world()
+            .entities
+            .values()
+            .map(|s| s.to_json())
+            .collect()
+    }
+
+    /// Sets an entity's state and attributes, as a device would report it (creating the
+    /// entity if needed). Returns whether anything changed.
+    pub fn set_state(
+        &self,
+        entity_id: &str,
+        state: impl Into<String>,
+        attributes: Map<String, Value>,
+    ) -> Result<bool, SimulatorError> {
+        if !valid_entity_id(entity_id) {
+            return Err(SimulatorError::InvalidEntityId(entity_id.to_owned()));
+        }
+        let mut world = self.shared.world();
+        let context = world.new_context(None);
+        let now = world.now();
+        Ok(world
+            .set_state(entity_id, &state.into(), attributes, &context, None, now)
+            .is_some())
+    }
+
+    /// The simulated current time.
+    pub fn now(&self) -> Timestamp {
+        self.shared.world().now()
+    }
+
+    /// Moves the simulated clock forward.
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.world().clock.advance(by);
+    }
+
+    /// Every authenticated service call received, in order.
+    pub fn service_calls(&self) -> Vec<ServiceCall> {
+        lock(&self.shared.service_calls).clone()
+    }
+
+    /// The number of authenticated service calls received.
+    pub fn service_call_count(&self) -> usize {
+        lock(&self.shared.service_calls).len()
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// Events fired through the API, in order.
+    pub fn fired_events(&self) -> Vec<FiredEvent> {
+        self.shared
+            .world()
+            .events
+            .iter()
+            .map(|(event_type, data)| FiredEvent {
+                event_type: event_type.clone(),
+                data: data.clone(),
+            })
+            .collect()
+    }
+
+    /// Notifications created with `persistent_notification.create` (their service data).
+    pub fn notifications(&self) -> Vec<Map<String, Value>> {
+        self.shared.world().notifications.clone()
+    }
+
+    /// Adds a fault; faults are tried in the order they were added.
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.shared.faults).push(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Holds every request that arrives from now on (after recording it, before handling
+    /// it) until [`HomeAssistant::resume`].
+    pub fn pause(&self) {
+        self.shared.paused.send_replace(true);
+    }
+
+    /// Lets held requests (and later ones) through.
+    pub fn resume(&self) {
+        self.shared.paused.send_replace(false);
+    }
+
+    /// How many requests have been held by [`HomeAssistant::pause`] so far.
+    pub fn held_count(&self) -> usize {
+        *self.shared.held.borrow()
+    }
+
+    /// Waits until at least `count` requests have been held by [`HomeAssistant::pause`].
+    pub async fn wait_until_held(&self, count: usize) {
+        let mut held = self.shared.held.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = held.wait_for(|held| *held >= count).await;
+    }
+}
+
+/// A simulator serving on a socket; dropping it stops the server.
+#[derive(Debug)]
+pub struct RunningHomeAssistant {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+    home: HomeAssistant,
+}
+
+impl RunningHomeAssistant {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:38123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The simulated home being served.
+    pub fn home(&self) -> &HomeAssistant {
+        &self.home
+    }
+
+    /// Stops accepting connections, lets held requests through, and waits for the
+    /// in-flight ones to finish.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        self.home.resume();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningHomeAssistant {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
