@@ -225,14 +225,12 @@ impl Ctx {
         match parsed {
             Some(n) if (min..=max).contains(&n) => Some(n),
             _ => {
-                let range = if max == i64::MAX {
-                    if min == 1 {
-                        "a positive integer".to_string()
-                    } else {
-                        format!("an integer >= {min}")
-                    }
-                } else if min == i64::MIN {
+                let range = if min == i64::MIN && max == i64::MAX {
                     "an integer".to_string()
+                } else if min == 1 && max == i64::MAX {
+                    "a positive integer".to_string()
+                } else if max == i64::MAX {
+                    format!("an integer >= {min}")
                 } else {
                     format!("an integer {min}-{max}")
                 };

@@ -1,0 +1,573 @@
+//! config.yaml loading: upstream compatibility, defaults, `${VAR}`, coercion, and every
+//! mistake reported with file, key path and expectation (never echoing a secret).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_gate_gateway::config::{
+    ApproverConfig, Config, ConfigError, EnvLookup, PermissionsFile, ServiceAuth,
+};
+
+fn env_of(pairs: &[(&str, &str)]) -> impl EnvLookup + use<> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+fn no_env() -> impl EnvLookup {
+    |_: &str| None
+}
+
+fn load(yaml: &str) -> Config {
+    Config::parse(yaml, "config.yaml", &no_env()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every error message of a config that must fail.
+fn errors(yaml: &str) -> Vec<String> {
+    errors_with(yaml, &no_env())
+}
+
+fn errors_with(yaml: &str, env: &dyn EnvLookup) -> Vec<String> {
+    match Config::parse(yaml, "config.yaml", env) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(e) => e.issues().iter().map(ToString::to_string).collect(),
+    }
+}
+
+const UPSTREAM: &str = r#"
+gateway:
+  host: "0.0.0.0"
+  port: 8443
+  tls:
+    cert: "/path/cert.pem"
+    key: "/path/key.pem"
+agent:
+  token: "test-token-0123456789"
+messenger:
+  type: "telegram"
+  telegram:
+    token: "bot-token"
+    chat_id: -100123
+    allowed_users: [111, 222]
+services:
+  homeassistant:
+    url: "http://ha.local:8123"
+    token: "ha-token"
+storage:
+  type: "sqlite"
+  path: "./data/test.db"
+"#;
+
+const MINIMAL: &str = r#"
+agents:
+  - id: default
+    token: "a-long-enough-agent-token"
+services:
+  homeassistant:
+    url: "http://ha.local:8123"
+    token: "ha-token"
+"#;
+
+#[test]
+fn upstream_config_loads() {
+    let c = load(UPSTREAM);
+    assert_eq!(c.gateway.host, "0.0.0.0");
+    assert_eq!(c.gateway.port, 8443);
+    let tls = c.gateway.tls.as_ref().unwrap();
+    assert_eq!(tls.cert, PathBuf::from("/path/cert.pem"));
+    assert_eq!(tls.key, PathBuf::from("/path/key.pem"));
+    assert_eq!(c.agents.len(), 1);
+    assert_eq!(c.agents[0].id, "default");
+    assert_eq!(c.agents[0].token.expose(), "test-token-0123456789");
+    let [ApproverConfig::Telegram(tg)] = c.approvers.as_slice() else {
+        panic!("{:?}", c.approvers)
+    };
+    assert_eq!(tg.token.expose(), "bot-token");
+    assert_eq!(tg.chat_id, -100123);
+    assert_eq!(tg.allowed_users, vec![111, 222]);
+    assert_eq!(tg.api_url, "https://api.telegram.org");
+    let ha = &c.services["homeassistant"];
+    assert_eq!(ha.url, "http://ha.local:8123");
+    assert_eq!(
+        ha.auth,
+        Some(ServiceAuth::Bearer {
+            token: agent_gate_gateway::config::Secret::new("ha-token")
+        })
+    );
+    assert_eq!(c.storage.path, PathBuf::from("./data/test.db"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn defaults() {
+    let c = load(MINIMAL);
+    assert_eq!(c.gateway.host, "0.0.0.0");
+    assert_eq!(c.gateway.port, 8443);
+    assert_eq!(c.gateway.tls, None);
+    assert_eq!(c.gateway.health_host, "127.0.0.1");
+    assert_eq!(c.gateway.health_port, 8080);
+    assert_eq!(c.approval_timeout, Duration::from_secs(900));
+    assert_eq!(c.rate_limit.max_requests_per_minute, 60);
+    assert_eq!(c.rate_limit.max_pending_approvals, 10);
+    assert_eq!(c.storage.path, PathBuf::from("data/agent-gate.db"));
+    assert_eq!(c.tools, vec![PathBuf::from("tools.toml")]);
+    let ha = &c.services["homeassistant"];
+    assert_eq!(ha.timeout, Duration::from_secs(10));
+    assert_eq!(ha.health.method, "GET");
+    assert_eq!(ha.health.path, "/");
+    assert_eq!(ha.health.expect_status, 200);
+    assert!(ha.errors.is_empty());
+    // No approver is legal but worth a warning.
+    assert_eq!(c.warnings.len(), 1);
+    assert!(
+        c.warnings[0]
+            .to_string()
+            .starts_with("config.yaml: approvers: no approver configured"),
+        "{}",
+        c.warnings[0]
+    );
+}
+
+#[test]
+fn env_substitution_everywhere_and_coercion() {
+    let yaml = r#"
+gateway:
+  host: "${HOST}"
+  port: "${PORT}"
+  health_port: ${HPORT}
+agents:
+  - id: default
+    token: "${PREFIX}-${SUFFIX}-and-more-characters"
+services:
+  homeassistant:
+    url: "http://${HOST}:${HA_PORT}"
+    auth:
+      type: header
+      name: "X-${HEADER}"
+      value: "${HA_TOKEN}"
+approvers:
+  - type: telegram
+    token: "${BOT}"
+    chat_id: "${CHAT}"
+    allowed_users: ["${USER1}", 222]
+approval_timeout: "${TIMEOUT}"
+"#;
+    let env = env_of(&[
+        ("HOST", "10.0.0.2"),
+        ("PORT", "9999"),
+        ("HPORT", "9090"),
+        ("PREFIX", "abc"),
+        ("SUFFIX", "xyz"),
+        ("HA_PORT", "8123"),
+        ("HEADER", "Key"),
+        ("HA_TOKEN", "s3cret"),
+        ("BOT", "bot:tok"),
+        ("CHAT", "-100999"),
+        ("USER1", "111"),
+        ("TIMEOUT", "30"),
+    ]);
+    let c = Config::parse(yaml, "config.yaml", &env).unwrap();
+    assert_eq!(c.gateway.host, "10.0.0.2");
+    assert_eq!(c.gateway.port, 9999);
+    assert_eq!(c.gateway.health_port, 9090);
+    assert_eq!(c.agents[0].token.expose(), "abc-xyz-and-more-characters");
+    assert_eq!(c.services["homeassistant"].url, "http://10.0.0.2:8123");
+    match &c.services["homeassistant"].auth {
+        Some(ServiceAuth::Header { name, value }) => {
+            assert_eq!(name, "X-Key");
+            assert_eq!(value.expose(), "s3cret");
+        }
+        other => panic!("{other:?}"),
+    }
+    let ApproverConfig::Telegram(tg) = &c.approvers[0] else {
+        panic!()
+    };
+    assert_eq!(tg.chat_id, -100999);
+    assert_eq!(tg.allowed_users, vec![111, 222]);
+    assert_eq!(c.approval_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn env_values_cannot_change_structure_and_escape_works() {
+    // A value with YAML syntax stays a plain string: substitution happens after parsing.
+    let yaml = MINIMAL.replace("ha-token", "${EVIL}") + "storage:\n  path: \"$${NOT_A_VAR}/db\"\n";
+    let env = env_of(&[("EVIL", "x\"\nagents: [] #")]);
+    let c = Config::parse(&yaml, "config.yaml", &env).unwrap();
+    let Some(ServiceAuth::Bearer { token }) = &c.services["homeassistant"].auth else {
+        panic!()
+    };
+    assert_eq!(token.expose(), "x\"\nagents: [] #");
+    assert_eq!(c.agents.len(), 1);
+    assert_eq!(c.storage.path, PathBuf::from("${NOT_A_VAR}/db"));
+}
+
+#[test]
+fn unset_variable_names_variable_and_key_path_once() {
+    let yaml = MINIMAL
+        .replace("a-long-enough-agent-token", "${AGENT_TOKEN}")
+        .replace("http://ha.local:8123", "http://${HA_HOST}:8123")
+        + "gateway:\n  port: \"${PORT}\"\n";
+    let errs = errors(&yaml);
+    assert_eq!(
+        errs,
+        vec![
+            "config.yaml: agents[0].token: environment variable AGENT_TOKEN is not set (export it, or write the value in the file)",
+            "config.yaml: services.homeassistant.url: environment variable HA_HOST is not set (export it, or write the value in the file)",
+            "config.yaml: gateway.port: environment variable PORT is not set (export it, or write the value in the file)",
+        ]
+    );
+    let errs = errors(&MINIMAL.replace("ha-token", "${BROKEN"));
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0]
+            .starts_with("config.yaml: services.homeassistant.token: `${` without a closing `}`"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn wrong_values_name_key_and_expectation() {
+    let yaml = format!(
+        "{MINIMAL}gateway:\n  port: abc\n  health_port: 70000\napproval_timeout: 0\nrate_limit:\n  max_requests_per_minute: -5\n"
+    );
+    assert_eq!(
+        errors(&yaml),
+        vec![
+            r#"config.yaml: gateway.port: expected an integer 1-65535, got "abc""#,
+            "config.yaml: gateway.health_port: expected an integer 1-65535, got 70000",
+            "config.yaml: approval_timeout: expected an integer 1-604800, got 0",
+            "config.yaml: rate_limit.max_requests_per_minute: expected an integer 1-1000000, got -5",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest() {
+    let yaml = format!("{MINIMAL}gateway:\n  prot: 1234\nrate_limits: {{}}\n");
+    assert_eq!(
+        errors(&yaml),
+        vec![
+            "config.yaml: rate_limits: unknown key `rate_limits` (did you mean `rate_limit`?); expected one of: gateway, agent, agents, tools, services, storage, messenger, approvers, approval_timeout, rate_limit",
+            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port",
+        ]
+    );
+}
+
+#[test]
+fn agents_forms_and_their_mistakes() {
+    let both = format!("{MINIMAL}agent:\n  token: other-token-0123456789\n");
+    let errs = errors(&both);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("config.yaml: agent: both `agent:` and `agents:` are given"));
+
+    let none = "services: {}\n";
+    assert!(errors(none)[0].starts_with("config.yaml: agents: missing: expected a list of agents"));
+
+    let dup = r#"
+agents:
+  - {id: a, token: "same-token-0123456789"}
+  - {id: a, token: "other-token-0123456789"}
+  - {id: c, token: "same-token-0123456789"}
+  - {id: "bad id", token: "third-token-0123456789"}
+  - {id: e, token: ""}
+  - {id: f, token: 12345}
+"#;
+    let errs = errors(dup);
+    assert_eq!(
+        errs,
+        vec![
+            r#"config.yaml: agents[3].id: expected an agent id of 1-64 letters, digits, `_`, `-` or `.`, got "bad id""#,
+            "config.yaml: agents[4].token: must not be empty (if it comes from ${VAR}, that variable is set but empty)",
+            "config.yaml: agents[5].token: expected a string (a secret), got a number; put the value in quotes",
+            r#"config.yaml: agents[1].id: duplicate agent id "a" (also at agents[0]); every agent needs its own id"#,
+            "config.yaml: agents[2].token: the same token as agents[0].token; every agent needs its own token (the token identifies the agent)",
+        ]
+    );
+    for e in &errs {
+        assert!(!e.contains("same-token") && !e.contains("12345"), "{e}");
+    }
+
+    let short = MINIMAL.replace("a-long-enough-agent-token", "short");
+    let c = load(&short);
+    assert!(c.warnings.iter().any(|w| w.key == "agents[0].token"));
+    assert!(
+        c.warnings
+            .iter()
+            .all(|w| !w.to_string().contains("short\""))
+    );
+}
+
+#[test]
+fn agent_lookup_by_token() {
+    let yaml = r#"
+agents:
+  - {id: kitchen, token: "kitchen-token-0123456789"}
+  - {id: garden, token: "garden-token-0123456789"}
+"#;
+    let c = load(yaml);
+    assert_eq!(
+        c.agent_by_token("garden-token-0123456789").unwrap().id,
+        "garden"
+    );
+    assert!(c.agent_by_token("garden-token-012345678").is_none());
+    assert_eq!(
+        c.agent("kitchen").unwrap().token.expose(),
+        "kitchen-token-0123456789"
+    );
+}
+
+#[test]
+fn tools_paths_resolve_against_the_config_directory() {
+    let dir = Path::new("/etc/agent-gate");
+    let one = format!("{MINIMAL}tools: extra.toml\n");
+    let c = Config::parse(&one, dir.join("config.yaml"), &no_env()).unwrap();
+    assert_eq!(c.tools, vec![dir.join("extra.toml")]);
+    let list = format!("{MINIMAL}tools: [a.toml, /abs/b.toml]\n");
+    let c = Config::parse(&list, dir.join("config.yaml"), &no_env()).unwrap();
+    assert_eq!(
+        c.tools,
+        vec![dir.join("a.toml"), PathBuf::from("/abs/b.toml")]
+    );
+    let c = Config::parse(MINIMAL, dir.join("config.yaml"), &no_env()).unwrap();
+    assert_eq!(c.tools, vec![dir.join("tools.toml")]);
+    assert_eq!(
+        errors(&format!("{MINIMAL}tools: 5\n")),
+        vec!["config.yaml: tools: expected a manifest path or a list of paths, got 5"]
+    );
+}
+
+#[test]
+fn service_auth_forms() {
+    let yaml = r#"
+agents: [{id: default, token: "a-long-enough-agent-token"}]
+services:
+  bearer: {url: "https://a.example", auth: {type: bearer, token: "t1"}}
+  header_up: {url: "https://b.example/", auth: {type: header, header_name: "X-Key", token: "t2"}}
+  query: {url: "https://c.example", auth: {type: query, name: "key", value: "t3"}}
+  query_up: {url: "https://d.example", auth: {type: query, query_param: "k", token: "t4"}}
+  basic: {url: "https://e.example", auth: {type: basic, username: "u", password: "p"}, timeout: 2.5}
+  open: {url: "http://f.example", handler: http}
+"#;
+    let c = load(yaml);
+    let s = |n: &str| c.services[n].auth.clone();
+    use agent_gate_gateway::config::Secret;
+    assert_eq!(
+        s("bearer"),
+        Some(ServiceAuth::Bearer {
+            token: Secret::new("t1")
+        })
+    );
+    assert_eq!(
+        s("header_up"),
+        Some(ServiceAuth::Header {
+            name: "X-Key".into(),
+            value: Secret::new("t2")
+        })
+    );
+    assert_eq!(c.services["header_up"].url, "https://b.example");
+    assert_eq!(
+        s("query"),
+        Some(ServiceAuth::Query {
+            name: "key".into(),
+            value: Secret::new("t3")
+        })
+    );
+    assert_eq!(
+        s("query_up"),
+        Some(ServiceAuth::Query {
+            name: "k".into(),
+            value: Secret::new("t4")
+        })
+    );
+    assert_eq!(
+        s("basic"),
+        Some(ServiceAuth::Basic {
+            username: "u".into(),
+            password: Secret::new("p")
+        })
+    );
+    assert_eq!(c.services["basic"].timeout, Duration::from_millis(2500));
+    assert_eq!(s("open"), None);
+}
+
+#[test]
+fn service_mistakes() {
+    let yaml = r#"
+agents: [{id: default, token: "a-long-enough-agent-token"}]
+services:
+  a: {url: "ftp://x", token: "secret-value-1", auth: {type: bearer, token: "secret-value-2"}}
+  b: {url: "http://x", auth: {type: bearer_token, token: "secret-value-3"}}
+  c: {url: "http://x", auth: {type: header, value: "secret-value-4"}}
+  d: {url: "http://x", health: {method: FETCH, path: "api", expect_status: 999}}
+  e: {url: "http://x", errors: {404: "missing {entity}", 99: "x"}}
+  f: {url: "http://x", errors: [{status: 500, message: "boom {status}: {body}"}, {message: "no status"}]}
+  g: {url: "http://x", handler: python, tools: "ha_tools.yaml"}
+  h: {url: "http://x", timeout: 0}
+"#;
+    let errs = errors(yaml);
+    assert_eq!(
+        errs,
+        vec![
+            r#"config.yaml: services.a.url: expected an http:// or https:// URL such as http://homeassistant.local:8123, got "ftp://x""#,
+            "config.yaml: services.a.token: both `token` and `auth` are given; `token` is short for `auth: {type: bearer, token: ...}`, keep one",
+            r#"config.yaml: services.b.auth.type: unknown auth type "bearer_token" (did you mean `bearer`?); expected one of: bearer, header, query, basic"#,
+            "config.yaml: services.c.auth.name: missing: expected a string",
+            r#"config.yaml: services.d.health.method: expected an HTTP method (GET, HEAD, POST, ...), got "FETCH""#,
+            r#"config.yaml: services.d.health.path: expected a path starting with `/`, got "api""#,
+            "config.yaml: services.d.health.expect_status: expected an integer 100-599, got 999",
+            r#"config.yaml: services.e.errors.99: expected an HTTP status 100-599 as the key, got "99""#,
+            "config.yaml: services.e.errors.404: unknown placeholder `{entity}`; only `{status}` and `{body}` are replaced",
+            "config.yaml: services.f.errors[1].status: missing: expected an HTTP status 100-599",
+            r#"config.yaml: services.g.handler: unsupported handler "python": only `http` is supported (describe the service's tools in a tool manifest)"#,
+            "config.yaml: services.g.tools: YAML tool files of the Python gateway are not supported; describe the tools in a TOML manifest and list it under the top-level `tools:`",
+            "config.yaml: services.h.timeout: expected a number of seconds greater than 0 and at most 86400, got 0",
+        ]
+    );
+    for e in &errs {
+        assert!(!e.contains("secret-value"), "{e}");
+    }
+}
+
+#[test]
+fn error_templates_both_forms() {
+    let yaml = format!(
+        "{MINIMAL}  other:\n    url: http://o\n    errors:\n      - {{status: 500, message: \"boom {{status}}: {{body}}\"}}\n"
+    );
+    let c = load(&yaml);
+    assert_eq!(c.services["other"].errors[&500], "boom {status}: {body}");
+    let yaml = format!(
+        "{MINIMAL}  other:\n    url: http://o\n    errors:\n      404: \"gone: {{body}}\"\n"
+    );
+    let c = load(&yaml);
+    assert_eq!(c.services["other"].errors[&404], "gone: {body}");
+}
+
+#[test]
+fn approvers_list_form() {
+    let yaml = format!(
+        r#"{MINIMAL}approvers:
+  - type: telegram
+    token: bot
+    chat_id: "42"
+    allowed_users: [7]
+    api_url: "http://127.0.0.1:9999"
+  - type: web
+  - type: web
+    token: webtok
+"#
+    );
+    let errs = errors(&yaml);
+    assert_eq!(
+        errs,
+        vec![
+            "config.yaml: approvers: more than one `type: web` approver; there is one web approval page"
+        ]
+    );
+    let yaml = format!(
+        "{MINIMAL}approvers:\n  - {{type: telegram, token: bot, chat_id: 42, allowed_users: [7], api_url: \"http://127.0.0.1:9999/\"}}\n  - {{type: web, token: webtok}}\n"
+    );
+    let c = load(&yaml);
+    let [ApproverConfig::Telegram(tg), ApproverConfig::Web(web)] = c.approvers.as_slice() else {
+        panic!("{:?}", c.approvers)
+    };
+    assert_eq!(tg.chat_id, 42);
+    assert_eq!(tg.api_url, "http://127.0.0.1:9999");
+    assert_eq!(web.token.as_ref().unwrap().expose(), "webtok");
+    assert_eq!(c.approvers[1].kind(), "web");
+}
+
+#[test]
+fn approver_mistakes() {
+    let yaml = format!(
+        "{MINIMAL}approvers:\n  - {{type: slack}}\n  - {{type: telegram, token: bot, chat_id: abc, allowed_users: []}}\n  - {{type: web, tokn: x}}\n"
+    );
+    assert_eq!(
+        errors(&yaml),
+        vec![
+            r#"config.yaml: approvers[0].type: unsupported approver type "slack"; expected one of: telegram, web"#,
+            r#"config.yaml: approvers[1].chat_id: expected an integer, got "abc""#,
+            "config.yaml: approvers[1].allowed_users: must be a non-empty list of Telegram user ids (nobody could approve)",
+            "config.yaml: approvers[2].tokn: unknown key `tokn` (did you mean `token`?); expected one of: type, token",
+        ]
+    );
+    let both = format!("{UPSTREAM}approvers: []\n");
+    assert!(
+        errors(&both)[0].starts_with("config.yaml: messenger: both `messenger:` and `approvers:`")
+    );
+    let upstream_slack = UPSTREAM.replace("type: \"telegram\"", "type: \"telegrm\"");
+    assert_eq!(
+        errors(&upstream_slack),
+        vec![
+            r#"config.yaml: messenger.type: unsupported approver type "telegrm" (did you mean `telegram`?); expected one of: telegram, web"#
+        ]
+    );
+    let storage = UPSTREAM.replace("type: \"sqlite\"", "type: \"postgres\"");
+    assert_eq!(
+        errors(&storage),
+        vec![
+            r#"config.yaml: storage.type: unsupported storage type "postgres": only `sqlite` is supported"#
+        ]
+    );
+}
+
+#[test]
+fn file_and_yaml_errors() {
+    let missing = Config::load("/nonexistent/config.yaml").unwrap_err();
+    assert!(matches!(missing, ConfigError::Read { .. }));
+    assert!(
+        missing
+            .to_string()
+            .starts_with("/nonexistent/config.yaml: cannot read the file:"),
+        "{missing}"
+    );
+    let bad = Config::parse("gateway:\n  port: [1\n", "config.yaml", &no_env()).unwrap_err();
+    let ConfigError::Yaml { location, .. } = &bad else {
+        panic!("{bad:?}")
+    };
+    assert!(location.is_some());
+    assert!(bad.to_string().starts_with("config.yaml:"), "{bad}");
+    let list = Config::parse("- a\n- b\n", "config.yaml", &no_env()).unwrap_err();
+    assert_eq!(
+        list.to_string(),
+        "config.yaml: expected a mapping of keys at the top level, got a list"
+    );
+}
+
+#[test]
+fn debug_output_never_contains_secrets() {
+    let c = load(UPSTREAM);
+    let debug = format!("{c:?}");
+    for secret in ["test-token-0123456789", "bot-token", "ha-token"] {
+        assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+    }
+}
+
+#[test]
+fn example_files_load() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let env = env_of(&[
+        ("AGENT_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ("HA_TOKEN", "ha"),
+        ("TELEGRAM_BOT_TOKEN", "bot"),
+        ("WEB_APPROVAL_TOKEN", "web"),
+    ]);
+    let c = Config::load_with_env(root.join("config.example.yaml"), &env).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.agents[0].id, "default");
+    assert_eq!(c.tools, vec![root.join("tools.toml")]);
+    assert_eq!(c.approvers.len(), 2);
+    assert_eq!(c.services["homeassistant"].health.path, "/api/");
+    assert_eq!(c.services["homeassistant"].errors.len(), 2);
+    assert!(c.gateway.tls.is_some());
+
+    let p =
+        PermissionsFile::load_with_env(root.join("permissions.example.yaml"), &no_env()).unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.defaults.len(), 3);
+    assert_eq!(p.rules.len(), 5);
+    assert!(p.unknown_agents(&["default"]).is_empty());
+}
