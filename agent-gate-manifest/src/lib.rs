@@ -140,6 +140,8 @@
 //! but `A-Z a-z 0-9 - . _ ~`, so `/` becomes `%2F`). A `GET` may not have a
 //! body. **Every argument must be used** by the path, query, body or
 //! body_merge: an unused argument would be silently dropped, so it is an error.
+//! A string placed in the path may not be empty, `.` or `..` (it would reach
+//! another endpoint once the URL is normalised).
 //!
 //! ## Diagnostics
 //!

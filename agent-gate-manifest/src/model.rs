@@ -144,6 +144,13 @@ impl Tool {
             })
     }
 
+    /// True if `arg` is placed in the URL path (`{arg}` or `{/arg}`).
+    pub fn in_path(&self, arg: &str) -> bool {
+        self.http.path.parts.iter().any(
+            |p| matches!(p, TemplatePart::Arg(n) | TemplatePart::OptionalSegment(n) if n == arg),
+        )
+    }
+
     /// True if `arg` appears in the signature template.
     pub fn in_signature(&self, arg: &str) -> bool {
         self.signature_args().any(|a| a == arg)

@@ -86,6 +86,19 @@ pub enum ArgError {
         /// The value given (quoted, shortened).
         value: String,
     },
+    /// A value placed in the URL path is empty, `.` or `..`, which would
+    /// change which endpoint the request reaches.
+    #[error(
+        "argument `{arg}` of tool `{tool}` is a URL path segment and may not be {value}; pass the exact non-empty name"
+    )]
+    BadPathSegment {
+        /// The tool.
+        tool: String,
+        /// The argument.
+        arg: String,
+        /// The value given (quoted).
+        value: String,
+    },
     /// An object argument contains a key its declaration forbids.
     #[error("argument `{arg}` of tool `{tool}` may not contain the key `{key}`; {}", forbidden_key_fix(.key, .argument_key))]
     ForbiddenKey {
@@ -140,6 +153,7 @@ impl ArgError {
             | ArgError::PatternMismatch { tool, .. }
             | ArgError::NotInEnum { tool, .. }
             | ArgError::ForbiddenChar { tool, .. }
+            | ArgError::BadPathSegment { tool, .. }
             | ArgError::ForbiddenKey { tool, .. } => tool,
         }
     }
@@ -153,8 +167,34 @@ impl ArgError {
             | ArgError::PatternMismatch { arg, .. }
             | ArgError::NotInEnum { arg, .. }
             | ArgError::ForbiddenChar { arg, .. }
+            | ArgError::BadPathSegment { arg, .. }
             | ArgError::ForbiddenKey { arg, .. } => arg,
         }
+    }
+
+    /// A short machine-readable name of the problem (`undeclared`,
+    /// `missing`, `wrong_type`, `pattern_mismatch`, `not_in_enum`,
+    /// `forbidden_char`, `bad_path_segment`, `forbidden_key`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ArgError::Undeclared { .. } => "undeclared",
+            ArgError::Missing { .. } => "missing",
+            ArgError::WrongType { .. } => "wrong_type",
+            ArgError::PatternMismatch { .. } => "pattern_mismatch",
+            ArgError::NotInEnum { .. } => "not_in_enum",
+            ArgError::ForbiddenChar { .. } => "forbidden_char",
+            ArgError::BadPathSegment { .. } => "bad_path_segment",
+            ArgError::ForbiddenKey { .. } => "forbidden_key",
+        }
+    }
+
+    /// `{"arg", "problem", "message"}`, for an error response's `details`.
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "arg": self.arg(),
+            "problem": self.kind(),
+            "message": self.to_string(),
+        })
     }
 }
 
@@ -166,6 +206,13 @@ pub struct ArgsError {
     pub tool: String,
     /// Every problem found, in argument order.
     pub errors: Vec<ArgError>,
+}
+
+impl ArgsError {
+    /// One [`ArgError::details`] object per problem.
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.errors.iter().map(ArgError::details).collect())
+    }
 }
 
 fn render(errors: &[ArgError]) -> String {
@@ -253,7 +300,8 @@ impl Tool {
     /// strings must match their `pattern` and `enum`, values that appear in
     /// the signature may not contain [`forbidden_char`]s, objects may not
     /// contain their `forbid_keys`, and the `body_merge` object may not
-    /// contain a key that is another declared argument. `null` is refused: omit an
+    /// contain a key that is another declared argument. A string placed in the
+    /// URL path may not be empty, `.` or `..`. `null` is refused: omit an
     /// optional argument instead. Every problem is reported.
     pub fn validate_args(&self, args: &Map<String, Value>) -> Result<(), ArgsError> {
         let mut errors = Vec::new();
@@ -317,6 +365,13 @@ impl Tool {
                             tool: self.name.clone(),
                             arg: arg.name.clone(),
                             ch,
+                            value: shown(s),
+                        });
+                    }
+                    if self.in_path(&arg.name) && matches!(s.as_str(), "" | "." | "..") {
+                        errors.push(ArgError::BadPathSegment {
+                            tool: self.name.clone(),
+                            arg: arg.name.clone(),
                             value: shown(s),
                         });
                     }

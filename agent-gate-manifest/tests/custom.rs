@@ -191,3 +191,46 @@ proptest! {
         prop_assert_eq!(r.query, vec![("level".to_owned(), level.to_string())]);
     }
 }
+
+const PATHS: &str = r#"
+[services.api]
+[tools.get_item]
+service = "api"
+description = "A free-text path argument."
+http = { method = "GET", path = "/items/{name}{/version}" }
+args.name = { type = "string" }
+args.version = { type = "string", required = false }
+"#;
+
+#[test]
+fn path_values_cannot_change_the_endpoint() {
+    let m = Manifest::from_str(PATHS, "paths.toml").unwrap().manifest;
+    let t = m.tool("get_item").unwrap();
+    let r = t
+        .http_request(&obj(json!({"name": "a/../b c", "version": "1?x=2#f"})))
+        .unwrap();
+    assert_eq!(r.path, "/items/a%2F..%2Fb%20c/1%3Fx%3D2%23f");
+    for bad in ["", ".", ".."] {
+        let e = t.http_request(&obj(json!({"name": bad}))).unwrap_err();
+        assert_eq!(e.errors[0].kind(), "bad_path_segment");
+        let e = t
+            .http_request(&obj(json!({"name": "x", "version": bad})))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "argument `version` of tool `get_item` is a URL path segment and may not be {bad:?}; pass the exact non-empty name"
+            )
+        );
+    }
+    let e = t
+        .validate_args(&obj(json!({"name": "..", "zzz": 1})))
+        .unwrap_err();
+    assert_eq!(
+        e.details(),
+        json!([
+            {"arg": "zzz", "problem": "undeclared", "message": "tool `get_item` has no argument `zzz`; remove it; the arguments are: name, version"},
+            {"arg": "name", "problem": "bad_path_segment", "message": "argument `name` of tool `get_item` is a URL path segment and may not be \"..\"; pass the exact non-empty name"},
+        ])
+    );
+}
