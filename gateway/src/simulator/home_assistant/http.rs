@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -87,7 +87,8 @@ pub(super) fn router(shared: SharedState) -> Router {
         .with_state(shared)
 }
 
-/// Records the request (headers and body), then passes it on.
+/// Records the request (the path as the server received it, headers, body), then passes
+/// it on.
 async fn record(State(shared): State<SharedState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
@@ -103,10 +104,15 @@ async fn record(State(shared): State<SharedState>, request: Request, next: Next)
             )
         })
         .collect();
+    // Under `Router::nest`, the URI the server received is kept in `OriginalUri`.
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |original| &original.0);
     lock(&shared.requests).push(RecordedRequest {
         method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     });

@@ -1,0 +1,565 @@
+//! The HTTP executor: turns an allowed tool call into one HTTP request to its service,
+//! with the credentials from `config.yaml`, and the answer into the tool's result.
+//!
+//! - One pooled [`reqwest::Client`] per service, built at start-up with the service's
+//!   timeout; redirects are not followed (they would carry the credentials elsewhere).
+//! - The request comes from the manifest ([`Tool::http_request`]: path templating,
+//!   percent-encoding, query, JSON body); the executor joins it to the service URL (with
+//!   or without a trailing slash, with or without a path prefix) and adds the credential
+//!   (bearer, header, query parameter or basic).
+//! - A 2xx JSON answer is the result (wrapped as `{wrap: ...}` when the tool says so); a
+//!   `decode = "text"` answer is the body as a string, wrapped. Anything else is an
+//!   [`ExecutionError`]: 401/403, other error statuses (with the configured
+//!   `services.<name>.errors` message or a default naming the status and a short,
+//!   sanitized excerpt of the body), a non-JSON success, a timeout, a connection failure.
+//! - No retries: a tool call is sent at most once (it may have effects).
+//! - Credentials never appear in errors or logs: reqwest errors are stripped of their URL
+//!   and every message is scrubbed of the service's secrets.
+
+mod error;
+
+use std::fmt;
+use std::time::Duration;
+
+use agent_gate_manifest::{Decode, Method, Tool};
+use indexmap::IndexMap;
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Client, StatusCode, Url, redirect};
+use serde_json::{Map, Value};
+
+use crate::config::{Config, HealthCheck, ServiceAuth, ServiceConfig};
+
+pub use error::{ExecutionError, ExecutorError};
+
+/// Largest response body the executor reads (larger answers are an error).
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// How many characters of a response body an error message quotes.
+pub const BODY_EXCERPT_CHARS: usize = 200;
+
+/// The result of a service health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// The service answered with the expected status.
+    Healthy,
+    /// The service did not answer, or answered with another status.
+    Unhealthy {
+        /// What went wrong (credential-free).
+        reason: String,
+    },
+    /// No service of that name is configured.
+    Unknown,
+}
+
+impl HealthStatus {
+    /// Whether the service is healthy.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Self::Healthy)
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Healthy => f.write_str("healthy"),
+            Self::Unhealthy { reason } => write!(f, "unhealthy: {reason}"),
+            Self::Unknown => f.write_str("not configured"),
+        }
+    }
+}
+
+/// A credential ready to apply to a request.
+enum Auth {
+    None,
+    Bearer(String),
+    Header(HeaderName, HeaderValue),
+    Query(String, String),
+    Basic(String, String),
+}
+
+/// One configured service with its connection pool.
+struct ServiceClient {
+    name: String,
+    client: Client,
+    /// The service URL without a trailing slash (may include a path prefix).
+    base: String,
+    auth: Auth,
+    timeout: Duration,
+    health: HealthCheck,
+    health_method: reqwest::Method,
+    errors: std::collections::BTreeMap<u16, String>,
+    /// Every secret of this service, to scrub from any text that leaves the executor.
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for ServiceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Executes tool calls against the configured services.
+#[derive(Debug)]
+pub struct Executor {
+    services: IndexMap<String, ServiceClient>,
+}
+
+impl Executor {
+    /// Builds one HTTP client per service of the configuration.
+    pub fn from_config(config: &Config) -> Result<Self, ExecutorError> {
+        Self::new(config.services.values())
+    }
+
+    /// Builds one HTTP client per service.
+    pub fn new<'a>(
+        services: impl IntoIterator<Item = &'a ServiceConfig>,
+    ) -> Result<Self, ExecutorError> {
+        let mut built = IndexMap::new();
+        for service in services {
+            built.insert(service.name.clone(), ServiceClient::new(service)?);
+        }
+        Ok(Self { services: built })
+    }
+
+    /// The names of the configured services.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// Executes one tool call: validates `args` against the tool, sends the request once
+    /// and returns the tool's result (see the module docs for the mapping).
+    pub async fn execute(
+        &self,
+        tool: &Tool,
+        args: &Map<String, Value>,
+    ) -> Result<Value, ExecutionError> {
+        let parts = tool.http_request(args)?;
+        let service =
+            self.services
+                .get(&tool.service)
+                .ok_or_else(|| ExecutionError::UnknownService {
+                    tool: tool.name.clone(),
+                    service: tool.service.clone(),
+                })?;
+        let path = parts.path_and_query();
+        tracing::debug!(tool = %tool.name, service = %service.name, method = %parts.method, %path, "executing tool call");
+        let mut request = service
+            .client
+            .request(method(parts.method), service.url(&path)?);
+        if let Some(body) = &parts.body {
+            request = request.json(body);
+        }
+        let response = service.send(request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = service.read_body(response).await.unwrap_or_default();
+            let error = service.status_error(status, &body);
+            tracing::info!(tool = %tool.name, service = %service.name, status = status.as_u16(), "service answered with an error");
+            return Err(error);
+        }
+        let body = service.read_body(response).await?;
+        let data = match parts.decode {
+            Decode::Json => serde_json::from_slice::<Value>(&body).map_err(|_| {
+                ExecutionError::InvalidResponse {
+                    service: service.name.clone(),
+                    status: status.as_u16(),
+                    problem: format!("the body is not JSON: {}", service.excerpt(&body)),
+                }
+            })?,
+            Decode::Text => Value::String(String::from_utf8_lossy(&body).into_owned()),
+        };
+        Ok(match parts.wrap {
+            Some(key) => {
+                let mut wrapped = Map::new();
+                wrapped.insert(key, data);
+                Value::Object(wrapped)
+            }
+            None => data,
+        })
+    }
+
+    /// Checks one service with its configured health request.
+    pub async fn health(&self, service: &str) -> HealthStatus {
+        match self.services.get(service) {
+            Some(service) => service.health().await,
+            None => HealthStatus::Unknown,
+        }
+    }
+
+    /// Checks every service (concurrently), in configuration order.
+    pub async fn health_all(&self) -> Vec<(String, HealthStatus)> {
+        let checks = self
+            .services
+            .values()
+            .map(|service| async move { (service.name.clone(), service.health().await) });
+        futures_util::future::join_all(checks).await
+    }
+}
+
+fn method(method: Method) -> reqwest::Method {
+    match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
+impl ServiceClient {
+    fn new(config: &ServiceConfig) -> Result<Self, ExecutorError> {
+        let name = config.name.clone();
+        let base = config.url.trim_end_matches('/').to_owned();
+        let parsed = Url::parse(&base).map_err(|_| ExecutorError::InvalidUrl {
+            service: name.clone(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(ExecutorError::InvalidUrl { service: name });
+        }
+        let mut secrets = Vec::new();
+        let auth = match &config.auth {
+            None => Auth::None,
+            Some(ServiceAuth::Bearer { token }) => {
+                secrets.push(token.expose().to_owned());
+                Auth::Bearer(token.expose().to_owned())
+            }
+            Some(ServiceAuth::Header {
+                name: header,
+                value,
+            }) => {
+                secrets.push(value.expose().to_owned());
+                let header_name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    ExecutorError::InvalidHeader {
+                        service: name.clone(),
+                    }
+                })?;
+                let mut header_value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                    ExecutorError::InvalidHeader {
+                        service: name.clone(),
+                    }
+                })?;
+                header_value.set_sensitive(true);
+                Auth::Header(header_name, header_value)
+            }
+            Some(ServiceAuth::Query { name: param, value }) => {
+                secrets.push(value.expose().to_owned());
+                Auth::Query(param.clone(), value.expose().to_owned())
+            }
+            Some(ServiceAuth::Basic { username, password }) => {
+                secrets.push(password.expose().to_owned());
+                Auth::Basic(username.clone(), password.expose().to_owned())
+            }
+        };
+        // Encoded forms too: a secret can come back inside a URL or a query string.
+        let encoded: Vec<String> = secrets
+            .iter()
+            .flat_map(|secret| {
+                [
+                    agent_gate_manifest::encode_component(secret),
+                    form_encode(secret),
+                ]
+            })
+            .collect();
+        secrets.extend(encoded);
+        secrets.retain(|s| !s.is_empty());
+        // Longest first, so a secret is never half-replaced by a shorter one it contains.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        let health_method = reqwest::Method::from_bytes(
+            config.health.method.to_uppercase().as_bytes(),
+        )
+        .map_err(|_| ExecutorError::InvalidHealthMethod {
+            service: name.clone(),
+            method: config.health.method.clone(),
+        })?;
+        let client = Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .redirect(redirect::Policy::none())
+            .user_agent(concat!("agent-gate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| ExecutorError::Client {
+                service: name.clone(),
+                detail: error.without_url().to_string(),
+            })?;
+        Ok(Self {
+            name,
+            client,
+            base,
+            auth,
+            timeout: config.timeout,
+            health: config.health.clone(),
+            health_method,
+            errors: config.errors.clone(),
+            secrets,
+        })
+    }
+
+    /// The full URL of `path_and_query` (which starts with `/`) under the service URL.
+    fn url(&self, path_and_query: &str) -> Result<Url, ExecutionError> {
+        let joined = if path_and_query.starts_with('/') {
+            format!("{}{path_and_query}", self.base)
+        } else {
+            format!("{}/{path_and_query}", self.base)
+        };
+        Url::parse(&joined).map_err(|_| ExecutionError::Transport {
+            service: self.name.clone(),
+            detail:
+                "the request URL could not be built from services.<name>.url and the tool's path"
+                    .replace("<name>", &self.name),
+        })
+    }
+
+    /// Adds the credential and sends, mapping transport failures.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ExecutionError> {
+        let request = match &self.auth {
+            Auth::None => request,
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::Header(name, value) => request.header(name.clone(), value.clone()),
+            Auth::Query(name, value) => request.query(&[(name.as_str(), value.as_str())]),
+            Auth::Basic(username, password) => request.basic_auth(username, Some(password)),
+        };
+        request
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> ExecutionError {
+        let error = error.without_url();
+        if error.is_timeout() {
+            return ExecutionError::Timeout {
+                service: self.name.clone(),
+                timeout: self.timeout,
+            };
+        }
+        let detail = self.scrub(&root_cause(&error));
+        tracing::warn!(service = %self.name, %detail, "request to service failed");
+        if error.is_connect() {
+            ExecutionError::Connect {
+                service: self.name.clone(),
+                detail,
+            }
+        } else {
+            ExecutionError::Transport {
+                service: self.name.clone(),
+                detail,
+            }
+        }
+    }
+
+    /// Reads the body, up to [`MAX_RESPONSE_BYTES`].
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ExecutionError> {
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        return Err(ExecutionError::InvalidResponse {
+                            service: self.name.clone(),
+                            status,
+                            problem: format!("the body is larger than {MAX_RESPONSE_BYTES} bytes"),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(error) => return Err(self.transport_error(error)),
+            }
+        }
+    }
+
+    /// The error for a non-2xx answer.
+    fn status_error(&self, status: StatusCode, body: &[u8]) -> ExecutionError {
+        let code = status.as_u16();
+        if let Some(template) = self.errors.get(&code) {
+            let message = template
+                .replace("{status}", &code.to_string())
+                .replace("{body}", &self.excerpt(body));
+            return ExecutionError::Status {
+                service: self.name.clone(),
+                status: code,
+                message: self.scrub(&message),
+            };
+        }
+        if status.is_redirection() {
+            return ExecutionError::Redirect {
+                service: self.name.clone(),
+                status: code,
+            };
+        }
+        if matches!(code, 401 | 403) {
+            return ExecutionError::Unauthorized {
+                service: self.name.clone(),
+                status: code,
+            };
+        }
+        let reason = status
+            .canonical_reason()
+            .map(|reason| format!(" {reason}"))
+            .unwrap_or_default();
+        let excerpt = self.excerpt(body);
+        let message = if excerpt.is_empty() {
+            format!("service `{}` answered HTTP {code}{reason}", self.name)
+        } else {
+            format!(
+                "service `{}` answered HTTP {code}{reason}: {excerpt}",
+                self.name
+            )
+        };
+        ExecutionError::Status {
+            service: self.name.clone(),
+            status: code,
+            message,
+        }
+    }
+
+    /// A short, single-line, secret-free excerpt of a body: the `message` of a JSON
+    /// `{"message": ...}` body (Home Assistant's error shape), else the text itself.
+    fn excerpt(&self, body: &[u8]) -> String {
+        let text = String::from_utf8_lossy(body);
+        let text = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(object)) => match object.get("message") {
+                Some(Value::String(message)) => message.clone(),
+                _ => text.into_owned(),
+            },
+            _ => text.into_owned(),
+        };
+        let single_line = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let scrubbed = self.scrub(&single_line);
+        if scrubbed.chars().count() > BODY_EXCERPT_CHARS {
+            let mut short: String = scrubbed.chars().take(BODY_EXCERPT_CHARS).collect();
+            short.push('…');
+            short
+        } else {
+            scrubbed
+        }
+    }
+
+    /// Replaces every secret of the service and every URL in `text` by placeholders.
+    fn scrub(&self, text: &str) -> String {
+        let mut out = redact_urls(text);
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "***");
+        }
+        out
+    }
+
+    async fn health(&self) -> HealthStatus {
+        let path = if self.health.path.starts_with('/') {
+            self.health.path.clone()
+        } else {
+            format!("/{}", self.health.path)
+        };
+        let url = match self.url(&path) {
+            Ok(url) => url,
+            Err(error) => {
+                return HealthStatus::Unhealthy {
+                    reason: error.to_string(),
+                };
+            }
+        };
+        let request = self.client.request(self.health_method.clone(), url);
+        match self.send(request).await {
+            Ok(response) if response.status().as_u16() == self.health.expect_status => {
+                HealthStatus::Healthy
+            }
+            Ok(response) => {
+                let status = response.status();
+                HealthStatus::Unhealthy {
+                    reason: format!(
+                        "expected HTTP {} from {} {}, got {} {}",
+                        self.health.expect_status,
+                        self.health_method,
+                        self.scrub(&path),
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or("")
+                    )
+                    .trim_end()
+                    .to_owned(),
+                }
+            }
+            Err(error) => HealthStatus::Unhealthy {
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
+/// `value` as `application/x-www-form-urlencoded` encodes it in a query string (what
+/// reqwest sends for a query-parameter credential).
+fn form_encode(value: &str) -> String {
+    let Ok(mut url) = Url::parse("http://localhost/") else {
+        return String::new();
+    };
+    url.query_pairs_mut().append_pair("k", value);
+    url.query()
+        .and_then(|query| query.strip_prefix("k="))
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// The innermost cause of an error chain (e.g. `Connection refused (os error 111)`).
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// Replaces anything that looks like a URL (`scheme://...` up to whitespace) with `<url>`.
+fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(index) = rest.find("://") {
+        let before = &rest[..index];
+        let scheme_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+            .map_or(0, |i| i + 1);
+        out.push_str(&before[..scheme_start]);
+        out.push_str("<url>");
+        let after = &rest[index + 3..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == ')' || c == '"' || c == '\'')
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_urls("error sending request for url (http://h:1/api?token=abc): refused"),
+            "error sending request for url (<url>): refused"
+        );
+        assert_eq!(redact_urls("no url here"), "no url here");
+        assert_eq!(redact_urls("a https://x/y b wss://z"), "a <url> b <url>");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(error::format_duration(Duration::from_secs(10)), "10 s");
+        assert_eq!(error::format_duration(Duration::from_millis(250)), "250 ms");
+        assert_eq!(error::format_duration(Duration::from_millis(1500)), "1.5 s");
+    }
+}
