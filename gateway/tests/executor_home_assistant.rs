@@ -718,10 +718,17 @@ async fn health_checks_report_each_service() {
         path: "api/config".into(),
         expect_status: 418,
     };
-    let executor = Executor::new([&good, &bad, &teapot]).unwrap();
+    let mut default_check = service(server.url(), None);
+    default_check.name = "frontend".into();
+    default_check.health = HealthCheck {
+        method: "GET".into(),
+        path: "/".into(),
+        expect_status: 200,
+    };
+    let executor = Executor::new([&good, &bad, &teapot, &default_check]).unwrap();
     assert_eq!(
         executor.services().collect::<Vec<_>>(),
-        ["homeassistant", "wrong_token", "expects_other"]
+        ["homeassistant", "wrong_token", "expects_other", "frontend"]
     );
     assert_eq!(
         executor.health("homeassistant").await,
@@ -740,6 +747,8 @@ async fn health_checks_report_each_service() {
         all[2].1.to_string(),
         "unhealthy: expected HTTP 418 from GET /api/config, got 200 OK"
     );
+    // The config's default check (GET / → 200) works against Home Assistant's frontend.
+    assert_eq!(all[3].1, HealthStatus::Healthy);
 }
 
 #[tokio::test]

@@ -101,6 +101,17 @@ async fn missing_or_wrong_token_is_401_as_home_assistant_answers() {
         client.get_json("/api/").await,
         (StatusCode::OK, json!({"message": "API running."}))
     );
+    let frontend = client
+        .http
+        .get(format!("{}/", client.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        frontend.status(),
+        StatusCode::OK,
+        "the frontend needs no token"
+    );
     assert_eq!(
         client.get("/api/nothing").await,
         (StatusCode::NOT_FOUND, "404: Not Found".into())

@@ -77,6 +77,8 @@ pub(super) fn router(shared: SharedState) -> Router {
         .route("/api/template", post(render_template))
         .route("/api/events/{event_type}", post(fire_event))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate))
+        // The frontend is served without authentication (a common health-check target).
+        .route("/", get(frontend))
         .fallback(|| async { plain_error(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { plain_error(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(middleware::from_fn_with_state(
@@ -240,6 +242,15 @@ impl Params {
     fn has(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)
     }
+}
+
+async fn frontend() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!DOCTYPE html><html><head><title>Home Assistant</title></head><body>Home Assistant (simulated)</body></html>",
+    )
+        .into_response()
 }
 
 async fn api_status() -> Response {

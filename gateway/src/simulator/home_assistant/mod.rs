@@ -6,7 +6,8 @@
 //! `logbook` components):
 //!
 //! - bearer-token authentication; a missing or wrong token is `401` with the body
-//!   `401: Unauthorized` (text/plain), unknown routes are `404: Not Found`;
+//!   `401: Unauthorized` (text/plain), unknown routes are `404: Not Found`; `GET /`
+//!   (the frontend) answers 200 without authentication;
 //! - `GET /api/`, `/api/config`, `/api/states`, `/api/states/<entity_id>` (unknown:
 //!   `404 {"message": "Entity not found."}`), `POST /api/states/<entity_id>`;
 //! - `GET /api/services` and `POST /api/services/<domain>/<service>`, which validates the
@@ -25,6 +26,24 @@
 //! ([`HomeAssistant::pause`]). Beyond Home Assistant, it can also require the other
 //! credential kinds a gateway service may use ([`Credential`]), so the gateway's
 //! header, query-parameter and basic authentication can be exercised against it.
+//!
+//! # Example
+//!
+//! ```
+//! use agent_gate_gateway::simulator::home_assistant::{Fault, HomeAssistant};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let home = HomeAssistant::demo("my-token");
+//! let (addr, server) = home.spawn("127.0.0.1:0").await?;
+//! assert_eq!(server.url(), format!("http://{addr}"));
+//! assert_eq!(home.state("lock.front_door").unwrap()["state"], "locked");
+//! // The next service call fails with a 500 before it takes effect.
+//! home.inject(Fault::status(500).on_path("/api/services").once());
+//! server.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod demo;
 mod http;
