@@ -1,0 +1,445 @@
+//! The gateway's SQLite store: the request state machine (DESIGN.md §5) and the append-only
+//! audit log, behind an async API that never blocks the tokio runtime.
+//!
+//! # Design
+//!
+//! - One database file, created with mode 0600 before SQLite opens it, WAL journal,
+//!   `synchronous=FULL`: when a write's future resolves, the write is on disk.
+//! - Schema versions live in `PRAGMA user_version`; [`Store::open`] migrates an empty or older
+//!   file and refuses a file written by a newer agent-gate ([`StoreError::NewerSchema`]).
+//! - Writes go to one writer thread that **group-commits**: everything queued is applied in one
+//!   transaction and every caller is answered after that commit (see the `writer` module).
+//! - Reads use a small pool of separate connections on tokio's blocking threads; in WAL mode they
+//!   never wait for the writer.
+//! - Every state change is ONE conditional `UPDATE … WHERE agent_id = ? AND request_id = ? AND
+//!   state = ?`; [`Store::transition`] returns whether it won. That write decides races (a
+//!   button press against a timeout against a restart), not an in-memory lock.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), agent_gate_gateway::store::StoreError> {
+//! use agent_gate_gateway::store::{AuditEntry, AuditKind, Decision, NewRequest, Store, Transition};
+//! use serde_json::json;
+//!
+//! let store = Store::open("/var/lib/agent-gate/agent-gate.db").await?;
+//! let report = store.recover_on_startup().await?;
+//! println!("{} requests were interrupted by the restart", report.failed.len());
+//!
+//! let args = json!({"entity_id": "light.kitchen"});
+//! store
+//!     .insert_request(
+//!         NewRequest::allowed("pi", "r1", "ha_get_state", args, "ha_get_state(light.kitchen)")
+//!             .audit(AuditEntry::new("pi", AuditKind::Decision).request_id("r1").decision(Decision::Allow)),
+//!     )
+//!     .await?;
+//! let won = store.transition(Transition::executed("pi", "r1", json!({"state": "on"}))).await?;
+//! assert!(won);
+//! store.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod rows;
+mod schema;
+mod types;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::{StoreError, StoreResult};
+pub use schema::SCHEMA_VERSION;
+pub use types::{
+    AuditEntry, AuditKind, AuditQuery, AuditRecord, Decision, EXECUTION_FAILED_CODE, InsertOutcome,
+    NewRequest, RESTART_DURING_EXECUTION, RecoveryReport, RequestKey, RequestRecord, RequestState,
+    StoreStats, StoredError, Timestamp, Transition, UnknownName,
+};
+
+use writer::{
+    Job, PreparedAudit, PreparedInsert, PreparedTransition, Stats, WriteOp, WriteOutput, Writer,
+};
+
+/// Tuning knobs of [`Store::open_with`]; the defaults suit a home gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    readers: usize,
+    max_batch: usize,
+    queue_capacity: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            readers: 2,
+            max_batch: 1024,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The defaults: 2 reader connections, batches of up to 1024 writes, a queue of 4096 writes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of read connections (at least 1).
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+
+    /// The most writes committed in one transaction (at least 1; 1 disables group commit).
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch.max(1);
+        self
+    }
+
+    /// How many writes may wait for the writer before callers wait to enqueue (at least 1).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+}
+
+/// A cheap, cloneable handle on the store. See the [module docs](self).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    sender: mpsc::Sender<Job>,
+    readers: Vec<Mutex<Option<Connection>>>,
+    next_reader: AtomicUsize,
+    stats: Arc<Stats>,
+    closed: AtomicBool,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a reader leaves the connection usable (SQLite state is per statement).
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `path` with the default [`StoreOptions`].
+    ///
+    /// The file is created with mode 0600 (an existing file's mode is narrowed to 0600), switched
+    /// to WAL with `synchronous=FULL`, and migrated to [`SCHEMA_VERSION`]. The directory must exist.
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::open_with(path, StoreOptions::default()).await
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub async fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> StoreResult<Self> {
+        let path = path.as_ref().to_owned();
+        let for_error = path.clone();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path, options))
+            .await
+            .map_err(|error| StoreError::Worker {
+                path: for_error,
+                detail: format!("opening the database: {error}"),
+            })?
+    }
+
+    fn open_blocking(path: PathBuf, options: StoreOptions) -> StoreResult<Self> {
+        schema::prepare_file(&path)?;
+        let conn = schema::open_writer(&path)?;
+        let readers = (0..options.readers.max(1))
+            .map(|_| schema::open_reader(&path).map(|conn| Mutex::new(Some(conn))))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
+        let stats = Arc::new(Stats::default());
+        let writer = Writer::new(conn, path.clone(), Arc::clone(&stats), options.max_batch);
+        let writer_thread = std::thread::Builder::new()
+            .name("agent-gate-store".to_owned())
+            .spawn(move || writer.run(receiver))
+            .map_err(|error| StoreError::Worker {
+                path: path.clone(),
+                detail: format!("starting the writer thread: {error}"),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                sender,
+                readers,
+                next_reader: AtomicUsize::new(0),
+                stats,
+                closed: AtomicBool::new(false),
+                writer_thread: Mutex::new(Some(writer_thread)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Writer counters: transactions committed, writes committed, largest batch.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.snapshot()
+    }
+
+    fn closed_error(&self) -> StoreError {
+        StoreError::Closed {
+            path: self.inner.path.clone(),
+        }
+    }
+
+    fn unexpected(&self, what: &str) -> StoreError {
+        StoreError::Worker {
+            path: self.inner.path.clone(),
+            detail: format!("the writer answered {what} with an unexpected reply"),
+        }
+    }
+
+    async fn write(&self, op: WriteOp) -> StoreResult<WriteOutput> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .sender
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| self.closed_error())?;
+        answer.await.map_err(|_| self.closed_error())?
+    }
+
+    async fn read<T, F>(&self, query: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Path) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let count = inner.readers.len();
+            let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+            let run = |guard: MutexGuard<'_, Option<Connection>>| match guard.as_ref() {
+                Some(conn) => query(conn, &inner.path),
+                None => Err(StoreError::Closed {
+                    path: inner.path.clone(),
+                }),
+            };
+            // Take the first idle connection; if all are busy, wait for this call's turn.
+            let slots =
+                (0..count).filter_map(|offset| inner.readers.get((start + offset) % count.max(1)));
+            let mut idle = None;
+            for slot in slots {
+                if let Ok(guard) = slot.try_lock() {
+                    idle = Some(guard);
+                    break;
+                }
+            }
+            match idle {
+                Some(guard) => run(guard),
+                None => match inner.readers.get(start % count.max(1)) {
+                    Some(slot) => run(lock(slot)),
+                    None => Err(StoreError::Closed {
+                        path: inner.path.clone(),
+                    }),
+                },
+            }
+        })
+        .await
+        .map_err(|error| StoreError::Worker {
+            path: self.inner.path.clone(),
+            detail: format!("a read task failed: {error}"),
+        })?
+    }
+
+    /// Records a new request (and its audit entries, in the same transaction).
+    ///
+    /// If the agent already has a request with this id, nothing is written: the outcome says
+    /// whether the stored one is the same call (same tool and arguments, whatever their key order:
+    /// attach to it) or a different one (refuse with -32600).
+    pub async fn insert_request(&self, request: NewRequest) -> StoreResult<InsertOutcome> {
+        let insert = PreparedInsert::new(request)?;
+        match self.write(WriteOp::Insert(Box::new(insert))).await? {
+            WriteOutput::Insert(outcome) => Ok(outcome),
+            _ => Err(self.unexpected("insert_request")),
+        }
+    }
+
+    /// Applies a state change if the request is still in the transition's `from` state.
+    ///
+    /// Returns `true` if this call won (exactly one row changed; its audit entries were committed
+    /// with it), `false` if the request does not exist or is no longer in `from` (someone else
+    /// won). A transition that is not an edge of the state machine is refused with
+    /// [`StoreError::InvalidTransition`].
+    pub async fn transition(&self, transition: Transition) -> StoreResult<bool> {
+        let change = PreparedTransition::new(transition)?;
+        match self.write(WriteOp::Transition(Box::new(change))).await? {
+            WriteOutput::Transition(won) => Ok(won),
+            _ => Err(self.unexpected("transition")),
+        }
+    }
+
+    /// Appends one audit record; returns its id once it is committed.
+    pub async fn append_audit(&self, entry: AuditEntry) -> StoreResult<i64> {
+        let audit = PreparedAudit::new(entry)?;
+        match self.write(WriteOp::Audit(Box::new(audit))).await? {
+            WriteOutput::AuditId(id) => Ok(id),
+            _ => Err(self.unexpected("append_audit")),
+        }
+    }
+
+    /// Marks finished requests of `agent_id` as received by the agent; returns how many changed
+    /// (requests that are unknown, not finished, or already delivered are skipped).
+    pub async fn mark_delivered<I, S>(
+        &self,
+        agent_id: impl Into<String>,
+        request_ids: I,
+    ) -> StoreResult<usize>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let op = WriteOp::MarkDelivered {
+            agent_id: agent_id.into(),
+            request_ids: request_ids.into_iter().map(Into::into).collect(),
+        };
+        match self.write(op).await? {
+            WriteOutput::Count(count) => Ok(count),
+            _ => Err(self.unexpected("mark_delivered")),
+        }
+    }
+
+    /// Stores the approver message references of a request (e.g. Telegram chat and message ids,
+    /// so the messages can be edited after a restart). Returns whether the request exists.
+    pub async fn set_approver_refs(
+        &self,
+        agent_id: impl Into<String>,
+        request_id: impl Into<String>,
+        refs: Value,
+    ) -> StoreResult<bool> {
+        let op = WriteOp::SetApproverRefs {
+            agent_id: agent_id.into(),
+            request_id: request_id.into(),
+            refs: rows::json_text(&refs, "approver message references")?,
+        };
+        match self.write(op).await? {
+            WriteOutput::Transition(found) => Ok(found),
+            _ => Err(self.unexpected("set_approver_refs")),
+        }
+    }
+
+    /// Start-up recovery, as of now: see [`Store::recover_on_startup_at`].
+    pub async fn recover_on_startup(&self) -> StoreResult<RecoveryReport> {
+        self.recover_on_startup_at(Timestamp::now()).await
+    }
+
+    /// Start-up recovery: every request found `executing` is marked `failed` with error -32004
+    /// [`RESTART_DURING_EXECUTION`] and audited (actor `gateway`) — never re-run. Returns those,
+    /// plus the approved-but-not-started, pending and expired-but-pending requests found, all in
+    /// one transaction.
+    pub async fn recover_on_startup_at(&self, now: Timestamp) -> StoreResult<RecoveryReport> {
+        match self.write(WriteOp::Recover { now }).await? {
+            WriteOutput::Recovery(report) => Ok(*report),
+            _ => Err(self.unexpected("recover_on_startup")),
+        }
+    }
+
+    /// The request `request_id` of `agent_id`, if any.
+    pub async fn get_request(
+        &self,
+        agent_id: impl Into<String>,
+        request_id: impl Into<String>,
+    ) -> StoreResult<Option<RequestRecord>> {
+        let (agent_id, request_id) = (agent_id.into(), request_id.into());
+        self.read(move |conn, path| rows::get_request(conn, path, &agent_id, &request_id))
+            .await
+    }
+
+    /// Pending requests that have not expired at `now` (all agents), soonest expiry first.
+    pub async fn pending_unexpired(&self, now: Timestamp) -> StoreResult<Vec<RequestRecord>> {
+        self.read(move |conn, path| rows::pending_by_expiry(conn, path, now, true))
+            .await
+    }
+
+    /// Requests still `pending` whose expiry is at or before `now` (for the timeout sweeper).
+    pub async fn expired_pending(&self, now: Timestamp) -> StoreResult<Vec<RequestRecord>> {
+        self.read(move |conn, path| rows::pending_by_expiry(conn, path, now, false))
+            .await
+    }
+
+    /// Finished requests of `agent_id` (only that agent) whose outcome it has not received,
+    /// oldest first.
+    pub async fn undelivered(
+        &self,
+        agent_id: impl Into<String>,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let agent_id = agent_id.into();
+        self.read(move |conn, path| rows::undelivered(conn, path, &agent_id))
+            .await
+    }
+
+    /// The `limit` most recently decided requests (by policy, a human or the timeout), newest
+    /// decision first; requests still pending are not included.
+    pub async fn recent_decided(&self, limit: u32) -> StoreResult<Vec<RequestRecord>> {
+        let limit = limit.min(AuditQuery::MAX_LIMIT);
+        self.read(move |conn, path| rows::recent_decided(conn, path, limit))
+            .await
+    }
+
+    /// One page of the audit log, newest first, filtered by `query`.
+    pub async fn audit_page(&self, query: AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        self.read(move |conn, path| rows::audit_page(conn, path, &query))
+            .await
+    }
+
+    /// Flushes every queued write, stops the writer and closes all connections (checkpointing
+    /// the WAL into the database file). Other handles get [`StoreError::Closed`] afterwards.
+    /// Closing twice is harmless.
+    pub async fn close(&self) -> StoreResult<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let inner = Arc::clone(&self.inner);
+        let path = inner.path.clone();
+        // Readers first, so the writer's connection is the last one and removes the WAL.
+        tokio::task::spawn_blocking(move || {
+            for slot in &inner.readers {
+                drop(lock(slot).take());
+            }
+        })
+        .await
+        .map_err(|error| StoreError::Worker {
+            path: path.clone(),
+            detail: format!("closing the readers: {error}"),
+        })?;
+        match self.write(WriteOp::Close).await? {
+            WriteOutput::Closed => {}
+            _ => return Err(self.unexpected("close")),
+        }
+        let handle = lock(&self.inner.writer_thread).take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|error| StoreError::Worker {
+                    path: path.clone(),
+                    detail: format!("joining the writer thread: {error}"),
+                })?
+                .map_err(|_| StoreError::Worker {
+                    path,
+                    detail: "the writer thread panicked".to_owned(),
+                })?;
+        }
+        Ok(())
+    }
+}

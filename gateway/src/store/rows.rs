@@ -1,0 +1,425 @@
+//! Mapping between SQL rows and the store's types, the canonical argument digest, and the
+//! read queries shared by the reader pool and the writer (which reads inside its transactions).
+
+use std::path::Path;
+
+use rusqlite::{Connection, Row, params};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::error::{StoreError, StoreResult};
+use super::types::{
+    AuditKind, AuditQuery, AuditRecord, Decision, RequestRecord, RequestState, StoredError,
+    Timestamp,
+};
+
+/// The columns of `requests`, in the order [`request_from_row`] reads them.
+pub(crate) const REQUEST_COLUMNS: &str = "agent_id, request_id, tool, args, args_digest, signature, decision, rule, state, \
+     created_at, expires_at, resolved_by, resolved_at, result, error_code, error_message, delivered, \
+     approver_refs, updated_at";
+
+/// SHA-256 (hex) over the tool name and the canonical JSON (object keys sorted) of the arguments,
+/// so the same call always has the same digest whatever the key order on the wire.
+pub(crate) fn args_digest(tool: &str, args: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(args, &mut canonical);
+    let mut hasher = Sha256::new();
+    hasher.update(tool.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(canonical.as_bytes());
+    let digest = hasher.finalize();
+    let mut hex = String::with_capacity(64);
+    for byte in digest.iter() {
+        hex.push(HEX[usize::from(byte >> 4)]);
+        hex.push(HEX[usize::from(byte & 0x0f)]);
+    }
+    hex
+}
+
+const HEX: [char; 16] = [
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f',
+];
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (index, (key, item)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Serialises a JSON value for a TEXT column.
+pub(crate) fn json_text(value: &Value, what: &'static str) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|source| StoreError::Json { what, source })
+}
+
+fn corrupt(path: &Path, what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_owned(),
+        what: what.into(),
+    }
+}
+
+fn sqlite<'a>(
+    path: &'a Path,
+    operation: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        operation,
+        source,
+    }
+}
+
+/// The raw column values of one `requests` row (decoded in a second step so decoding errors can
+/// name the row).
+struct RawRequest {
+    agent_id: String,
+    request_id: String,
+    tool: String,
+    args: String,
+    args_digest: String,
+    signature: String,
+    decision: String,
+    rule: Option<String>,
+    state: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    resolved_by: Option<String>,
+    resolved_at: Option<i64>,
+    result: Option<String>,
+    error_code: Option<i64>,
+    error_message: Option<String>,
+    delivered: bool,
+    approver_refs: Option<String>,
+    updated_at: i64,
+}
+
+fn raw_request(row: &Row<'_>) -> rusqlite::Result<RawRequest> {
+    Ok(RawRequest {
+        agent_id: row.get(0)?,
+        request_id: row.get(1)?,
+        tool: row.get(2)?,
+        args: row.get(3)?,
+        args_digest: row.get(4)?,
+        signature: row.get(5)?,
+        decision: row.get(6)?,
+        rule: row.get(7)?,
+        state: row.get(8)?,
+        created_at: row.get(9)?,
+        expires_at: row.get(10)?,
+        resolved_by: row.get(11)?,
+        resolved_at: row.get(12)?,
+        result: row.get(13)?,
+        error_code: row.get(14)?,
+        error_message: row.get(15)?,
+        delivered: row.get(16)?,
+        approver_refs: row.get(17)?,
+        updated_at: row.get(18)?,
+    })
+}
+
+fn parse_json(path: &Path, text: &str, column: &str, raw: &RawRequest) -> StoreResult<Value> {
+    serde_json::from_str(text).map_err(|error| {
+        corrupt(
+            path,
+            format!(
+                "requests.{column} of ({}, {}): {error}",
+                raw.agent_id, raw.request_id
+            ),
+        )
+    })
+}
+
+fn decode_request(path: &Path, raw: RawRequest) -> StoreResult<RequestRecord> {
+    let state: RequestState = raw.state.parse().map_err(|error| {
+        corrupt(
+            path,
+            format!(
+                "requests.state of ({}, {}): {error}",
+                raw.agent_id, raw.request_id
+            ),
+        )
+    })?;
+    let decision: Decision = raw.decision.parse().map_err(|error| {
+        corrupt(
+            path,
+            format!(
+                "requests.decision of ({}, {}): {error}",
+                raw.agent_id, raw.request_id
+            ),
+        )
+    })?;
+    let args = parse_json(path, &raw.args, "args", &raw)?;
+    let result = match &raw.result {
+        Some(text) => Some(parse_json(path, text, "result", &raw)?),
+        None => None,
+    };
+    let approver_refs = match &raw.approver_refs {
+        Some(text) => Some(parse_json(path, text, "approver_refs", &raw)?),
+        None => None,
+    };
+    let error = match (raw.error_code, raw.error_message) {
+        (Some(code), message) => Some(StoredError {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+        (None, Some(message)) => Some(StoredError {
+            code: super::types::EXECUTION_FAILED_CODE,
+            message,
+        }),
+        (None, None) => None,
+    };
+    Ok(RequestRecord {
+        agent_id: raw.agent_id,
+        request_id: raw.request_id,
+        tool: raw.tool,
+        args,
+        args_digest: raw.args_digest,
+        signature: raw.signature,
+        decision,
+        rule: raw.rule,
+        state,
+        created_at: Timestamp::from_millis(raw.created_at),
+        expires_at: raw.expires_at.map(Timestamp::from_millis),
+        resolved_by: raw.resolved_by,
+        resolved_at: raw.resolved_at.map(Timestamp::from_millis),
+        result,
+        error,
+        delivered: raw.delivered,
+        approver_refs,
+        updated_at: Timestamp::from_millis(raw.updated_at),
+    })
+}
+
+/// Runs a query returning `requests` rows and decodes them.
+pub(crate) fn query_requests(
+    conn: &Connection,
+    path: &Path,
+    operation: &'static str,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<RequestRecord>> {
+    let mut statement = conn.prepare_cached(sql).map_err(sqlite(path, operation))?;
+    let raws = statement
+        .query_map(params, raw_request)
+        .map_err(sqlite(path, operation))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sqlite(path, operation))?;
+    raws.into_iter()
+        .map(|raw| decode_request(path, raw))
+        .collect()
+}
+
+/// Looks one request up by key.
+pub(crate) fn get_request(
+    conn: &Connection,
+    path: &Path,
+    agent_id: &str,
+    request_id: &str,
+) -> StoreResult<Option<RequestRecord>> {
+    let sql =
+        format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE agent_id = ?1 AND request_id = ?2");
+    Ok(query_requests(
+        conn,
+        path,
+        "looking up a request",
+        &sql,
+        params![agent_id, request_id],
+    )?
+    .into_iter()
+    .next())
+}
+
+/// Requests in `state`, oldest first.
+pub(crate) fn requests_in_state(
+    conn: &Connection,
+    path: &Path,
+    state: RequestState,
+) -> StoreResult<Vec<RequestRecord>> {
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE state = ?1 ORDER BY created_at, agent_id, request_id"
+    );
+    query_requests(
+        conn,
+        path,
+        "listing requests by state",
+        &sql,
+        params![state.as_str()],
+    )
+}
+
+/// Pending requests whose expiry is after `now` (`unexpired == true`) or at/before it.
+pub(crate) fn pending_by_expiry(
+    conn: &Connection,
+    path: &Path,
+    now: Timestamp,
+    unexpired: bool,
+) -> StoreResult<Vec<RequestRecord>> {
+    let condition = if unexpired {
+        "(expires_at IS NULL OR expires_at > ?1)"
+    } else {
+        "expires_at <= ?1"
+    };
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE state = 'pending' AND {condition} \
+         ORDER BY expires_at, agent_id, request_id"
+    );
+    query_requests(
+        conn,
+        path,
+        "listing pending requests",
+        &sql,
+        params![now.as_millis()],
+    )
+}
+
+/// Finished requests of `agent_id` whose outcome the agent has not received, oldest first.
+pub(crate) fn undelivered(
+    conn: &Connection,
+    path: &Path,
+    agent_id: &str,
+) -> StoreResult<Vec<RequestRecord>> {
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE agent_id = ?1 AND delivered = 0 \
+         AND state IN ('executed', 'failed', 'denied', 'expired') ORDER BY updated_at, request_id"
+    );
+    query_requests(
+        conn,
+        path,
+        "listing undelivered results",
+        &sql,
+        params![agent_id],
+    )
+}
+
+/// The most recently decided requests (policy, human or timeout decision), newest decision first.
+pub(crate) fn recent_decided(
+    conn: &Connection,
+    path: &Path,
+    limit: u32,
+) -> StoreResult<Vec<RequestRecord>> {
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE resolved_at IS NOT NULL \
+         ORDER BY resolved_at DESC, rowid DESC LIMIT ?1"
+    );
+    query_requests(
+        conn,
+        path,
+        "listing recent decisions",
+        &sql,
+        params![i64::from(limit)],
+    )
+}
+
+/// One page of the audit log, newest first.
+pub(crate) fn audit_page(
+    conn: &Connection,
+    path: &Path,
+    query: &AuditQuery,
+) -> StoreResult<Vec<AuditRecord>> {
+    const OPERATION: &str = "reading the audit log";
+    // Every filter is always bound; a NULL parameter disables it. One statement shape keeps the
+    // prepared-statement cache small.
+    let sql = "SELECT id, at, agent_id, request_id, kind, signature, decision, rule, actor, detail \
+               FROM audit_log \
+               WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR request_id = ?2) \
+               AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR at >= ?4) \
+               AND (?5 IS NULL OR at < ?5) AND (?6 IS NULL OR id < ?6) \
+               ORDER BY id DESC LIMIT ?7 OFFSET ?8";
+    let mut statement = conn.prepare_cached(sql).map_err(sqlite(path, OPERATION))?;
+    type RawAudit = (
+        i64,
+        i64,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let raws = statement
+        .query_map(
+            params![
+                query.agent_id,
+                query.request_id,
+                query.kind,
+                query.since.map(Timestamp::as_millis),
+                query.until.map(Timestamp::as_millis),
+                query.before_id,
+                i64::from(query.limit),
+                i64::from(query.offset),
+            ],
+            |row| -> rusqlite::Result<RawAudit> {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                    row.get(9)?,
+                ))
+            },
+        )
+        .map_err(sqlite(path, OPERATION))?
+        .collect::<rusqlite::Result<Vec<RawAudit>>>()
+        .map_err(sqlite(path, OPERATION))?;
+    raws.into_iter()
+        .map(
+            |(id, at, agent_id, request_id, kind, signature, decision, rule, actor, detail)| {
+                let decision = match decision {
+                    Some(text) => Some(text.parse::<Decision>().map_err(|error| {
+                        corrupt(path, format!("audit_log.decision of record {id}: {error}"))
+                    })?),
+                    None => None,
+                };
+                let detail = match detail {
+                    Some(text) => Some(serde_json::from_str(&text).map_err(|error| {
+                        corrupt(path, format!("audit_log.detail of record {id}: {error}"))
+                    })?),
+                    None => None,
+                };
+                Ok(AuditRecord {
+                    id,
+                    at: Timestamp::from_millis(at),
+                    agent_id,
+                    request_id,
+                    kind: AuditKind::from_name(&kind),
+                    signature,
+                    decision,
+                    rule,
+                    actor,
+                    detail,
+                })
+            },
+        )
+        .collect()
+}

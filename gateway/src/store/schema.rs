@@ -1,0 +1,242 @@
+//! The database file and its schema: creating the file with mode 0600, configuring connections
+//! (WAL, `synchronous=FULL`), and the versioned migrations kept in `PRAGMA user_version`.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::error::{StoreError, StoreResult};
+
+/// Each entry migrates the schema from version `index` to `index + 1`, inside one transaction.
+///
+/// Never edit a shipped entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // v1: requests (the state machine) and the append-only audit log.
+    r#"
+CREATE TABLE requests (
+    agent_id      TEXT    NOT NULL,
+    request_id    TEXT    NOT NULL,
+    tool          TEXT    NOT NULL,
+    args          TEXT    NOT NULL,
+    args_digest   TEXT    NOT NULL,
+    signature     TEXT    NOT NULL,
+    decision      TEXT    NOT NULL CHECK (decision IN ('allow', 'deny', 'ask')),
+    rule          TEXT,
+    state         TEXT    NOT NULL CHECK (state IN ('pending', 'approved', 'executing', 'executed', 'failed', 'denied', 'expired')),
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    resolved_by   TEXT,
+    resolved_at   INTEGER,
+    result        TEXT,
+    error_code    INTEGER,
+    error_message TEXT,
+    delivered     INTEGER NOT NULL DEFAULT 0 CHECK (delivered IN (0, 1)),
+    approver_refs TEXT,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, request_id)
+);
+CREATE INDEX requests_pending_expiry ON requests (expires_at) WHERE state = 'pending';
+CREATE INDEX requests_undelivered ON requests (agent_id, updated_at)
+    WHERE delivered = 0 AND state IN ('executed', 'failed', 'denied', 'expired');
+CREATE INDEX requests_resolved ON requests (resolved_at) WHERE resolved_at IS NOT NULL;
+CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved';
+
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    agent_id   TEXT    NOT NULL,
+    request_id TEXT,
+    kind       TEXT    NOT NULL,
+    signature  TEXT,
+    decision   TEXT,
+    rule       TEXT,
+    actor      TEXT,
+    detail     TEXT
+);
+CREATE INDEX audit_at ON audit_log (at);
+CREATE INDEX audit_agent ON audit_log (agent_id, request_id);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"#,
+];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a connection waits for a lock held by another connection before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates the database file with mode 0600 if it is missing, and narrows the mode of an
+/// existing file (and its -wal/-shm companions) to 0600.
+pub(crate) fn prepare_file(path: &Path) -> StoreResult<()> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map_err(|source| StoreError::CreateFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    restrict_modes(path)
+}
+
+/// The -wal and -shm files SQLite keeps beside the database in WAL mode.
+pub(crate) fn companion_paths(path: &Path) -> [PathBuf; 2] {
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [with_suffix("-wal"), with_suffix("-shm")]
+}
+
+/// Sets mode 0600 on the database and any existing -wal/-shm file whose mode differs.
+pub(crate) fn restrict_modes(path: &Path) -> StoreResult<()> {
+    restrict_mode(path, true)?;
+    for companion in companion_paths(path) {
+        restrict_mode(&companion, false)?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_mode(path: &Path, must_exist: bool) -> StoreResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if !must_exist && error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Permissions {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:o}"),
+            "database file was not private; setting its mode to 0600"
+        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StoreError::Permissions {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_mode(_path: &Path, _must_exist: bool) -> StoreResult<()> {
+    Ok(())
+}
+
+fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens the writer connection: WAL journal, `synchronous=FULL`, schema migrated to [`SCHEMA_VERSION`].
+pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(open_error(path))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Open {
+            path: path.to_owned(),
+            source: rusqlite::Error::InvalidParameterName(format!(
+                "journal_mode: SQLite kept `{mode}` instead of `wal` (is the file on a network file system?)"
+            )),
+        });
+    }
+    // FULL in WAL mode: the WAL is synced on every commit, so a committed transaction survives
+    // power loss, not only a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_error(path))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    migrate(&mut conn, path)?;
+    restrict_modes(path)?;
+    Ok(conn)
+}
+
+/// Opens a reader connection (query-only; sees every committed write).
+pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(open_error(path))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Reads the schema version stored in the file.
+pub(crate) fn schema_version(conn: &Connection, path: &Path) -> StoreResult<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_error(path))
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], one transaction per step; refuses newer files.
+fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    let found = schema_version(conn, path)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == 0 {
+        let objects: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(open_error(path))?;
+        if objects > 0 {
+            return Err(StoreError::ForeignDatabase {
+                path: path.to_owned(),
+            });
+        }
+    }
+    for (from, sql) in (found..).zip(MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0))) {
+        let to = from + 1;
+        let step = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+            // Re-check inside the lock: another process may have migrated meanwhile.
+            let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+            if current != from {
+                return Ok(());
+            }
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", to)?;
+            tx.commit()
+        };
+        step(conn).map_err(|source| StoreError::Migration {
+            path: path.to_owned(),
+            from,
+            to,
+            source,
+        })?;
+        tracing::info!(path = %path.display(), from, to, "migrated database schema");
+    }
+    Ok(())
+}

@@ -1,0 +1,609 @@
+//! The writer thread and its group commit.
+//!
+//! All writes go through one dedicated OS thread that owns the only writing connection. It
+//! blocks on a channel, drains everything queued (up to a batch limit), applies every operation
+//! inside ONE `BEGIN IMMEDIATE … COMMIT` transaction, and only then answers each caller. So a
+//! caller's future resolves after its own write is durable (`synchronous=FULL`), while concurrent
+//! callers share the cost of the fsync.
+//!
+//! If one operation fails, the transaction is rolled back, that caller gets the error, and the
+//! rest of the batch is replayed in a fresh transaction (operations are deterministic functions of
+//! the database state, so the replay is exact). If the commit itself fails, every caller of the
+//! batch gets [`StoreError::BatchFailed`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{StoreError, StoreResult};
+use super::rows::{self, REQUEST_COLUMNS};
+use super::types::{
+    AuditEntry, AuditKind, EXECUTION_FAILED_CODE, InsertOutcome, NewRequest,
+    RESTART_DURING_EXECUTION, RecoveryReport, RequestState, StoreStats, Timestamp, Transition,
+};
+
+/// An audit entry, serialised on the caller's thread.
+#[derive(Debug)]
+pub(crate) struct PreparedAudit {
+    at: i64,
+    agent_id: String,
+    request_id: Option<String>,
+    kind: String,
+    signature: Option<String>,
+    decision: Option<&'static str>,
+    rule: Option<String>,
+    actor: Option<String>,
+    detail: Option<String>,
+}
+
+impl PreparedAudit {
+    pub(crate) fn new(entry: AuditEntry) -> StoreResult<Self> {
+        let detail = match &entry.detail {
+            Some(value) => Some(rows::json_text(value, "audit detail")?),
+            None => None,
+        };
+        Ok(Self {
+            at: entry.at.as_millis(),
+            kind: entry.kind.as_str().to_owned(),
+            agent_id: entry.agent_id,
+            request_id: entry.request_id,
+            signature: entry.signature,
+            decision: entry.decision.map(|d| d.as_str()),
+            rule: entry.rule,
+            actor: entry.actor,
+            detail,
+        })
+    }
+
+    fn prepare_all(entries: Vec<AuditEntry>) -> StoreResult<Vec<Self>> {
+        entries.into_iter().map(Self::new).collect()
+    }
+}
+
+/// A new request, serialised (and digested) on the caller's thread.
+#[derive(Debug)]
+pub(crate) struct PreparedInsert {
+    agent_id: String,
+    request_id: String,
+    tool: String,
+    args: String,
+    args_digest: String,
+    signature: String,
+    decision: &'static str,
+    rule: Option<String>,
+    state: &'static str,
+    created_at: i64,
+    expires_at: Option<i64>,
+    resolved_by: Option<String>,
+    resolved_at: Option<i64>,
+    error_code: Option<i64>,
+    error_message: Option<String>,
+    approver_refs: Option<String>,
+    audit: Vec<PreparedAudit>,
+}
+
+impl PreparedInsert {
+    pub(crate) fn new(request: NewRequest) -> StoreResult<Self> {
+        let state = request.state();
+        let args = rows::json_text(&request.args, "request arguments")?;
+        let args_digest = rows::args_digest(&request.tool, &request.args);
+        let approver_refs = match &request.approver_refs {
+            Some(value) => Some(rows::json_text(value, "approver message references")?),
+            None => None,
+        };
+        let (error_code, error_message) = match request.error {
+            Some(error) => (Some(error.code), Some(error.message)),
+            None => (None, None),
+        };
+        Ok(Self {
+            state: state.as_str(),
+            resolved_at: (state != RequestState::Pending).then_some(request.created_at.as_millis()),
+            audit: PreparedAudit::prepare_all(request.audit)?,
+            agent_id: request.agent_id,
+            request_id: request.request_id,
+            tool: request.tool,
+            args,
+            args_digest,
+            signature: request.signature,
+            decision: request.decision.as_str(),
+            rule: request.rule,
+            created_at: request.created_at.as_millis(),
+            expires_at: request.expires_at.map(Timestamp::as_millis),
+            resolved_by: request.resolved_by,
+            error_code,
+            error_message,
+            approver_refs,
+        })
+    }
+}
+
+/// A state transition, checked against the state machine and serialised on the caller's thread.
+#[derive(Debug)]
+pub(crate) struct PreparedTransition {
+    agent_id: String,
+    request_id: String,
+    from: &'static str,
+    to: &'static str,
+    at: i64,
+    resolves: bool,
+    resolved_by: Option<String>,
+    result: Option<String>,
+    error_code: Option<i64>,
+    error_message: Option<String>,
+    audit: Vec<PreparedAudit>,
+}
+
+impl PreparedTransition {
+    pub(crate) fn new(transition: Transition) -> StoreResult<Self> {
+        if !transition.from.can_transition_to(transition.to) {
+            return Err(StoreError::InvalidTransition {
+                from: transition.from,
+                to: transition.to,
+            });
+        }
+        let result = match &transition.result {
+            Some(value) => Some(rows::json_text(value, "request result")?),
+            None => None,
+        };
+        let (error_code, error_message) = match transition.error {
+            Some(error) => (Some(error.code), Some(error.message)),
+            None => (None, None),
+        };
+        Ok(Self {
+            from: transition.from.as_str(),
+            to: transition.to.as_str(),
+            at: transition.at.as_millis(),
+            resolves: transition.from == RequestState::Pending,
+            audit: PreparedAudit::prepare_all(transition.audit)?,
+            agent_id: transition.agent_id,
+            request_id: transition.request_id,
+            resolved_by: transition.resolved_by,
+            result,
+            error_code,
+            error_message,
+        })
+    }
+}
+
+/// One unit of work for the writer.
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    Insert(Box<PreparedInsert>),
+    Transition(Box<PreparedTransition>),
+    Audit(Box<PreparedAudit>),
+    MarkDelivered {
+        agent_id: String,
+        request_ids: Vec<String>,
+    },
+    SetApproverRefs {
+        agent_id: String,
+        request_id: String,
+        refs: String,
+    },
+    Recover {
+        now: Timestamp,
+    },
+    Close,
+}
+
+/// What a [`WriteOp`] produced.
+#[derive(Debug)]
+pub(crate) enum WriteOutput {
+    Insert(InsertOutcome),
+    Transition(bool),
+    AuditId(i64),
+    Count(usize),
+    Recovery(Box<RecoveryReport>),
+    Closed,
+}
+
+/// A queued operation and where to send its outcome.
+pub(crate) struct Job {
+    pub(crate) op: WriteOp,
+    pub(crate) reply: oneshot::Sender<StoreResult<WriteOutput>>,
+}
+
+/// Writer counters shared with the [`super::Store`] handles.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    transactions: AtomicU64,
+    writes: AtomicU64,
+    largest_batch: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            transactions: self.transactions.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            largest_batch: self.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(&self, writes: usize) {
+        let writes = u64::try_from(writes).unwrap_or(u64::MAX);
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        self.largest_batch.fetch_max(writes, Ordering::Relaxed);
+    }
+}
+
+/// The state of the writer thread.
+pub(crate) struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    stats: Arc<Stats>,
+    max_batch: usize,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        path: PathBuf,
+        stats: Arc<Stats>,
+        max_batch: usize,
+    ) -> Self {
+        Self {
+            conn,
+            path,
+            stats,
+            max_batch: max_batch.max(1),
+        }
+    }
+
+    /// Runs until a close request arrives or every sender is gone, then closes the connection
+    /// (which checkpoints the WAL into the database file).
+    pub(crate) fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        let mut close_replies = Vec::new();
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = receiver.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut work = Vec::with_capacity(batch.len());
+            for job in batch.drain(..) {
+                if !close_replies.is_empty() {
+                    let _ = job.reply.send(Err(self.closed()));
+                } else if matches!(job.op, WriteOp::Close) {
+                    close_replies.push(job.reply);
+                } else {
+                    work.push(job);
+                }
+            }
+            if !work.is_empty() {
+                self.commit_batch(work);
+            }
+            if !close_replies.is_empty() {
+                break;
+            }
+        }
+        // Refuse whatever is still queued, then stop accepting.
+        receiver.close();
+        while let Ok(job) = receiver.try_recv() {
+            let _ = job.reply.send(Err(self.closed()));
+        }
+        let path = self.path.clone();
+        let outcome = match self.conn.close() {
+            Ok(()) => Ok(WriteOutput::Closed),
+            Err((_conn, source)) => Err(StoreError::Sqlite {
+                path: path.clone(),
+                operation: "closing the database",
+                source,
+            }),
+        };
+        // Closing checkpoints and removes the -wal/-shm files; if they remain, keep them private.
+        let outcome =
+            outcome.and_then(|output| super::schema::restrict_modes(&path).map(|()| output));
+        for reply in close_replies {
+            let _ = reply.send(match &outcome {
+                Ok(_) => Ok(WriteOutput::Closed),
+                Err(error) => Err(StoreError::BatchFailed {
+                    path: path.clone(),
+                    detail: error.to_string(),
+                }),
+            });
+        }
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Closed {
+            path: self.path.clone(),
+        }
+    }
+
+    /// Applies `jobs` in one transaction and answers them after the commit.
+    fn commit_batch(&mut self, mut jobs: Vec<Job>) {
+        loop {
+            if let Err(source) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                self.fail_all(jobs, &source);
+                return;
+            }
+            let mut outputs = Vec::with_capacity(jobs.len());
+            let mut failure = None;
+            for (index, job) in jobs.iter().enumerate() {
+                match apply(&self.conn, &self.path, &job.op) {
+                    Ok(output) => outputs.push(output),
+                    Err(error) => {
+                        failure = Some((index, error));
+                        break;
+                    }
+                }
+            }
+            match failure {
+                Some((index, error)) => {
+                    self.rollback();
+                    let failed = jobs.remove(index);
+                    let _ = failed.reply.send(Err(error));
+                    if jobs.is_empty() {
+                        return;
+                    }
+                }
+                None => {
+                    if let Err(source) = self.conn.execute_batch("COMMIT") {
+                        self.rollback();
+                        self.fail_all(jobs, &source);
+                        return;
+                    }
+                    self.stats.record(jobs.len());
+                    for (job, output) in jobs.into_iter().zip(outputs) {
+                        let _ = job.reply.send(Ok(output));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn rollback(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(error) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(path = %self.path.display(), %error, "rolling back a failed batch failed");
+        }
+    }
+
+    fn fail_all(&self, jobs: Vec<Job>, source: &rusqlite::Error) {
+        tracing::error!(path = %self.path.display(), error = %source, writes = jobs.len(), "a batch of writes failed");
+        for job in jobs {
+            let _ = job.reply.send(Err(StoreError::BatchFailed {
+                path: self.path.clone(),
+                detail: source.to_string(),
+            }));
+        }
+    }
+}
+
+fn sqlite<'a>(
+    path: &'a Path,
+    operation: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        operation,
+        source,
+    }
+}
+
+fn insert_audit(conn: &Connection, path: &Path, audit: &PreparedAudit) -> StoreResult<i64> {
+    let mut statement = conn
+        .prepare_cached(
+            "INSERT INTO audit_log (at, agent_id, request_id, kind, signature, decision, rule, actor, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(sqlite(path, "appending to the audit log"))?;
+    statement
+        .execute(params![
+            audit.at,
+            audit.agent_id,
+            audit.request_id,
+            audit.kind,
+            audit.signature,
+            audit.decision,
+            audit.rule,
+            audit.actor,
+            audit.detail,
+        ])
+        .map_err(sqlite(path, "appending to the audit log"))?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn insert_request(
+    conn: &Connection,
+    path: &Path,
+    insert: &PreparedInsert,
+) -> StoreResult<InsertOutcome> {
+    const OPERATION: &str = "recording a request";
+    let mut statement = conn
+        .prepare_cached(
+            "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, decision, rule, \
+             state, created_at, expires_at, resolved_by, resolved_at, error_code, error_message, approver_refs, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?10) \
+             ON CONFLICT (agent_id, request_id) DO NOTHING",
+        )
+        .map_err(sqlite(path, OPERATION))?;
+    let inserted = statement
+        .execute(params![
+            insert.agent_id,
+            insert.request_id,
+            insert.tool,
+            insert.args,
+            insert.args_digest,
+            insert.signature,
+            insert.decision,
+            insert.rule,
+            insert.state,
+            insert.created_at,
+            insert.expires_at,
+            insert.resolved_by,
+            insert.resolved_at,
+            insert.error_code,
+            insert.error_message,
+            insert.approver_refs,
+        ])
+        .map_err(sqlite(path, OPERATION))?;
+    if inserted == 1 {
+        for audit in &insert.audit {
+            insert_audit(conn, path, audit)?;
+        }
+        return Ok(InsertOutcome::Inserted);
+    }
+    let existing = rows::get_request(conn, path, &insert.agent_id, &insert.request_id)?
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.to_owned(),
+            what: format!(
+                "requests row ({}, {}) conflicted on insert but cannot be read back",
+                insert.agent_id, insert.request_id
+            ),
+        })?;
+    if existing.args_digest == insert.args_digest {
+        Ok(InsertOutcome::Duplicate(Box::new(existing)))
+    } else {
+        Ok(InsertOutcome::Conflict(Box::new(existing)))
+    }
+}
+
+fn transition(conn: &Connection, path: &Path, change: &PreparedTransition) -> StoreResult<bool> {
+    const OPERATION: &str = "changing a request's state";
+    let mut statement = conn
+        .prepare_cached(
+            "UPDATE requests SET state = ?4, updated_at = ?5, \
+             resolved_by = coalesce(?6, resolved_by), \
+             resolved_at = CASE WHEN ?7 THEN ?5 ELSE resolved_at END, \
+             result = coalesce(?8, result), \
+             error_code = coalesce(?9, error_code), \
+             error_message = coalesce(?10, error_message) \
+             WHERE agent_id = ?1 AND request_id = ?2 AND state = ?3",
+        )
+        .map_err(sqlite(path, OPERATION))?;
+    let changed = statement
+        .execute(params![
+            change.agent_id,
+            change.request_id,
+            change.from,
+            change.to,
+            change.at,
+            change.resolved_by,
+            change.resolves,
+            change.result,
+            change.error_code,
+            change.error_message,
+        ])
+        .map_err(sqlite(path, OPERATION))?;
+    if changed != 1 {
+        return Ok(false);
+    }
+    for audit in &change.audit {
+        insert_audit(conn, path, audit)?;
+    }
+    Ok(true)
+}
+
+fn mark_delivered(
+    conn: &Connection,
+    path: &Path,
+    agent_id: &str,
+    request_ids: &[String],
+) -> StoreResult<usize> {
+    const OPERATION: &str = "marking results delivered";
+    let mut statement = conn
+        .prepare_cached(
+            "UPDATE requests SET delivered = 1 \
+             WHERE agent_id = ?1 AND request_id = ?2 AND delivered = 0 \
+             AND state IN ('executed', 'failed', 'denied', 'expired')",
+        )
+        .map_err(sqlite(path, OPERATION))?;
+    let mut marked = 0;
+    for request_id in request_ids {
+        marked += statement
+            .execute(params![agent_id, request_id])
+            .map_err(sqlite(path, OPERATION))?;
+    }
+    Ok(marked)
+}
+
+fn set_approver_refs(
+    conn: &Connection,
+    path: &Path,
+    agent_id: &str,
+    request_id: &str,
+    refs: &str,
+) -> StoreResult<bool> {
+    const OPERATION: &str = "saving approver message references";
+    let changed = conn
+        .prepare_cached(
+            "UPDATE requests SET approver_refs = ?3 WHERE agent_id = ?1 AND request_id = ?2",
+        )
+        .map_err(sqlite(path, OPERATION))?
+        .execute(params![agent_id, request_id, refs])
+        .map_err(sqlite(path, OPERATION))?;
+    Ok(changed == 1)
+}
+
+fn recover(conn: &Connection, path: &Path, now: Timestamp) -> StoreResult<RecoveryReport> {
+    let sql = format!(
+        "UPDATE requests SET state = 'failed', updated_at = ?1, error_code = ?2, error_message = ?3 \
+         WHERE state = 'executing' RETURNING {REQUEST_COLUMNS}"
+    );
+    let mut failed = rows::query_requests(
+        conn,
+        path,
+        "failing requests interrupted by a restart",
+        &sql,
+        params![
+            now.as_millis(),
+            EXECUTION_FAILED_CODE,
+            RESTART_DURING_EXECUTION
+        ],
+    )?;
+    failed.sort_by_key(|record| (record.created_at, record.key()));
+    for record in &failed {
+        let mut entry = AuditEntry::new(record.agent_id.clone(), AuditKind::Failed)
+            .at(now)
+            .request_id(record.request_id.clone())
+            .signature(record.signature.clone())
+            .decision(record.decision)
+            .actor("gateway")
+            .detail(serde_json::json!({
+                "code": EXECUTION_FAILED_CODE,
+                "message": RESTART_DURING_EXECUTION,
+            }));
+        if let Some(rule) = &record.rule {
+            entry = entry.rule(rule.clone());
+        }
+        insert_audit(conn, path, &PreparedAudit::new(entry)?)?;
+    }
+    Ok(RecoveryReport {
+        failed,
+        approved: rows::requests_in_state(conn, path, RequestState::Approved)?,
+        pending: rows::pending_by_expiry(conn, path, now, true)?,
+        expired_pending: rows::pending_by_expiry(conn, path, now, false)?,
+    })
+}
+
+fn apply(conn: &Connection, path: &Path, op: &WriteOp) -> StoreResult<WriteOutput> {
+    match op {
+        WriteOp::Insert(insert) => insert_request(conn, path, insert).map(WriteOutput::Insert),
+        WriteOp::Transition(change) => transition(conn, path, change).map(WriteOutput::Transition),
+        WriteOp::Audit(audit) => insert_audit(conn, path, audit).map(WriteOutput::AuditId),
+        WriteOp::MarkDelivered {
+            agent_id,
+            request_ids,
+        } => mark_delivered(conn, path, agent_id, request_ids).map(WriteOutput::Count),
+        WriteOp::SetApproverRefs {
+            agent_id,
+            request_id,
+            refs,
+        } => set_approver_refs(conn, path, agent_id, request_id, refs).map(WriteOutput::Transition),
+        WriteOp::Recover { now } => {
+            recover(conn, path, *now).map(|report| WriteOutput::Recovery(Box::new(report)))
+        }
+        WriteOp::Close => Ok(WriteOutput::Closed),
+    }
+}

@@ -1,0 +1,510 @@
+//! Durability and the file itself: crashes (dropped handles, `abort()`, SIGKILL mid-stream) lose
+//! nothing that was acknowledged, migrations from empty and v1 files, refusal of newer or foreign
+//! files, and mode 0600 on the database and its -wal/-shm files.
+//!
+//! The crash tests run this test binary again as a child process (the ignored
+//! `crash_child_writer` test, driven by environment variables) and kill it.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use agent_gate_gateway::store::{
+    AuditEntry, AuditKind, AuditQuery, Decision, InsertOutcome, NewRequest, RequestState,
+    SCHEMA_VERSION, Store, StoreError, Timestamp, Transition,
+};
+use serde_json::json;
+
+const CHILD_DB: &str = "AGENT_GATE_STORE_CRASH_DB";
+const CHILD_MODE: &str = "AGENT_GATE_STORE_CRASH_MODE";
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Not a test of its own: the child process of the crash tests. It writes, prints one line per
+/// acknowledged (committed) write, then aborts or waits to be killed.
+#[test]
+#[ignore = "child process of the crash tests; run by them with its environment"]
+fn crash_child_writer() {
+    let (Ok(db), Ok(mode)) = (std::env::var(CHILD_DB), std::env::var(CHILD_MODE)) else {
+        panic!("run only by the crash tests, with {CHILD_DB} and {CHILD_MODE} set");
+    };
+    runtime().block_on(async move {
+        let store = Store::open(&db).await.unwrap();
+        match mode.as_str() {
+            "abort" => {
+                for i in 0..20 {
+                    let id = format!("r{i}");
+                    store
+                        .insert_request(
+                            NewRequest::allowed("pi", id.as_str(), "t", json!({"i": i}), "t()")
+                                .audit(
+                                    AuditEntry::new("pi", AuditKind::Decision)
+                                        .request_id(id.as_str()),
+                                ),
+                        )
+                        .await
+                        .unwrap();
+                    println!("ACK inserted {id}");
+                    if i % 2 == 0 {
+                        let done = Transition::executed("pi", id.as_str(), json!({"i": i}));
+                        assert!(store.transition(done).await.unwrap());
+                        println!("ACK executed {id}");
+                    }
+                }
+                // Crash right after the last acknowledged commit: no close, no destructors.
+                std::process::abort();
+            }
+            "stream" => {
+                // Writes from many tasks until killed.
+                let mut tasks = Vec::new();
+                for task in 0..16 {
+                    let store = store.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for i in 0.. {
+                            let id = format!("t{task}-{i}");
+                            let request =
+                                NewRequest::allowed("pi", id.as_str(), "t", json!({"i": i}), "t()")
+                                    .audit(
+                                        AuditEntry::new("pi", AuditKind::Decision)
+                                            .request_id(id.as_str()),
+                                    );
+                            store.insert_request(request).await.unwrap();
+                            println!("ACK inserted {id}");
+                            let done = Transition::executed(
+                                "pi",
+                                id.as_str(),
+                                json!({"task": task, "i": i}),
+                            );
+                            assert!(store.transition(done).await.unwrap());
+                            println!("ACK executed {id}");
+                        }
+                    }));
+                }
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            }
+            other => panic!("unknown child mode {other}"),
+        }
+    });
+}
+
+/// Runs the child writer and returns its acknowledgements: request id → last acknowledged state.
+/// With `kill_after`, the child is SIGKILLed after that many acknowledgements.
+fn run_child(db: &Path, mode: &str, kill_after: Option<usize>) -> BTreeMap<String, RequestState> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child_writer",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB, db)
+        .env(CHILD_MODE, mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut acked = BTreeMap::new();
+    let mut count = 0;
+    for line in stdout.lines() {
+        let Ok(line) = line else { break };
+        let Some(rest) = line.strip_prefix("ACK ") else {
+            continue;
+        };
+        let (what, id) = rest.split_once(' ').unwrap();
+        let state = match what {
+            "inserted" => RequestState::Executing,
+            "executed" => RequestState::Executed,
+            other => panic!("unexpected ack {other}"),
+        };
+        acked.insert(id.to_owned(), state);
+        count += 1;
+        if kill_after == Some(count) {
+            // SIGKILL while the other tasks are mid-write.
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the child must have crashed, got {status}"
+    );
+    acked
+}
+
+async fn assert_acknowledged_writes_survived(db: &Path, acked: &BTreeMap<String, RequestState>) {
+    let store = Store::open(db).await.unwrap();
+    for (id, state) in acked {
+        let record = store
+            .get_request("pi", id.as_str())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged request {id} was lost"));
+        match state {
+            RequestState::Executed => assert_eq!(record.state, RequestState::Executed, "{id}"),
+            // Acknowledged as executing; its completion may or may not have been committed.
+            _ => assert!(
+                matches!(
+                    record.state,
+                    RequestState::Executing | RequestState::Executed
+                ),
+                "{id}: {:?}",
+                record.state
+            ),
+        }
+        let audit = store
+            .audit_page(
+                AuditQuery::new()
+                    .request_id(id.as_str())
+                    .kind(AuditKind::Decision),
+            )
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1, "decision audit of {id}");
+    }
+    // Whatever was interrupted is failed, never re-run.
+    let report = store.recover_on_startup().await.unwrap();
+    for record in &report.failed {
+        assert_ne!(acked.get(&record.request_id), Some(&RequestState::Executed));
+    }
+    store.close().await.unwrap();
+}
+
+#[test]
+fn abort_after_a_committed_write_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gate.db");
+    let acked = run_child(&db, "abort", None);
+    assert_eq!(acked.len(), 20);
+    assert_eq!(
+        acked
+            .values()
+            .filter(|s| **s == RequestState::Executed)
+            .count(),
+        10
+    );
+    runtime().block_on(async {
+        assert_acknowledged_writes_survived(&db, &acked).await;
+        let store = Store::open(&db).await.unwrap();
+        // Recovery (run above) failed exactly the ten requests that were still executing.
+        let failed = store
+            .audit_page(AuditQuery::new().kind(AuditKind::Failed))
+            .await
+            .unwrap();
+        assert_eq!(failed.len(), 10);
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn sigkill_mid_stream_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gate.db");
+    let acked = run_child(&db, "stream", Some(400));
+    assert!(acked.len() >= 200);
+    runtime().block_on(assert_acknowledged_writes_survived(&db, &acked));
+}
+
+#[tokio::test]
+async fn dropping_without_close_keeps_every_committed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    let store = Store::open(&path).await.unwrap();
+    for i in 0..50 {
+        let id = format!("r{i}");
+        store
+            .insert_request(NewRequest::allowed(
+                "pi",
+                id.as_str(),
+                "t",
+                json!({"i": i}),
+                "t()",
+            ))
+            .await
+            .unwrap();
+    }
+    let clone = store.clone();
+    drop(store);
+    drop(clone);
+    let reopened = Store::open(&path).await.unwrap();
+    for i in 0..50 {
+        let record = reopened
+            .get_request("pi", format!("r{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.args, json!({"i": i}));
+    }
+    reopened.close().await.unwrap();
+    // After a clean close the WAL has been checkpointed into the database file and removed.
+    assert!(!dir.path().join("gate.db-wal").exists());
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_work_and_close_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("gate.db")).await.unwrap();
+    let other = store.clone();
+    store.close().await.unwrap();
+    store.close().await.unwrap();
+    let error = other
+        .append_audit(AuditEntry::new("pi", AuditKind::Delivered))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Closed { .. }), "{error:?}");
+    assert!(error.to_string().contains("closed"));
+    let error = other.get_request("pi", "r").await.unwrap_err();
+    assert!(matches!(error, StoreError::Closed { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn new_files_and_their_wal_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    let store = Store::open(&path).await.unwrap();
+    store
+        .append_audit(AuditEntry::new("pi", AuditKind::Decision))
+        .await
+        .unwrap();
+    assert_eq!(mode(&path), 0o600);
+    for companion in ["gate.db-wal", "gate.db-shm"] {
+        let companion = dir.path().join(companion);
+        assert!(
+            companion.exists(),
+            "{} should exist in WAL mode",
+            companion.display()
+        );
+        assert_eq!(mode(&companion), 0o600, "{}", companion.display());
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_world_readable_file_is_migrated_and_made_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    store
+        .insert_request(NewRequest::allowed("pi", "r1", "t", json!({}), "t()"))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let journal: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables, vec!["audit_log", "requests"]);
+}
+
+/// The v1 schema exactly as shipped (a fixture: it must never change, so that upgrades from real
+/// v1 files stay tested when later versions are added).
+const V1_SCHEMA: &str = r#"
+CREATE TABLE requests (
+    agent_id TEXT NOT NULL, request_id TEXT NOT NULL, tool TEXT NOT NULL, args TEXT NOT NULL,
+    args_digest TEXT NOT NULL, signature TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny', 'ask')), rule TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'executing', 'executed', 'failed', 'denied', 'expired')),
+    created_at INTEGER NOT NULL, expires_at INTEGER, resolved_by TEXT, resolved_at INTEGER,
+    result TEXT, error_code INTEGER, error_message TEXT,
+    delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered IN (0, 1)), approver_refs TEXT,
+    updated_at INTEGER NOT NULL, PRIMARY KEY (agent_id, request_id)
+);
+CREATE INDEX requests_pending_expiry ON requests (expires_at) WHERE state = 'pending';
+CREATE INDEX requests_undelivered ON requests (agent_id, updated_at)
+    WHERE delivered = 0 AND state IN ('executed', 'failed', 'denied', 'expired');
+CREATE INDEX requests_resolved ON requests (resolved_at) WHERE resolved_at IS NOT NULL;
+CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved';
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY, at INTEGER NOT NULL, agent_id TEXT NOT NULL,
+    request_id TEXT, kind TEXT NOT NULL, signature TEXT, decision TEXT, rule TEXT, actor TEXT,
+    detail TEXT
+);
+CREATE INDEX audit_at ON audit_log (at);
+CREATE INDEX audit_agent ON audit_log (agent_id, request_id);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+PRAGMA user_version = 1;
+"#;
+
+#[tokio::test]
+async fn an_existing_v1_file_opens_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(V1_SCHEMA).unwrap();
+        conn.execute(
+            "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, decision, state, \
+             created_at, expires_at, approver_refs, updated_at) \
+             VALUES ('pi', 'old', 'ha_call_service', '{\"domain\":\"light\"}', 'd', 'sig', 'ask', 'pending', \
+             1000, 999999999999999, '{\"chat_id\":1,\"message_id\":2}', 1000)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO audit_log (at, agent_id, request_id, kind, decision, detail) \
+             VALUES (1000, 'pi', 'old', 'decision', 'ask', '{\"note\":\"v1\"}')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).await.unwrap();
+    let record = store.get_request("pi", "old").await.unwrap().unwrap();
+    assert_eq!(record.state, RequestState::Pending);
+    assert_eq!(record.decision, Decision::Ask);
+    assert_eq!(record.args, json!({"domain": "light"}));
+    assert_eq!(
+        record.approver_refs,
+        Some(json!({"chat_id": 1, "message_id": 2}))
+    );
+    let audit = store.audit_page(AuditQuery::new()).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].detail, Some(json!({"note": "v1"})));
+    // The old request is fully usable.
+    assert!(
+        store
+            .transition(Transition::approve("pi", "old", "tg:1"))
+            .await
+            .unwrap()
+    );
+    store.close().await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn a_file_from_a_newer_gateway_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(V1_SCHEMA).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let error = Store::open(&path).await.unwrap_err();
+    match &error {
+        StoreError::NewerSchema {
+            found, supported, ..
+        } => {
+            assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(message.contains("newer agent-gate"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION + 1);
+}
+
+#[tokio::test]
+async fn foreign_and_broken_files_are_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE notes (body TEXT)")
+            .unwrap();
+    }
+    let error = Store::open(&foreign).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::ForeignDatabase { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("did not create"));
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+    let error = Store::open(&garbage).await.unwrap_err();
+    assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
+    assert!(
+        error.to_string().starts_with("cannot open database at"),
+        "{error}"
+    );
+
+    let missing = dir.path().join("no-such-dir").join("gate.db");
+    let error = Store::open(&missing).await.unwrap_err();
+    assert!(matches!(error, StoreError::CreateFile { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("check that the directory exists"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_is_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    let store = Store::open(&path).await.unwrap();
+    store
+        .append_audit(AuditEntry::new("pi", AuditKind::Decision).at(Timestamp::from_millis(1)))
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert!(
+        conn.execute("UPDATE audit_log SET agent_id = 'x'", [])
+            .is_err()
+    );
+    assert!(conn.execute("DELETE FROM audit_log", []).is_err());
+    drop(conn);
+    assert_eq!(
+        store
+            .audit_page(AuditQuery::new().agent("pi"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Inserting a request still works afterwards (no lock was left behind).
+    assert_eq!(
+        store
+            .insert_request(NewRequest::allowed("pi", "r", "t", json!({}), "t()"))
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    );
+    store.close().await.unwrap();
+}
