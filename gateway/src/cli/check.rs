@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_gate_manifest::{Manifest, Severity};
+use agent_gate_manifest::{Diagnostic, Manifest, Severity};
 use clap::Args;
 
 use super::ConfigPaths;
@@ -105,7 +105,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         match Manifest::load(&manifest_paths) {
             Ok(loaded) => {
                 for d in &loaded.warnings {
-                    report.warnings.push(d.to_string());
+                    report.warnings.push(diagnostic(d));
                 }
                 report.summary.push(format!(
                     "{}: {}",
@@ -121,8 +121,8 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 for d in &e.diagnostics {
                     match d.severity {
-                        Severity::Warning => report.warnings.push(d.to_string()),
-                        _ => report.errors.push(d.to_string()),
+                        Severity::Warning => report.warnings.push(diagnostic(d)),
+                        _ => report.errors.push(diagnostic(d)),
                     }
                 }
                 None
@@ -220,6 +220,15 @@ fn cross_check(
                 ));
             }
         }
+    }
+}
+
+/// A manifest diagnostic as `file:line:col: message` (plus its help line), the severity being
+/// printed in front by the report.
+fn diagnostic(d: &Diagnostic) -> String {
+    match &d.help {
+        Some(help) => format!("{}: {}\n  help: {help}", d.location(), d.message),
+        None => format!("{}: {}", d.location(), d.message),
     }
 }
 

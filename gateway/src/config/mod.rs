@@ -28,6 +28,11 @@ pub use model::{
     AgentConfig, ApproverConfig, Config, GatewayConfig, HealthCheck, RateLimitConfig, ServiceAuth,
     ServiceConfig, StorageConfig, TelegramConfig, TlsConfig, WebApproverConfig,
 };
+pub use model::{
+    DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, DEFAULT_HEALTH_HOST,
+    DEFAULT_HEALTH_PORT, DEFAULT_SERVICE_TIMEOUT, DEFAULT_STORAGE_PATH, DEFAULT_TELEGRAM_API_URL,
+    DEFAULT_TOOLS_PATH,
+};
 pub use permissions::{PermissionsFile, RuleList, RuleSpec};
 pub use secret::Secret;
 pub use walk::suggest;
