@@ -7,14 +7,19 @@
 //! flight at once, so their commits are shared.
 //!
 //! ```text
-//! cargo run --release -p agent-gate-gateway --example bench_store -- [requests] [in-flight]
+//! cargo run --release -p agent-gate-gateway --example bench_store -- [requests] [in-flight] [full]
 //! ```
+//!
+//! `full` also sets `synchronous=FULL` in SQLite ([`StoreOptions::sync_in_commit`]), so the
+//! writer waits for every sync instead of overlapping it with the next batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use agent_gate_gateway::store::{AuditEntry, AuditKind, Decision, NewRequest, Store, Transition};
+use agent_gate_gateway::store::{
+    AuditEntry, AuditKind, Decision, NewRequest, Store, StoreOptions, Transition,
+};
 use serde_json::json;
 
 fn arg(position: usize, default: usize) -> Result<usize, String> {
@@ -32,7 +37,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let in_flight = arg(2, 256)?.max(1);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.db");
-    let store = Store::open(&path).await?;
+    let sync_in_commit = std::env::args().nth(3).as_deref() == Some("full");
+    let store = Store::open_with(&path, StoreOptions::new().sync_in_commit(sync_in_commit)).await?;
 
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -103,7 +109,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.close().await?;
 
     let per_second = total as f64 / elapsed.as_secs_f64();
-    println!("audited allowed requests: {total} with {in_flight} in flight");
+    println!(
+        "audited allowed requests: {total} with {in_flight} in flight (SQLite synchronous={})",
+        if sync_in_commit {
+            "FULL"
+        } else {
+            "NORMAL + sync thread"
+        }
+    );
     println!("elapsed:                  {:.3} s", elapsed.as_secs_f64());
     println!("requests/s:               {per_second:.0}");
     println!(
@@ -112,6 +125,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.writes,
         stats.writes as f64 / stats.transactions.max(1) as f64,
         stats.largest_batch
+    );
+    println!(
+        "WAL syncs:                {} ({:.1} writes per sync)",
+        stats.syncs,
+        stats.writes as f64 / stats.syncs.max(1) as f64
     );
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use agent_gate_gateway::store::{
     AuditEntry, AuditKind, AuditQuery, Decision, InsertOutcome, NewRequest, RequestState,
-    SCHEMA_VERSION, Store, StoreError, Timestamp, Transition,
+    SCHEMA_VERSION, Store, StoreError, StoreOptions, Timestamp, Transition,
 };
 use serde_json::json;
 
@@ -254,6 +254,57 @@ async fn dropping_without_close_keeps_every_committed_write() {
     reopened.close().await.unwrap();
     // After a clean close the WAL has been checkpointed into the database file and removed.
     assert!(!dir.path().join("gate.db-wal").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_can_sync_inside_each_commit_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    let store = Store::open_with(&path, StoreOptions::new().sync_in_commit(true).readers(1))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("r{i}");
+            store
+                .insert_request(NewRequest::allowed(
+                    "pi",
+                    id.as_str(),
+                    "t",
+                    json!({"i": i}),
+                    "t()",
+                ))
+                .await
+                .unwrap();
+            assert!(
+                store
+                    .transition(Transition::executed("pi", id.as_str(), json!(i)))
+                    .await
+                    .unwrap()
+            );
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = store.stats();
+    // SQLite synced every transaction itself.
+    assert_eq!(stats.syncs, stats.transactions);
+    assert_eq!(stats.writes, 40);
+    drop(store);
+    let reopened = Store::open(&path).await.unwrap();
+    for i in 0..20 {
+        let record = reopened
+            .get_request("pi", format!("r{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, RequestState::Executed);
+        assert_eq!(record.result, Some(json!(i)));
+    }
+    reopened.close().await.unwrap();
 }
 
 #[tokio::test]

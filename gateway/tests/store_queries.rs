@@ -394,6 +394,11 @@ async fn many_concurrent_writes_all_land() {
     let stats = store.stats();
     assert_eq!(stats.writes, 640);
     assert!(stats.transactions <= 640);
+    // Every transaction was made durable by a sync, and a sync can cover several.
+    assert!(
+        stats.syncs >= 1 && stats.syncs <= stats.transactions,
+        "{stats:?}"
+    );
     store.close().await.unwrap();
 }
 

@@ -95,6 +95,16 @@ pub enum StoreError {
         /// The SQLite error, as text (it is shared by every write of the batch).
         detail: String,
     },
+    /// Syncing the write-ahead log to disk failed; the store refuses all further work.
+    #[error(
+        "database {path}: syncing the write-ahead log to disk failed: {detail} — writes since the last successful sync may be lost; check the disk and restart the gateway"
+    )]
+    SyncFailed {
+        /// The database path.
+        path: PathBuf,
+        /// The I/O error, as text.
+        detail: String,
+    },
     /// The requested transition is not an edge of the request state machine.
     #[error(
         "a request cannot move from `{from}` to `{to}`: allowed transitions are pending → approved | denied | expired, approved → executing | failed, executing → executed | failed"

@@ -3,12 +3,16 @@
 //!
 //! # Design
 //!
-//! - One database file, created with mode 0600 before SQLite opens it, WAL journal,
-//!   `synchronous=FULL`: when a write's future resolves, the write is on disk.
+//! - One database file, created with mode 0600 before SQLite opens it, WAL journal. When a
+//!   write's future resolves, the write is on disk: a sync thread `fdatasync`s the WAL before
+//!   answering, overlapping the sync with the next batch (the durability of
+//!   `synchronous=FULL`; [`StoreOptions::sync_in_commit`] sets that in SQLite instead). A read
+//!   never returns a commit that is not yet on disk.
 //! - Schema versions live in `PRAGMA user_version`; [`Store::open`] migrates an empty or older
 //!   file and refuses a file written by a newer agent-gate ([`StoreError::NewerSchema`]).
 //! - Writes go to one writer thread that **group-commits**: everything queued is applied in one
-//!   transaction and every caller is answered after that commit (see the `writer` module).
+//!   transaction and every caller is answered after that commit is synced (see the `writer`
+//!   module).
 //! - Reads use a small pool of separate connections on tokio's blocking threads; in WAL mode they
 //!   never wait for the writer.
 //! - Every state change is ONE conditional `UPDATE … WHERE agent_id = ? AND request_id = ? AND
@@ -62,7 +66,8 @@ pub use types::{
 };
 
 use writer::{
-    Job, PreparedAudit, PreparedInsert, PreparedTransition, Stats, WriteOp, WriteOutput, Writer,
+    Durability, Job, PreparedAudit, PreparedInsert, PreparedTransition, Stats, WriteOp,
+    WriteOutput, Writer,
 };
 
 /// Tuning knobs of [`Store::open_with`]; the defaults suit a home gateway.
@@ -71,6 +76,7 @@ pub struct StoreOptions {
     readers: usize,
     max_batch: usize,
     queue_capacity: usize,
+    sync_in_commit: bool,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +85,7 @@ impl Default for StoreOptions {
             readers: 2,
             max_batch: 1024,
             queue_capacity: 4096,
+            sync_in_commit: false,
         }
     }
 }
@@ -106,6 +113,17 @@ impl StoreOptions {
         self.queue_capacity = capacity.max(1);
         self
     }
+
+    /// Let SQLite sync the WAL inside every commit (`synchronous=FULL`) instead of the store's
+    /// sync thread (`synchronous=NORMAL` plus an `fdatasync` before answering; the default).
+    ///
+    /// Durability is the same either way: no caller is answered, and no read returns a commit,
+    /// before the commit is on disk. With the sync thread the writer applies the next batch while
+    /// the previous one is being synced.
+    pub fn sync_in_commit(mut self, on: bool) -> Self {
+        self.sync_in_commit = on;
+        self
+    }
 }
 
 /// A cheap, cloneable handle on the store. See the [module docs](self).
@@ -129,6 +147,7 @@ struct Inner {
     readers: Vec<Mutex<Option<Connection>>>,
     next_reader: AtomicUsize,
     stats: Arc<Stats>,
+    durability: Arc<Durability>,
     closed: AtomicBool,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -161,13 +180,26 @@ impl Store {
 
     fn open_blocking(path: PathBuf, options: StoreOptions) -> StoreResult<Self> {
         schema::prepare_file(&path)?;
-        let conn = schema::open_writer(&path)?;
+        let conn = schema::open_writer(&path, options.sync_in_commit)?;
+        let wal = if options.sync_in_commit {
+            None
+        } else {
+            Some(schema::open_wal(&path)?)
+        };
         let readers = (0..options.readers.max(1))
             .map(|_| schema::open_reader(&path).map(|conn| Mutex::new(Some(conn))))
             .collect::<StoreResult<Vec<_>>>()?;
         let (sender, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let stats = Arc::new(Stats::default());
-        let writer = Writer::new(conn, path.clone(), Arc::clone(&stats), options.max_batch);
+        let durability = Arc::new(Durability::default());
+        let writer = Writer::new(
+            conn,
+            wal,
+            path.clone(),
+            Arc::clone(&stats),
+            Arc::clone(&durability),
+            options.max_batch,
+        )?;
         let writer_thread = std::thread::Builder::new()
             .name("agent-gate-store".to_owned())
             .spawn(move || writer.run(receiver))
@@ -182,6 +214,7 @@ impl Store {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 stats,
+                durability,
                 closed: AtomicBool::new(false),
                 writer_thread: Mutex::new(Some(writer_thread)),
             }),
@@ -227,11 +260,14 @@ impl Store {
         F: FnOnce(&Connection, &Path) -> StoreResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let count = inner.readers.len();
             let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
             let run = |guard: MutexGuard<'_, Option<Connection>>| match guard.as_ref() {
-                Some(conn) => query(conn, &inner.path),
+                // Any commit this read saw was announced before it finished.
+                Some(conn) => {
+                    query(conn, &inner.path).map(|value| (value, inner.durability.visible()))
+                }
                 None => Err(StoreError::Closed {
                     path: inner.path.clone(),
                 }),
@@ -260,7 +296,14 @@ impl Store {
         .map_err(|error| StoreError::Worker {
             path: self.inner.path.clone(),
             detail: format!("a read task failed: {error}"),
-        })?
+        })?;
+        let (value, seen) = result?;
+        // Never show a commit that is not on disk yet: wait for the sync covering it.
+        self.inner
+            .durability
+            .wait_synced(seen, &self.inner.path)
+            .await?;
+        Ok(value)
     }
 
     /// Records a new request (and its audit entries, in the same transaction).

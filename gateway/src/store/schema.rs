@@ -150,8 +150,12 @@ fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     }
 }
 
-/// Opens the writer connection: WAL journal, `synchronous=FULL`, schema migrated to [`SCHEMA_VERSION`].
-pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
+/// Opens the writer connection: WAL journal, schema migrated to [`SCHEMA_VERSION`].
+///
+/// With `sync_in_commit`, SQLite syncs the WAL inside every commit (`synchronous=FULL`);
+/// otherwise (`synchronous=NORMAL`) the store's sync thread syncs it before any caller is
+/// answered (see the `writer` module). Either way an acknowledged write is on disk.
+pub(crate) fn open_writer(path: &Path, sync_in_commit: bool) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
@@ -166,14 +170,20 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
             )),
         });
     }
-    // FULL in WAL mode: the WAL is synced on every commit, so a committed transaction survives
-    // power loss, not only a process crash.
-    conn.pragma_update(None, "synchronous", "FULL")
+    let synchronous = if sync_in_commit { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", synchronous)
         .map_err(open_error(path))?;
     conn.set_prepared_statement_cache_capacity(32);
     migrate(&mut conn, path)?;
     restrict_modes(path)?;
     Ok(conn)
+}
+
+/// Opens a handle on the database's -wal file for the sync thread (`fdatasync` works on any
+/// handle of the file). The writer connection has already created it.
+pub(crate) fn open_wal(path: &Path) -> StoreResult<std::fs::File> {
+    let [wal, _shm] = companion_paths(path);
+    std::fs::File::open(&wal).map_err(|source| StoreError::CreateFile { path: wal, source })
 }
 
 /// Opens a reader connection (query-only; sees every committed write).

@@ -887,4 +887,6 @@ pub struct StoreStats {
     pub writes: u64,
     /// The most operations committed in one transaction.
     pub largest_batch: u64,
+    /// Syncs of the write-ahead log (each one makes every transaction committed before it durable).
+    pub syncs: u64,
 }

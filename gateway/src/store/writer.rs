@@ -1,22 +1,34 @@
-//! The writer thread and its group commit.
+//! The writer thread, its group commit, and the sync thread that makes commits durable.
 //!
 //! All writes go through one dedicated OS thread that owns the only writing connection. It
 //! blocks on a channel, drains everything queued (up to a batch limit), applies every operation
-//! inside ONE `BEGIN IMMEDIATE … COMMIT` transaction, and only then answers each caller. So a
-//! caller's future resolves after its own write is durable (`synchronous=FULL`), while concurrent
-//! callers share the cost of the fsync.
+//! inside ONE `BEGIN IMMEDIATE … COMMIT` transaction, and hands the answers to the sync thread.
+//! The sync thread `fdatasync`s the write-ahead log and only then answers the callers of every
+//! batch that sync covered. So a caller's future resolves only after its own write is on disk,
+//! concurrent callers share both the transaction and the sync, and the writer applies the next
+//! batch while the previous one is being synced.
+//!
+//! By default SQLite runs with `synchronous=NORMAL` (it writes the WAL without syncing it on
+//! commit) because the sync thread does that sync before anyone is answered: the durability is
+//! that of `synchronous=FULL`, and a read that saw a commit waits for that commit's sync before
+//! it returns, so nothing not yet on disk is ever shown. With
+//! [`super::StoreOptions::sync_in_commit`] SQLite syncs inside every commit (`synchronous=FULL`)
+//! instead, and the sync thread only answers.
 //!
 //! If one operation fails, the transaction is rolled back, that caller gets the error, and the
 //! rest of the batch is replayed in a fresh transaction (operations are deterministic functions of
 //! the database state, so the replay is exact). If the commit itself fails, every caller of the
-//! batch gets [`StoreError::BatchFailed`].
+//! batch gets [`StoreError::BatchFailed`]. If a sync fails, the store refuses all further work
+//! ([`StoreError::SyncFailed`]): after a failed `fsync` the kernel may have dropped the data.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::{StoreError, StoreResult};
 use super::rows::{self, REQUEST_COLUMNS};
@@ -212,6 +224,7 @@ pub(crate) struct Stats {
     transactions: AtomicU64,
     writes: AtomicU64,
     largest_batch: AtomicU64,
+    syncs: AtomicU64,
 }
 
 impl Stats {
@@ -220,6 +233,7 @@ impl Stats {
             transactions: self.transactions.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
         }
     }
 
@@ -231,31 +245,266 @@ impl Stats {
     }
 }
 
+/// What the writer, the sync thread and the readers share about durability.
+///
+/// Commits are numbered. `announced` is the number of the newest commit that may be visible to
+/// readers (set before `COMMIT` runs); `synced` is the newest number whose WAL frames are on disk.
+#[derive(Debug)]
+pub(crate) struct Durability {
+    announced: AtomicU64,
+    synced: watch::Sender<u64>,
+    poisoned: AtomicBool,
+    sync_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Self {
+            announced: AtomicU64::new(0),
+            synced: watch::Sender::new(0),
+            poisoned: AtomicBool::new(false),
+            sync_error: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Durability {
+    /// The newest commit a read that has just finished may have seen.
+    pub(crate) fn visible(&self) -> u64 {
+        self.announced.load(Ordering::SeqCst)
+    }
+
+    /// Waits until commit `target` is on disk; fails if a sync failed.
+    pub(crate) async fn wait_synced(&self, target: u64, path: &Path) -> StoreResult<()> {
+        if *self.synced.borrow() < target {
+            let mut synced = self.synced.subscribe();
+            // The sender lives as long as `self`, so this only ends when the target is reached.
+            let _ = synced.wait_for(|synced| *synced >= target).await;
+        }
+        self.check(path)
+    }
+
+    /// Fails with [`StoreError::SyncFailed`] once a sync has failed.
+    pub(crate) fn check(&self, path: &Path) -> StoreResult<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            let detail = self
+                .sync_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default();
+            return Err(StoreError::SyncFailed {
+                path: path.to_owned(),
+                detail,
+            });
+        }
+        Ok(())
+    }
+
+    fn poison(&self, detail: String) {
+        *self
+            .sync_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(detail);
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+}
+
+type Reply = (
+    oneshot::Sender<StoreResult<WriteOutput>>,
+    StoreResult<WriteOutput>,
+);
+
+/// The answers of one committed (or failed) transaction, waiting for a sync that covers it.
+struct Committed {
+    number: u64,
+    replies: Vec<Reply>,
+}
+
+/// How many `fdatasync` calls may run at once. A sync covers every transaction committed before
+/// it started; letting a new one start while the previous one is still in the kernel means a
+/// fresh commit waits for one sync, not for the rest of the running one plus its own.
+const SYNC_THREADS: usize = 3;
+
+/// The queue between the writer and the sync threads.
+struct SyncQueue {
+    state: std::sync::Mutex<SyncState>,
+    wake: std::sync::Condvar,
+    /// The -wal file; `None` when SQLite syncs inside each commit.
+    wal: Option<File>,
+    durability: Arc<Durability>,
+    stats: Arc<Stats>,
+    path: PathBuf,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Transactions not answered yet, oldest first.
+    pending: std::collections::VecDeque<Committed>,
+    /// The newest transaction handed over.
+    committed: u64,
+    /// The newest transaction covered by a sync that has started.
+    started: u64,
+    /// The newest transaction covered by a sync that has finished.
+    done: u64,
+    closing: bool,
+}
+
+impl SyncQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, committed: Committed) {
+        let mut state = self.lock();
+        state.committed = state.committed.max(committed.number);
+        state.pending.push_back(committed);
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.lock().closing = true;
+        self.wake.notify_all();
+    }
+
+    /// One sync thread: sync whatever was committed since the last sync started, then answer
+    /// every transaction that sync covered.
+    fn run(&self) {
+        loop {
+            let target = {
+                let mut state = self.lock();
+                loop {
+                    if state.committed > state.started {
+                        break;
+                    }
+                    if state.closing {
+                        return;
+                    }
+                    state = self
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                state.started = state.committed;
+                state.committed
+            };
+            let outcome = self.durability.check(&self.path).and_then(|()| self.sync());
+            let ready: Vec<Committed> = {
+                let mut state = self.lock();
+                state.done = state.done.max(target);
+                let done = state.done;
+                let count = state
+                    .pending
+                    .iter()
+                    .take_while(|committed| committed.number <= done)
+                    .count();
+                state.pending.drain(..count).collect()
+            };
+            self.durability
+                .synced
+                .send_modify(|synced| *synced = (*synced).max(target));
+            for (reply, output) in ready.into_iter().flat_map(|committed| committed.replies) {
+                let _ = reply.send(match &outcome {
+                    Ok(()) => output,
+                    Err(error) => Err(StoreError::SyncFailed {
+                        path: self.path.clone(),
+                        detail: error.to_string(),
+                    }),
+                });
+            }
+        }
+    }
+
+    fn sync(&self) -> StoreResult<()> {
+        let Some(wal) = &self.wal else {
+            // SQLite synced inside the commit.
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        match wal.sync_data() {
+            Ok(()) => {
+                self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                let detail = format!("fdatasync of the write-ahead log: {error}");
+                tracing::error!(path = %self.path.display(), %detail, "syncing the database failed; refusing further work");
+                self.durability.poison(detail.clone());
+                Err(StoreError::SyncFailed {
+                    path: self.path.clone(),
+                    detail,
+                })
+            }
+        }
+    }
+}
+
 /// The state of the writer thread.
 pub(crate) struct Writer {
     conn: Connection,
     path: PathBuf,
     stats: Arc<Stats>,
+    durability: Arc<Durability>,
     max_batch: usize,
+    next_number: u64,
+    sync: Arc<SyncQueue>,
+    sync_threads: Vec<JoinHandle<()>>,
 }
 
 impl Writer {
+    /// A writer on `conn`; starts the sync thread, which syncs `wal` (a handle on the database's
+    /// -wal file) unless SQLite syncs inside each commit (`None`).
     pub(crate) fn new(
         conn: Connection,
+        wal: Option<File>,
         path: PathBuf,
         stats: Arc<Stats>,
+        durability: Arc<Durability>,
         max_batch: usize,
-    ) -> Self {
-        Self {
+    ) -> StoreResult<Self> {
+        let threads = if wal.is_some() { SYNC_THREADS } else { 1 };
+        let sync = Arc::new(SyncQueue {
+            state: std::sync::Mutex::new(SyncState::default()),
+            wake: std::sync::Condvar::new(),
+            wal,
+            durability: Arc::clone(&durability),
+            stats: Arc::clone(&stats),
+            path: path.clone(),
+        });
+        let mut sync_threads = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let queue = Arc::clone(&sync);
+            let spawned = std::thread::Builder::new()
+                .name("agent-gate-store-sync".to_owned())
+                .spawn(move || queue.run());
+            match spawned {
+                Ok(handle) => sync_threads.push(handle),
+                Err(error) => {
+                    sync.close();
+                    return Err(StoreError::Worker {
+                        path,
+                        detail: format!("starting a sync thread: {error}"),
+                    });
+                }
+            }
+        }
+        Ok(Self {
             conn,
             path,
             stats,
+            durability,
             max_batch: max_batch.max(1),
-        }
+            next_number: 0,
+            sync,
+            sync_threads,
+        })
     }
 
     /// Runs until a close request arrives or every sender is gone, then closes the connection
-    /// (which checkpoints the WAL into the database file).
+    /// (which checkpoints the WAL into the database file) and stops the sync thread.
     pub(crate) fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
         let mut close_replies = Vec::new();
         let mut batch = Vec::with_capacity(self.max_batch);
@@ -289,21 +538,43 @@ impl Writer {
         while let Ok(job) = receiver.try_recv() {
             let _ = job.reply.send(Err(self.closed()));
         }
-        let path = self.path.clone();
-        let outcome = match self.conn.close() {
-            Ok(()) => Ok(WriteOutput::Closed),
-            Err((_conn, source)) => Err(StoreError::Sqlite {
-                path: path.clone(),
-                operation: "closing the database",
-                source,
-            }),
-        };
-        // Closing checkpoints and removes the -wal/-shm files; if they remain, keep them private.
-        let outcome =
-            outcome.and_then(|output| super::schema::restrict_modes(&path).map(|()| output));
+        let Self {
+            conn,
+            path,
+            durability,
+            sync,
+            sync_threads,
+            ..
+        } = self;
+        // Closing the last connection checkpoints the WAL into the database file (syncing both).
+        let closed = conn.close().map_err(|(_conn, source)| StoreError::Sqlite {
+            path: path.clone(),
+            operation: "closing the database",
+            source,
+        });
+        // The sync threads answer everything handed to them, then end.
+        sync.close();
+        let mut joined = Ok(());
+        for handle in sync_threads {
+            if handle.join().is_err() {
+                joined = Err(StoreError::Worker {
+                    path: path.clone(),
+                    detail: "a sync thread panicked".to_owned(),
+                });
+            }
+        }
+        // Release any reader still waiting (everything announced has been answered).
+        durability
+            .synced
+            .send_modify(|synced| *synced = (*synced).max(durability.visible()));
+        // If -wal/-shm files remain (another connection is open), keep them private.
+        let outcome = closed
+            .and(joined)
+            .and_then(|()| durability.check(&path))
+            .and_then(|()| super::schema::restrict_modes(&path));
         for reply in close_replies {
             let _ = reply.send(match &outcome {
-                Ok(_) => Ok(WriteOutput::Closed),
+                Ok(()) => Ok(WriteOutput::Closed),
                 Err(error) => Err(StoreError::BatchFailed {
                     path: path.clone(),
                     detail: error.to_string(),
@@ -318,8 +589,22 @@ impl Writer {
         }
     }
 
-    /// Applies `jobs` in one transaction and answers them after the commit.
+    /// Hands the answers of one transaction to the sync threads.
+    fn hand_over(&self, number: u64, replies: Vec<Reply>) {
+        self.sync.push(Committed { number, replies });
+    }
+
+    /// Applies `jobs` in one transaction; their callers are answered once it is synced.
     fn commit_batch(&mut self, mut jobs: Vec<Job>) {
+        if let Err(error) = self.durability.check(&self.path) {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::SyncFailed {
+                    path: self.path.clone(),
+                    detail: error.to_string(),
+                }));
+            }
+            return;
+        }
         loop {
             if let Err(source) = self.conn.execute_batch("BEGIN IMMEDIATE") {
                 self.fail_all(jobs, &source);
@@ -339,6 +624,7 @@ impl Writer {
             match failure {
                 Some((index, error)) => {
                     self.rollback();
+                    // Nothing of it was written, so it can be answered at once.
                     let failed = jobs.remove(index);
                     let _ = failed.reply.send(Err(error));
                     if jobs.is_empty() {
@@ -346,15 +632,31 @@ impl Writer {
                     }
                 }
                 None => {
+                    self.next_number += 1;
+                    let number = self.next_number;
+                    // Announce before COMMIT: from the moment readers can see this transaction,
+                    // they wait for its sync.
+                    self.durability.announced.store(number, Ordering::SeqCst);
+                    let mut replies = Vec::with_capacity(jobs.len());
                     if let Err(source) = self.conn.execute_batch("COMMIT") {
                         self.rollback();
-                        self.fail_all(jobs, &source);
-                        return;
+                        tracing::error!(path = %self.path.display(), error = %source, writes = jobs.len(), "committing a batch of writes failed");
+                        replies.extend(jobs.into_iter().map(|job| {
+                            let error = StoreError::BatchFailed {
+                                path: self.path.clone(),
+                                detail: source.to_string(),
+                            };
+                            (job.reply, Err(error))
+                        }));
+                    } else {
+                        self.stats.record(jobs.len());
+                        replies.extend(
+                            jobs.into_iter()
+                                .map(|job| job.reply)
+                                .zip(outputs.into_iter().map(Ok)),
+                        );
                     }
-                    self.stats.record(jobs.len());
-                    for (job, output) in jobs.into_iter().zip(outputs) {
-                        let _ = job.reply.send(Ok(output));
-                    }
+                    self.hand_over(number, replies);
                     return;
                 }
             }
