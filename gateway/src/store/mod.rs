@@ -14,7 +14,8 @@
 //!   transaction and every caller is answered after that commit is synced (see the `writer`
 //!   module).
 //! - Reads use a small pool of separate connections on tokio's blocking threads; in WAL mode they
-//!   never wait for the writer.
+//!   never wait for the writer's lock (only, if they may have seen a commit still being synced,
+//!   for that sync).
 //! - Every state change is ONE conditional `UPDATE … WHERE agent_id = ? AND request_id = ? AND
 //!   state = ?`; [`Store::transition`] returns whether it won. That write decides races (a
 //!   button press against a timeout against a restart), not an in-memory lock.
@@ -392,10 +393,26 @@ impl Store {
     /// plus the approved-but-not-started, pending and expired-but-pending requests found, all in
     /// one transaction.
     pub async fn recover_on_startup_at(&self, now: Timestamp) -> StoreResult<RecoveryReport> {
-        match self.write(WriteOp::Recover { now }).await? {
-            WriteOutput::Recovery(report) => Ok(*report),
-            _ => Err(self.unexpected("recover_on_startup")),
+        let report = match self.write(WriteOp::Recover { now }).await? {
+            WriteOutput::Recovery(report) => *report,
+            _ => return Err(self.unexpected("recover_on_startup")),
+        };
+        for record in &report.failed {
+            tracing::warn!(
+                agent = %record.agent_id,
+                request_id = %record.request_id,
+                signature = %record.signature,
+                "request was executing when the gateway stopped; marked failed (outcome unknown)"
+            );
         }
+        tracing::info!(
+            failed = report.failed.len(),
+            approved = report.approved.len(),
+            pending = report.pending.len(),
+            expired_pending = report.expired_pending.len(),
+            "store recovery after start-up"
+        );
+        Ok(report)
     }
 
     /// The request `request_id` of `agent_id`, if any.
