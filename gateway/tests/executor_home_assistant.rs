@@ -287,6 +287,7 @@ async fn a_wrong_token_is_reported_as_rejected_credentials() {
         matches!(error, ExecutionError::Unauthorized { status: 401, .. }),
         "{error:?}"
     );
+    assert_eq!((error.kind(), error.status()), ("unauthorized", Some(401)));
     assert_eq!(
         error.to_string(),
         "service `homeassistant` rejected the gateway's credentials (HTTP 401); check services.homeassistant.auth (the token) in config.yaml"
@@ -481,6 +482,7 @@ async fn a_paused_service_times_out_after_the_service_timeout() {
         .await
         .unwrap_err();
     assert!(matches!(error, ExecutionError::Timeout { .. }), "{error:?}");
+    assert_eq!(error.kind(), "timeout");
     assert_eq!(
         error.to_string(),
         "service `homeassistant` did not answer within 300 ms (services.homeassistant.timeout); the action may or may not have happened"
@@ -803,6 +805,14 @@ http = { method = "GET", path = "/status" }
         "tool `nas_status` uses service `nas`, which is not configured; add `services.nas` (url, auth) to config.yaml"
     );
     assert!(home.requests().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn errors_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<ExecutionError>();
+    assert_send_sync::<ExecutorError>();
+    assert_send_sync::<Executor>();
 }
 
 #[test]

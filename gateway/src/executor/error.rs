@@ -137,6 +137,24 @@ pub enum ExecutionError {
 }
 
 impl ExecutionError {
+    /// A stable, machine-readable name of the error kind (for the `details` of a
+    /// JSON-RPC error and for the audit log): `invalid_arguments`, `unknown_service`,
+    /// `unauthorized`, `http_status`, `redirect`, `invalid_response`, `timeout`,
+    /// `connect` or `transport`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidArguments(_) => "invalid_arguments",
+            Self::UnknownService { .. } => "unknown_service",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Status { .. } => "http_status",
+            Self::Redirect { .. } => "redirect",
+            Self::InvalidResponse { .. } => "invalid_response",
+            Self::Timeout { .. } => "timeout",
+            Self::Connect { .. } => "connect",
+            Self::Transport { .. } => "transport",
+        }
+    }
+
     /// The HTTP status the service answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
