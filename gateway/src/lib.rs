@@ -2,16 +2,26 @@
 //!
 //! Each module owns one concept:
 //!
+//! - [`app`]: the library entry point: `Gateway::builder(..).start()` and the running gateway.
+//! - [`approvals`]: the `Approver` trait, decisions on pending requests, an in-process approver.
 //! - [`cli`]: the `agent-gate` command line (clap tree, `check`, `policy explain`).
 //! - [`config`]: `config.yaml` and `permissions.yaml` loading, `${VAR}` substitution, validation.
 //! - [`executor`]: executes allowed tool calls as HTTP requests to their services (credentials, errors, health).
+//! - [`health`]: the HTTP side's `/healthz` endpoint (store, approvers, services).
 //! - [`policy`]: the permission engine (glob rules over signatures: deny, allow, ask, defaults).
+//! - [`ratelimit`]: per-agent request rate window and the failed-authentication throttle.
+//! - [`server`]: the WebSocket JSON-RPC server: TLS, auth, frames, the request engine.
 //! - [`store`]: the SQLite store: the request state machine and the append-only audit log.
 //! - [`simulator`]: simulated services (an in-process Home Assistant) for tests and `agent-gate demo`.
 
+pub mod app;
+pub mod approvals;
 pub mod cli;
 pub mod config;
 pub mod executor;
+pub mod health;
 pub mod policy;
+pub mod ratelimit;
+pub mod server;
 pub mod simulator;
 pub mod store;

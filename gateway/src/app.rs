@@ -1,0 +1,456 @@
+//! The library entry point: [`Gateway::builder`] assembles a gateway from its configuration,
+//! policy and manifest, [`GatewayBuilder::start`] runs it, and [`RunningGateway`] is the
+//! handle tests, `agent-gate serve`, demo mode and approvers use.
+//!
+//! Start-up order: TLS material (refused without `gateway.tls` unless insecure) → store
+//! (open, migrate, recover: requests found `executing` are marked failed) → services (health
+//! checks only warn) → approvers (started with the [`ApprovalHandle`]) → pending approvals
+//! resumed (timers re-armed from `expires_at`, approved-not-started requests executed) →
+//! WebSocket listener → health endpoint → "ready".
+//!
+//! Shutdown ([`RunningGateway::shutdown`]): stop accepting; stop reading requests; let
+//! in-flight executions finish (bounded by [`ServerLimits::shutdown_grace`]); keep pending
+//! approvals pending for the next start; close agents with 1001 (going away); stop the
+//! approvers; flush and close the store.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use agent_gate_gateway::app::Gateway;
+//! use agent_gate_gateway::approvals::ChannelApprover;
+//! use agent_gate_gateway::config::Config;
+//! use agent_gate_gateway::policy::Policy;
+//! use agent_gate_manifest::Manifest;
+//!
+//! let config = Config::load("config.yaml")?;
+//! let policy = Policy::load("permissions.yaml")?;
+//! let manifest = Manifest::load(&config.tools)?.manifest;
+//! let approver = Arc::new(ChannelApprover::new("test"));
+//! let gateway = Gateway::builder(config, policy, manifest)
+//!     .approver(approver.clone())
+//!     .start()
+//!     .await?;
+//! println!("agents connect to wss://{}", gateway.ws_addr());
+//! gateway.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agent_gate_manifest::Manifest;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::approvals::{ApprovalHandle, Approver, ApproverError};
+use crate::config::Config;
+use crate::executor::{Executor, ExecutorError};
+use crate::policy::Policy;
+use crate::server::core::Core;
+use crate::server::{self, ServerLimits, TlsError};
+use crate::store::{Store, StoreError};
+
+/// The gateway could not start (or stop cleanly).
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No `gateway.tls` and not started insecure.
+    #[error(
+        "{file}: gateway.tls is not set; agents would send their tokens in plaintext. Add gateway.tls (cert and key PEM files), or start with --insecure for local testing only"
+    )]
+    TlsRequired {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The store could not be opened, recovered or closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The services could not be set up.
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+    /// An approver failed to start.
+    #[error(transparent)]
+    Approver(#[from] ApproverError),
+    /// The storage directory could not be created.
+    #[error(
+        "storage.path: cannot create the directory {path} for the database: {source}; create it or point storage.path elsewhere"
+    )]
+    StorageDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listener could not be bound.
+    #[error(
+        "cannot listen on {address} ({what}): {source}; is another process using the port? Change {key} in the config"
+    )]
+    Bind {
+        /// Which listener (`WebSocket`, `health`).
+        what: &'static str,
+        /// The address.
+        address: String,
+        /// The config key to change.
+        key: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Builds a gateway: see [`Gateway::builder`].
+#[derive(Debug, Clone, Copy)]
+pub struct Gateway;
+
+impl Gateway {
+    /// A builder for a gateway with this configuration, policy and manifest. The
+    /// WebSocket and health listeners bind `gateway.host:port` and
+    /// `gateway.health_host:health_port` (port 0: an ephemeral port).
+    pub fn builder(config: Config, policy: Policy, manifest: Manifest) -> GatewayBuilder {
+        GatewayBuilder {
+            config,
+            policy,
+            manifest,
+            approvers: Vec::new(),
+            insecure: false,
+            limits: ServerLimits::default(),
+            health: true,
+            http_routes: None,
+        }
+    }
+}
+
+/// Options of a gateway before it starts.
+pub struct GatewayBuilder {
+    config: Config,
+    policy: Policy,
+    manifest: Manifest,
+    approvers: Vec<Arc<dyn Approver>>,
+    insecure: bool,
+    limits: ServerLimits,
+    health: bool,
+    http_routes: Option<axum::Router>,
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("config", &self.config.file)
+            .field("approvers", &self.approvers.len())
+            .field("insecure", &self.insecure)
+            .field("limits", &self.limits)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    /// Adds an approver (Telegram, web, a [`crate::approvals::ChannelApprover`], ...).
+    pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approvers.push(approver);
+        self
+    }
+
+    /// Accept plaintext WebSocket connections when `gateway.tls` is not set (default
+    /// `false`: refuse to start without TLS). Logs a loud warning.
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.insecure = insecure;
+        self
+    }
+
+    /// Server limits (message size, in-flight requests, auth timeout, shutdown grace).
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether to serve the HTTP side (`/healthz` and any [`GatewayBuilder::http_routes`]);
+    /// default `true`.
+    pub fn health_endpoint(mut self, enabled: bool) -> Self {
+        self.health = enabled;
+        self
+    }
+
+    /// Extra routes for the HTTP side (web approvals, metrics), merged next to `/healthz`.
+    pub fn http_routes(mut self, routes: axum::Router) -> Self {
+        self.http_routes = Some(match self.http_routes.take() {
+            Some(existing) => existing.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
+    /// Starts the gateway (see the [module docs](self) for the order).
+    pub async fn start(self) -> Result<RunningGateway, GatewayError> {
+        let GatewayBuilder {
+            config,
+            policy,
+            manifest,
+            approvers,
+            insecure,
+            limits,
+            health,
+            http_routes,
+        } = self;
+        let tls = match &config.gateway.tls {
+            Some(tls) => Some(server::load_tls_acceptor(&tls.cert, &tls.key)?),
+            None if insecure => {
+                tracing::warn!(
+                    "INSECURE: gateway.tls is not set and --insecure was given; agents connect over plaintext ws:// and their tokens can be read on the network. Use this for local testing only."
+                );
+                None
+            }
+            None => {
+                return Err(GatewayError::TlsRequired {
+                    file: config.file.clone(),
+                });
+            }
+        };
+
+        if let Some(dir) = config.storage.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|source| GatewayError::StorageDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let store = Store::open(&config.storage.path).await?;
+        let report = match store.recover_on_startup().await {
+            Ok(report) => report,
+            Err(error) => {
+                let _ = store.close().await;
+                return Err(error.into());
+            }
+        };
+        tracing::info!(
+            path = %config.storage.path.display(),
+            interrupted = report.failed.len(),
+            pending = report.pending.len(),
+            "store opened"
+        );
+
+        let executor = match Executor::from_config(&config) {
+            Ok(executor) => Arc::new(executor),
+            Err(error) => {
+                let _ = store.close().await;
+                return Err(error.into());
+            }
+        };
+        for (service, status) in executor.health_all().await {
+            if status.is_healthy() {
+                tracing::info!(service = %service, "service is reachable");
+            } else {
+                tracing::warn!(service = %service, %status, "service health check failed; starting anyway (calls fail until it is back)");
+            }
+        }
+
+        let config = Arc::new(config);
+        let core = Core::new(
+            Arc::clone(&config),
+            policy,
+            manifest,
+            store.clone(),
+            executor,
+            approvers,
+        );
+        for approver in &core.approvers {
+            if let Err(error) = approver.start(core.approval_handle()).await {
+                let _ = store.close().await;
+                return Err(error.into());
+            }
+        }
+        if let Err(error) = core.recover(report).await {
+            let _ = store.close().await;
+            return Err(error.into());
+        }
+
+        let ws_address = format!("{}:{}", config.gateway.host, config.gateway.port);
+        let listener =
+            match TcpListener::bind((config.gateway.host.as_str(), config.gateway.port)).await {
+                Ok(listener) => listener,
+                Err(source) => {
+                    core.shutdown.cancel();
+                    core.stop_timers();
+                    let _ = store.close().await;
+                    return Err(GatewayError::Bind {
+                        what: "WebSocket",
+                        address: ws_address,
+                        key: "gateway.host / gateway.port",
+                        source,
+                    });
+                }
+            };
+        let ws_addr = server::local_addr(&listener).map_err(|source| GatewayError::Bind {
+            what: "WebSocket",
+            address: ws_address.clone(),
+            key: "gateway.host / gateway.port",
+            source,
+        })?;
+
+        let mut health_addr = None;
+        let mut health_task = None;
+        if health {
+            let address = format!(
+                "{}:{}",
+                config.gateway.health_host, config.gateway.health_port
+            );
+            let bound = TcpListener::bind((
+                config.gateway.health_host.as_str(),
+                config.gateway.health_port,
+            ))
+            .await
+            .and_then(|l| l.local_addr().map(|a| (l, a)));
+            let (health_listener, addr) = match bound {
+                Ok(pair) => pair,
+                Err(source) => {
+                    core.shutdown.cancel();
+                    core.stop_timers();
+                    let _ = store.close().await;
+                    return Err(GatewayError::Bind {
+                        what: "health",
+                        address,
+                        key: "gateway.health_host / gateway.health_port",
+                        source,
+                    });
+                }
+            };
+            let mut router = crate::health::router(Arc::clone(&core));
+            if let Some(extra) = http_routes {
+                router = router.merge(extra);
+            }
+            let stop = core.shutdown.clone();
+            health_addr = Some(addr);
+            health_task = Some(tokio::spawn(async move {
+                let served = axum::serve(health_listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "the health endpoint failed");
+                }
+            }));
+        }
+
+        let accept_task = tokio::spawn(server::accept_loop(
+            Arc::clone(&core),
+            listener,
+            tls.clone(),
+            limits,
+        ));
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        match health_addr {
+            Some(addr) => tracing::info!(
+                websocket = %format!("{scheme}://{ws_addr}"),
+                health = %format!("http://{addr}/healthz"),
+                "ready"
+            ),
+            None => tracing::info!(websocket = %format!("{scheme}://{ws_addr}"), "ready"),
+        }
+        Ok(RunningGateway {
+            core,
+            ws_addr,
+            health_addr,
+            tls: tls.is_some(),
+            accept_task,
+            health_task,
+            limits,
+        })
+    }
+}
+
+/// A running gateway. Dropping it without [`RunningGateway::shutdown`] leaves the tasks
+/// running until the runtime stops (as a crash would: nothing acknowledged is lost).
+pub struct RunningGateway {
+    core: Arc<Core>,
+    ws_addr: SocketAddr,
+    health_addr: Option<SocketAddr>,
+    tls: bool,
+    accept_task: JoinHandle<()>,
+    health_task: Option<JoinHandle<()>>,
+    limits: ServerLimits,
+}
+
+impl std::fmt::Debug for RunningGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningGateway")
+            .field("ws_addr", &self.ws_addr)
+            .field("health_addr", &self.health_addr)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningGateway {
+    /// The address of the WebSocket listener.
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws_addr
+    }
+
+    /// `ws://...` or `wss://...` URL of the WebSocket listener.
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.ws_addr)
+    }
+
+    /// The address of the HTTP side (`/healthz`), if enabled.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// The handle approvers submit decisions through.
+    pub fn approvals(&self) -> ApprovalHandle {
+        self.core.approval_handle()
+    }
+
+    /// The store (for inspection: audit pages, requests).
+    pub fn store(&self) -> &Store {
+        &self.core.store
+    }
+
+    /// Agents connected now.
+    pub fn connected_agents(&self) -> usize {
+        self.core.connected_agents()
+    }
+
+    /// Requests waiting for a human now.
+    pub fn pending_approvals(&self) -> usize {
+        self.core.pending_count()
+    }
+
+    /// Resolves when shutdown has begun (e.g. another task called [`RunningGateway::shutdown`]).
+    pub async fn stopped(&self) {
+        self.core.shutdown.cancelled().await;
+    }
+
+    /// Graceful shutdown (see the [module docs](self)).
+    pub async fn shutdown(self) -> Result<(), GatewayError> {
+        let core = self.core;
+        tracing::info!("shutting down");
+        core.shutdown.cancel();
+        core.stop_timers();
+        let _ = self.accept_task.await;
+        core.tasks.close();
+        if tokio::time::timeout(self.limits.shutdown_grace, core.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?self.limits.shutdown_grace,
+                "in-flight work did not finish in time; requests still executing will be marked failed at the next start"
+            );
+        }
+        core.close_connections.cancel();
+        for approver in &core.approvers {
+            approver.stop().await;
+        }
+        if let Some(task) = self.health_task {
+            let _ = task.await;
+        }
+        core.store.close().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! Human approvals: the [`Approver`] trait that Telegram, the web page and tests implement,
+//! the [`ApprovalHandle`] through which they submit decisions, and [`ChannelApprover`], an
+//! in-process approver driven through a channel (tests, demos, embedding).
+//!
+//! # Life of an approval
+//!
+//! 1. The policy says `ask`; the gateway commits the `pending` row (durably) and only then
+//!    calls [`Approver::notify`] on every approver. What `notify` returns (message
+//!    references, e.g. a Telegram chat and message id) is persisted with the request, under
+//!    the approver's [`Approver::name`], so the approver can edit its message after a
+//!    restart ([`ApprovalRequest::approver_refs`]).
+//! 2. A human decides: the approver calls [`ApprovalHandle::decide`] with the request's
+//!    [`RequestKey`], allow or deny, and who decided. The store's conditional transition
+//!    decides races: exactly one of the decisions, the timeout and a restart wins; the others
+//!    get [`DecideOutcome::AlreadyDecided`] or [`DecideOutcome::Expired`].
+//! 3. Every approver is told the outcome once through [`Approver::resolved`] (approved by
+//!    whom and when, denied, expired, cancelled), so it can edit its message.
+//!
+//! Approvers must not block: `notify` and `resolved` are awaited in a background task, and a
+//! failing approver is logged and never blocks the resolution.
+
+mod channel;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use channel::{ApproverEvent, ChannelApprover};
+
+use crate::store::{RequestKey, RequestRecord, Timestamp};
+
+/// A boxed future, as returned by the [`Approver`] methods (object safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A request waiting for a human, as shown to approvers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalRequest {
+    /// The agent and its request id; pass it back to [`ApprovalHandle::decide`].
+    pub key: RequestKey,
+    /// The tool requested.
+    pub tool: String,
+    /// The arguments (already validated against the manifest).
+    pub args: Value,
+    /// The signature the policy judged, e.g. `ha_call_service(light.turn_on, light.bedroom)`.
+    pub signature: String,
+    /// The rule that asked for approval (absent when nothing matched: the fallback).
+    pub rule: Option<String>,
+    /// When the request was made.
+    pub created_at: Timestamp,
+    /// When it expires if nobody decides.
+    pub expires_at: Timestamp,
+    /// The message references every approver returned from [`Approver::notify`], by approver
+    /// name (a JSON object), or `None` before any were stored.
+    pub approver_refs: Option<Value>,
+}
+
+impl ApprovalRequest {
+    /// Builds the view of a stored request (`expires_at` defaults to its creation time when
+    /// the row has none, which only happens for requests that never were pending).
+    pub fn from_record(record: &RequestRecord) -> Self {
+        Self {
+            key: record.key(),
+            tool: record.tool.clone(),
+            args: record.args.clone(),
+            signature: record.signature.clone(),
+            rule: record.rule.clone(),
+            created_at: record.created_at,
+            expires_at: record.expires_at.unwrap_or(record.created_at),
+            approver_refs: record.approver_refs.clone(),
+        }
+    }
+
+    /// The references the approver called `name` stored for this request, if any.
+    pub fn refs_of(&self, name: &str) -> Option<&Value> {
+        self.approver_refs.as_ref().and_then(|refs| refs.get(name))
+    }
+}
+
+/// A human's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Execute the request.
+    Allow,
+    /// Refuse it (-32001 for the agent).
+    Deny,
+}
+
+/// How a pending request ended, as told to approvers by [`Approver::resolved`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Resolution {
+    /// A human approved it.
+    Approved {
+        /// Who (as given to [`ApprovalHandle::decide`]).
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A human denied it.
+    Denied {
+        /// Who.
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Nobody decided before the approval timeout.
+    Expired {
+        /// When it expired.
+        at: Timestamp,
+    },
+    /// The gateway withdrew it (e.g. its execution was interrupted by a restart: the outcome
+    /// is unknown and it is never re-run).
+    Cancelled {
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resolution::Approved { by, .. } => write!(f, "approved by {by}"),
+            Resolution::Denied { by, .. } => write!(f, "denied by {by}"),
+            Resolution::Expired { .. } => f.write_str("expired"),
+            Resolution::Cancelled { reason, .. } => write!(f, "cancelled: {reason}"),
+        }
+    }
+}
+
+/// What [`ApprovalHandle::decide`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecideOutcome {
+    /// This decision won: the request is approved (and executes) or denied.
+    Won,
+    /// Someone else decided first (another approver, a second press).
+    AlreadyDecided,
+    /// The request expired before the decision.
+    Expired,
+    /// No such request.
+    NotFound,
+}
+
+/// An approver failed to deliver or update its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("approver `{approver}` failed: {message}")]
+pub struct ApproverError {
+    /// The approver's name.
+    pub approver: String,
+    /// What went wrong (never a token).
+    pub message: String,
+}
+
+impl ApproverError {
+    /// An error of approver `approver`.
+    pub fn new(approver: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            approver: approver.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Someone who decides `ask` requests: the Telegram bot, the web page, a test.
+///
+/// Implementations are shared (`Arc<dyn Approver>`) and called from background tasks.
+pub trait Approver: Send + Sync + 'static {
+    /// A short stable name (`telegram`, `web`, ...): the key of its message references and
+    /// the name in the health report.
+    fn name(&self) -> &str;
+
+    /// Called once at start-up, before any request is shown, with the handle to submit
+    /// decisions through (e.g. to start polling for button presses).
+    fn start(&self, handle: ApprovalHandle) -> BoxFuture<'_, Result<(), ApproverError>> {
+        drop(handle);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Shows a new pending request to humans. Returns references to persist with the request
+    /// (e.g. `{"chat_id": 1, "message_id": 2}`), or `None`.
+    fn notify<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApproverError>>;
+
+    /// Tells the approver how a request it was shown ended (once per request).
+    fn resolved<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+        resolution: &'a Resolution,
+    ) -> BoxFuture<'a, Result<(), ApproverError>>;
+
+    /// Whether the approver can reach its humans (for `/healthz`); `Err` says why not.
+    fn health(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Called once at shutdown; pending requests stay pending for the next start.
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The gateway side of approvals, implemented by the running gateway.
+pub(crate) trait Decider: Send + Sync + 'static {
+    fn decide(
+        self: Arc<Self>,
+        key: RequestKey,
+        verdict: Verdict,
+        actor: String,
+    ) -> BoxFuture<'static, DecideOutcome>;
+
+    fn pending(self: Arc<Self>) -> BoxFuture<'static, Vec<ApprovalRequest>>;
+}
+
+/// Submits human decisions to the running gateway. Cheap to clone; holds the gateway weakly,
+/// so a handle kept by an approver does not keep a stopped gateway alive.
+#[derive(Clone)]
+pub struct ApprovalHandle {
+    decider: Weak<dyn Decider>,
+}
+
+impl fmt::Debug for ApprovalHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApprovalHandle")
+            .field("gateway_running", &(self.decider.strong_count() > 0))
+            .finish()
+    }
+}
+
+impl ApprovalHandle {
+    pub(crate) fn new(decider: Weak<dyn Decider>) -> Self {
+        Self { decider }
+    }
+
+    /// Submits `verdict` for the request `key` on behalf of `actor` (e.g. `telegram:@alice`).
+    ///
+    /// The store's conditional transition decides: the first of all decisions, the timeout
+    /// and a shutdown wins. On [`DecideOutcome::Won`] with [`Verdict::Allow`] the request is
+    /// executed (in the background) and the agent answered. Returns
+    /// [`DecideOutcome::NotFound`] once the gateway has stopped.
+    pub async fn decide(
+        &self,
+        key: RequestKey,
+        verdict: Verdict,
+        actor: impl Into<String>,
+    ) -> DecideOutcome {
+        match self.decider.upgrade() {
+            Some(decider) => decider.decide(key, verdict, actor.into()).await,
+            None => DecideOutcome::NotFound,
+        }
+    }
+
+    /// The requests waiting for a decision now, soonest expiry first (for a web page or a
+    /// bot command listing them). Empty once the gateway has stopped.
+    pub async fn pending(&self) -> Vec<ApprovalRequest> {
+        match self.decider.upgrade() {
+            Some(decider) => decider.pending().await,
+            None => Vec::new(),
+        }
+    }
+}

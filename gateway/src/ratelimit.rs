@@ -1,0 +1,222 @@
+//! Rate limiting: the per-agent sliding window of requests per minute (checked before a
+//! request is evaluated) and the per-address throttle on failed authentications.
+//!
+//! Both use tokio's clock, so tests drive them with a paused clock.
+//!
+//! # Failed authentications
+//!
+//! [`AuthThrottle`] counts failed authentications (wrong token, no `auth` frame in time, a
+//! first frame that is not `auth`) per remote IP address over a sliding minute. Up to
+//! [`AuthThrottle::FREE_FAILURES`] (5) failures in a minute cost nothing. Every further failure
+//! blocks the address for `2^(n-5)` seconds (n = failures in the last minute: 2 s, 4 s, 8 s,
+//! ... capped at [`AuthThrottle::MAX_BLOCK`], 5 minutes). While an address is blocked, its
+//! connections are answered `-32005` with a `retry_after` hint and closed without the token
+//! being looked at. A successful authentication clears the address's record.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// A sliding one-minute window of request times for one agent.
+#[derive(Debug)]
+struct Window {
+    hits: VecDeque<Instant>,
+}
+
+impl Window {
+    fn prune(&mut self, now: Instant) {
+        while let Some(first) = self.hits.front() {
+            if now.saturating_duration_since(*first) >= WINDOW {
+                self.hits.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// Per-agent limit on requests per minute (sliding window, as upstream).
+#[derive(Debug)]
+pub struct RequestLimiter {
+    max_per_minute: u32,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+impl RequestLimiter {
+    /// A limiter allowing `max_per_minute` requests per agent in any 60-second window
+    /// (0 refuses every request).
+    pub fn new(max_per_minute: u32) -> Self {
+        Self {
+            max_per_minute,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configured limit.
+    pub fn max_per_minute(&self) -> u32 {
+        self.max_per_minute
+    }
+
+    /// Counts a request of `agent` now. `Ok(())` if it is within the limit; otherwise
+    /// `Err(retry_after)`: how long until the oldest request in the window leaves it.
+    pub fn check(&self, agent: &str) -> Result<(), Duration> {
+        self.check_at(agent, Instant::now())
+    }
+
+    fn check_at(&self, agent: &str, now: Instant) -> Result<(), Duration> {
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = windows.entry(agent.to_owned()).or_insert_with(|| Window {
+            hits: VecDeque::new(),
+        });
+        window.prune(now);
+        let max = usize::try_from(self.max_per_minute).unwrap_or(usize::MAX);
+        if window.hits.len() >= max {
+            let retry = window
+                .hits
+                .front()
+                .map(|first| WINDOW.saturating_sub(now.saturating_duration_since(*first)))
+                .unwrap_or(WINDOW);
+            return Err(retry);
+        }
+        window.hits.push_back(now);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    times: VecDeque<Instant>,
+    blocked_until: Option<Instant>,
+}
+
+/// Per-address throttle on failed authentications (see the [module docs](self) for the rule).
+#[derive(Debug, Default)]
+pub struct AuthThrottle {
+    addresses: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+impl AuthThrottle {
+    /// Failures per minute that are not penalised.
+    pub const FREE_FAILURES: usize = 5;
+    /// The longest an address is blocked.
+    pub const MAX_BLOCK: Duration = Duration::from_secs(300);
+
+    /// An empty throttle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
+        self.addresses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `Err(retry_after)` if `ip` is blocked now.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let now = Instant::now();
+        let addresses = self.lock();
+        match addresses.get(&ip).and_then(|f| f.blocked_until) {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed authentication from `ip`; returns the block it now has, if any.
+    pub fn record_failure(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let mut addresses = self.lock();
+        // Forget addresses that have been quiet for a minute, so the map cannot grow unbounded.
+        addresses.retain(|_, f| {
+            f.times
+                .back()
+                .is_some_and(|last| now.saturating_duration_since(*last) < WINDOW)
+                || f.blocked_until.is_some_and(|until| until > now)
+        });
+        let failures = addresses.entry(ip).or_default();
+        while let Some(first) = failures.times.front() {
+            if now.saturating_duration_since(*first) >= WINDOW {
+                failures.times.pop_front();
+            } else {
+                break;
+            }
+        }
+        failures.times.push_back(now);
+        let count = failures.times.len();
+        if count <= Self::FREE_FAILURES {
+            return None;
+        }
+        let exponent = u32::try_from(count - Self::FREE_FAILURES).unwrap_or(u32::MAX);
+        let block = 2u64
+            .checked_pow(exponent)
+            .map(Duration::from_secs)
+            .unwrap_or(Self::MAX_BLOCK)
+            .min(Self::MAX_BLOCK);
+        failures.blocked_until = Some(now + block);
+        Some(block)
+    }
+
+    /// Clears the record of `ip` after a successful authentication.
+    pub fn record_success(&self, ip: IpAddr) {
+        self.lock().remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sliding_window_refuses_over_the_limit_and_recovers() {
+        let limiter = RequestLimiter::new(3);
+        for _ in 0..3 {
+            assert!(limiter.check("pi").is_ok());
+        }
+        let retry = limiter.check("pi").unwrap_err();
+        assert_eq!(retry, Duration::from_secs(60));
+        // Another agent has its own window.
+        assert!(limiter.check("laptop").is_ok());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(limiter.check("pi").unwrap_err(), Duration::from_secs(30));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(limiter.check("pi").is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auth_throttle_backs_off_exponentially() {
+        let throttle = AuthThrottle::new();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..5 {
+            assert_eq!(throttle.record_failure(ip), None);
+            assert!(throttle.check(ip).is_ok());
+        }
+        assert_eq!(throttle.record_failure(ip), Some(Duration::from_secs(2)));
+        assert_eq!(throttle.check(ip), Err(Duration::from_secs(2)));
+        assert_eq!(throttle.record_failure(ip), Some(Duration::from_secs(4)));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(throttle.check(ip).is_ok());
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(throttle.check(other).is_ok());
+        throttle.record_success(ip);
+        assert_eq!(throttle.record_failure(ip), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auth_throttle_caps_the_block() {
+        let throttle = AuthThrottle::new();
+        let ip: IpAddr = "::1".parse().unwrap();
+        let mut last = None;
+        for _ in 0..40 {
+            last = throttle.record_failure(ip);
+        }
+        assert_eq!(last, Some(AuthThrottle::MAX_BLOCK));
+    }
+}

@@ -1,0 +1,131 @@
+//! The agent-facing WebSocket server: the TCP listener, TLS (rustls), the per-connection
+//! authentication handshake and frame loop, and the request engine behind them.
+//!
+//! - WebSocket over TLS by default; plaintext only when the gateway is started insecure.
+//! - Frames and messages are limited ([`ServerLimits::max_message_size`], 1 MiB by default;
+//!   a bigger message closes the connection with 1009) and each connection may have at most
+//!   [`ServerLimits::max_in_flight`] requests in flight (more are answered `-32006`).
+//! - The first frame must be `auth` within [`ServerLimits::auth_timeout`] (10 s); a wrong
+//!   token, the timeout or any other first frame is answered `-32005` and the connection is
+//!   closed (1008). Failed authentications are throttled per address
+//!   ([`crate::ratelimit::AuthThrottle`]).
+//! - Several agents may be connected at once; a new connection of an agent replaces its older
+//!   one, which is closed with code 4000.
+//! - Requests run concurrently; each answer is sent as soon as it is ready.
+
+mod connection;
+pub(crate) mod core;
+mod tls;
+pub(crate) mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use tls::{TlsError, load_tls_acceptor};
+
+use self::core::Core;
+
+/// Limits of the WebSocket server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Largest WebSocket message (and frame) accepted, in bytes (default 1 MiB).
+    pub max_message_size: usize,
+    /// Most requests in flight per connection (default 256); pending approvals count.
+    pub max_in_flight: usize,
+    /// How long a new connection has to authenticate (default 10 s), TLS handshake included.
+    pub auth_timeout: Duration,
+    /// How long shutdown waits for in-flight executions (default 10 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 1024 * 1024,
+            max_in_flight: 256,
+            auth_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Accepts connections until the gateway shuts down.
+pub(crate) async fn accept_loop(
+    core: Arc<Core>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limits: ServerLimits,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = core.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // E.g. too many open files: back off briefly instead of spinning.
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let core = Arc::clone(&core);
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            connection::serve(core, stream, peer, tls, limits).await;
+        });
+    }
+}
+
+/// `2026-11-21T16:47:40Z`: a timestamp as upstream writes `expires_at`.
+pub(crate) fn rfc3339(at: crate::store::Timestamp) -> String {
+    let seconds = at.as_millis().div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let secs_of_day = seconds.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs_of_day / 3600,
+        (secs_of_day % 3600) / 60,
+        secs_of_day % 60
+    )
+}
+
+/// The address a listener is bound to, for logs.
+pub(crate) fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    listener.local_addr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Timestamp;
+
+    #[test]
+    fn formats_timestamps_like_upstream() {
+        assert_eq!(rfc3339(Timestamp::from_millis(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(1_795_279_660_999)),
+            "2026-11-21T16:47:40Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(951_782_400_000)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! From stored outcomes to wire shapes: `tool_request` answers and `get_pending_results`
+//! entries, upstream-compatible (DESIGN.md §4).
+
+use agent_gate::protocol::{
+    ErrorCode, ErrorObject, Id, PendingOutcome, PendingResult, Response, ResultStatus,
+};
+use serde_json::{Map, Value, json};
+
+use crate::store::{RequestRecord, RequestState};
+
+/// How a request ended, as the agent sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    /// Executed; the tool's data.
+    Executed(Value),
+    /// Denied, expired or failed.
+    Failed {
+        /// -32001, -32002, -32003 or -32004.
+        code: ErrorCode,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The outcome of a stored request, if its life is over.
+    pub(crate) fn of_record(record: &RequestRecord) -> Option<Outcome> {
+        let default_code = match record.state {
+            RequestState::Executed => {
+                return Some(Outcome::Executed(
+                    record.result.clone().unwrap_or(Value::Object(Map::new())),
+                ));
+            }
+            RequestState::Failed => ErrorCode::ExecutionFailed,
+            RequestState::Denied => ErrorCode::DeniedByPolicy,
+            RequestState::Expired => ErrorCode::ApprovalTimeout,
+            RequestState::Pending | RequestState::Approved | RequestState::Executing => {
+                return None;
+            }
+        };
+        let (code, message) = match &record.error {
+            Some(e) => (ErrorCode::from_code(e.code), e.message.clone()),
+            None => (default_code, default_code.description().to_owned()),
+        };
+        Some(Outcome::Failed { code, message })
+    }
+
+    /// The JSON-RPC answer to the `tool_request` with JSON-RPC id `id`.
+    pub(crate) fn into_response(self, id: Id, request_id: &str) -> Response {
+        match self {
+            Outcome::Executed(data) => {
+                let mut result = Map::with_capacity(3);
+                result.insert("status".to_owned(), Value::from("executed"));
+                result.insert("data".to_owned(), data);
+                result.insert("request_id".to_owned(), Value::from(request_id));
+                Response::success(id, Value::Object(result))
+            }
+            Outcome::Failed { code, message } => Response::error(
+                Some(id),
+                ErrorObject::new(code, message).with_details(json!({ "request_id": request_id })),
+            ),
+        }
+    }
+}
+
+/// The `get_pending_results` entry of a finished request (upstream `result` shape plus the
+/// typed `error`).
+pub(crate) fn pending_result(record: &RequestRecord) -> Option<PendingResult> {
+    let outcome = Outcome::of_record(record)?;
+    let (result, error) = match outcome {
+        Outcome::Executed(data) => (
+            PendingOutcome {
+                status: ResultStatus::Executed,
+                data,
+            },
+            None,
+        ),
+        Outcome::Failed { code, message } => {
+            let status = match code {
+                ErrorCode::DeniedByHuman
+                | ErrorCode::DeniedByPolicy
+                | ErrorCode::ApprovalTimeout => ResultStatus::Denied,
+                _ => ResultStatus::Error,
+            };
+            (
+                PendingOutcome {
+                    status,
+                    data: Value::from(message.clone()),
+                },
+                Some(ErrorObject::new(code, message)),
+            )
+        }
+    };
+    Some(PendingResult {
+        request_id: record.request_id.clone(),
+        tool: record.tool.clone(),
+        signature: record.signature.clone(),
+        result,
+        error,
+    })
+}
