@@ -8,6 +8,7 @@
 //! - [`config`]: `config.yaml` and `permissions.yaml` loading, `${VAR}` substitution, validation.
 //! - [`executor`]: executes allowed tool calls as HTTP requests to their services (credentials, errors, health).
 //! - [`health`]: the HTTP side's `/healthz` endpoint (store, approvers, services).
+//! - [`messengers`]: approvers that reach humans through messengers (the Telegram bot).
 //! - [`policy`]: the permission engine (glob rules over signatures: deny, allow, ask, defaults).
 //! - [`ratelimit`]: per-agent request rate window and the failed-authentication throttle.
 //! - [`server`]: the WebSocket JSON-RPC server: TLS, auth, frames, the request engine.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod executor;
 pub mod health;
+pub mod messengers;
 pub mod policy;
 pub mod ratelimit;
 pub mod server;

@@ -1,0 +1,6 @@
+//! Messengers that carry approval requests to humans and bring their decisions back: each
+//! one implements [`crate::approvals::Approver`].
+//!
+//! - [`telegram`]: a Telegram bot (long polling, inline Allow / Deny buttons, message edits).
+
+pub mod telegram;
