@@ -13,7 +13,7 @@
 //! that of `synchronous=FULL`, and a read that saw a commit waits for that commit's sync before
 //! it returns, so nothing not yet on disk is ever shown. With
 //! [`super::StoreOptions::sync_in_commit`] SQLite syncs inside every commit (`synchronous=FULL`)
-//! instead, and the sync thread only answers.
+//! instead, and the writer answers by itself after each commit.
 //!
 //! If one operation fails, the transaction is rolled back, that caller gets the error, and the
 //! rest of the batch is replayed in a fresh transaction (operations are deterministic functions of
@@ -420,8 +420,7 @@ impl SyncQueue {
 
     fn sync(&self) -> StoreResult<()> {
         let Some(wal) = &self.wal else {
-            // SQLite synced inside the commit.
-            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            // Not reached: without a -wal handle no sync thread runs (SQLite syncs in COMMIT).
             return Ok(());
         };
         match wal.sync_data() {
@@ -465,7 +464,8 @@ impl Writer {
         durability: Arc<Durability>,
         max_batch: usize,
     ) -> StoreResult<Self> {
-        let threads = if wal.is_some() { SYNC_THREADS } else { 1 };
+        // When SQLite syncs inside each commit, the writer answers by itself.
+        let threads = if wal.is_some() { SYNC_THREADS } else { 0 };
         let sync = Arc::new(SyncQueue {
             state: std::sync::Mutex::new(SyncState::default()),
             wake: std::sync::Condvar::new(),
@@ -589,9 +589,20 @@ impl Writer {
         }
     }
 
-    /// Hands the answers of one transaction to the sync threads.
+    /// Hands the answers of one transaction to the sync threads, or, when SQLite synced inside
+    /// the commit, answers them at once.
     fn hand_over(&self, number: u64, replies: Vec<Reply>) {
-        self.sync.push(Committed { number, replies });
+        if self.sync.wal.is_some() {
+            self.sync.push(Committed { number, replies });
+            return;
+        }
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        self.durability
+            .synced
+            .send_modify(|synced| *synced = (*synced).max(number));
+        for (reply, output) in replies {
+            let _ = reply.send(output);
+        }
     }
 
     /// Applies `jobs` in one transaction; their callers are answered once it is synced.
