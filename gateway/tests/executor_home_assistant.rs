@@ -597,6 +597,38 @@ async fn query_parameter_credentials_never_leak_into_errors() {
 }
 
 #[tokio::test]
+async fn a_password_in_the_service_url_is_scrubbed_too() {
+    let manifest = manifest();
+    let home = HomeAssistant::builder()
+        .credential(Credential::Header {
+            name: "X-Key".into(),
+            value: "header-key".into(),
+        })
+        .demo_entities()
+        .build()
+        .unwrap();
+    let server = serve(&home).await;
+    let url = format!("http://proxy-user:url-pass-99@{}", server.addr());
+    let executor = executor_for(service(
+        url,
+        Some(ServiceAuth::Header {
+            name: "X-Key".into(),
+            value: Secret::new("header-key"),
+        }),
+    ));
+    home.inject(Fault::non_json("you sent url-pass-99 and header-key").once());
+    let error = executor
+        .execute(tool(&manifest, "ha_get_config"), &Map::new())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("you sent *** and ***"),
+        "{error}"
+    );
+    assert_clean(&error, "url-pass-99");
+}
+
+#[tokio::test]
 async fn all_four_credential_kinds_reach_the_service() {
     let manifest = manifest();
     let cases = [
@@ -821,8 +853,17 @@ fn bad_service_settings_are_start_up_errors_without_secrets() {
     assert!(matches!(error, ExecutorError::InvalidUrl { .. }));
     assert_eq!(
         error.to_string(),
-        "services.homeassistant.url is not a valid http:// or https:// URL; write it like `http://homeassistant.local:8123`"
+        "services.homeassistant.url is not a valid http:// or https:// URL without a query; write it like `http://homeassistant.local:8123`"
     );
+    for url in [
+        "http://ha.local/?token=abc",
+        "not a url",
+        "http://ha.local/#x",
+    ] {
+        let error = Executor::new([&service(url, None)]).unwrap_err();
+        assert!(matches!(error, ExecutorError::InvalidUrl { .. }), "{url}");
+        assert!(!error.to_string().contains("abc"));
+    }
     let header = Some(ServiceAuth::Header {
         name: "X-Key".into(),
         value: Secret::new("line\nbreak-secret"),

@@ -9,9 +9,9 @@ use agent_gate_manifest::ArgsError;
 /// Why building the [`Executor`](super::Executor) failed (at start-up).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
-    /// The service URL cannot be parsed or is not http(s).
+    /// The service URL cannot be parsed, is not http(s), or has a query or fragment.
     #[error(
-        "services.{service}.url is not a valid http:// or https:// URL; write it like `http://homeassistant.local:8123`"
+        "services.{service}.url is not a valid http:// or https:// URL without a query; write it like `http://homeassistant.local:8123`"
     )]
     InvalidUrl {
         /// The service name.

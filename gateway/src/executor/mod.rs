@@ -216,10 +216,20 @@ impl ServiceClient {
         let parsed = Url::parse(&base).map_err(|_| ExecutorError::InvalidUrl {
             service: name.clone(),
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        // A query or fragment in the service URL would end up in the middle of every
+        // request URL once the tool's path is appended.
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
             return Err(ExecutorError::InvalidUrl { service: name });
         }
         let mut secrets = Vec::new();
+        // Credentials written into the URL (`http://user:password@host`) are secrets too.
+        if let Some(password) = parsed.password() {
+            secrets.push(password.to_owned());
+        }
         let auth = match &config.auth {
             None => Auth::None,
             Some(ServiceAuth::Bearer { token }) => {
