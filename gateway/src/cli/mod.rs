@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway (the default when no subcommand is given).
+    Serve(serve::ServeArgs),
     /// Check config.yaml, permissions.yaml and the tool manifests; report every problem.
     Check(check::CheckArgs),
     /// Work with the permission policy.
@@ -66,13 +69,9 @@ pub struct ConfigPaths {
 /// an `Err` is a failure to report at the edge (exit 1).
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Some(Command::Serve(args)) => serve::run(&args, out),
         Some(Command::Check(args)) => check::run(&args, out),
         Some(Command::Policy(PolicyCommand::Explain(args))) => explain::run(&args, out),
-        None => {
-            use clap::CommandFactory;
-            let help = Cli::command().render_help();
-            writeln!(out, "{help}")?;
-            Ok(ExitCode::from(2))
-        }
+        None => serve::run(&serve::ServeArgs::from_env()?, out),
     }
 }

@@ -1,0 +1,126 @@
+//! `agent-gate serve` (also what `agent-gate` runs without a subcommand): load the
+//! configuration, policy and manifest, start the gateway, run until SIGTERM or SIGINT, then
+//! shut down gracefully (pending approvals are kept for the next start).
+//!
+//! Logging: `LOG_LEVEL` (`error`, `warn`, `info` (default), `debug`, `trace`, or a
+//! `tracing` filter such as `agent_gate_gateway=debug`) and `LOG_FORMAT=json` for one JSON
+//! object per line (default: human-readable). Logs go to stderr and never contain tokens.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use super::ConfigPaths;
+use crate::app::Gateway;
+use crate::approvals::Approver;
+use crate::config::Config;
+use crate::policy::Policy;
+
+/// Arguments of `agent-gate serve`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "serve")]
+pub struct ServeArgs {
+    /// Where the configuration files are.
+    #[command(flatten)]
+    pub paths: ConfigPaths,
+    /// Accept plaintext ws:// connections when gateway.tls is not set (local testing only:
+    /// agent tokens cross the network unencrypted).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl ServeArgs {
+    /// The arguments `agent-gate` uses when no subcommand is given (defaults and environment).
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::try_parse_from(["serve"])
+            .context("reading AGENT_GATE_CONFIG / AGENT_GATE_PERMISSIONS")
+    }
+}
+
+/// Installs the global log subscriber from `LOG_LEVEL` and `LOG_FORMAT` (once per process).
+pub fn init_logging() {
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(level.to_ascii_lowercase())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A subscriber installed earlier (tests, embedding) wins.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The approvers configured in `config.yaml` that this build can run.
+pub fn approvers_from_config(config: &Config) -> Vec<Arc<dyn Approver>> {
+    for approver in &config.approvers {
+        tracing::warn!(
+            kind = approver.kind(),
+            "this approver type is not available in `serve` yet; requests that need approval will wait until they expire"
+        );
+    }
+    Vec::new()
+}
+
+/// Runs `agent-gate serve` until a signal stops it.
+pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agent-gate")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))?;
+    writeln!(out, "agent-gate stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.paths.config)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let policy = Policy::load(&args.paths.permissions)?;
+    let loaded = agent_gate_manifest::Manifest::load(&config.tools)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let approvers = approvers_from_config(&config);
+    let mut builder = Gateway::builder(config, policy, loaded.manifest).insecure(args.insecure);
+    for approver in approvers {
+        builder = builder.approver(approver);
+    }
+    let gateway = builder.start().await?;
+    wait_for_signal().await?;
+    gateway.shutdown().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            result = tokio::signal::ctrl_c() => {
+                result.context("listening for SIGINT")?;
+                tracing::info!("SIGINT received");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("listening for Ctrl-C")?;
+        tracing::info!("Ctrl-C received");
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `agent-gate serve` as a real process: refuses to start without TLS unless `--insecure`
+//! (also as the default command), and with `--insecure` serves agents, logs JSON with the
+//! addresses, never logs tokens, and stops cleanly on SIGTERM.
+
+#[path = "server_support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use agent_gate_gateway::simulator::home_assistant::{DEFAULT_TOKEN, HomeAssistant};
+use serde_json::{Value, json};
+use support::{Client, Options, PI_TOKEN, config_text};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agent-gate");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes config.yaml (on free ports) and permissions.yaml into `dir`.
+fn write_files(dir: &Path, ha: std::net::SocketAddr) -> (u16, u16) {
+    let (ws, health) = (free_port(), free_port());
+    let text = config_text(dir, ha, &Options::default())
+        .replace("port: 8443", &format!("port: {ws}"))
+        .replace("health_port: 8080", &format!("health_port: {health}"));
+    std::fs::write(dir.join("config.yaml"), text).unwrap();
+    std::fs::write(dir.join("permissions.yaml"), support::PERMISSIONS).unwrap();
+    (ws, health)
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
+    write_files(dir.path(), ha);
+    let explicit = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("config.yaml"))
+        .arg("--permissions")
+        .arg(dir.path().join("permissions.yaml"))
+        .output()
+        .unwrap();
+    assert!(!explicit.status.success());
+    let stderr = String::from_utf8_lossy(&explicit.stderr);
+    assert!(stderr.contains("gateway.tls is not set"), "{stderr}");
+    assert!(stderr.contains("--insecure"), "{stderr}");
+
+    // Without a subcommand, `agent-gate` serves (and refuses the same way).
+    let default = Command::new(BIN)
+        .env("AGENT_GATE_CONFIG", dir.path().join("config.yaml"))
+        .env(
+            "AGENT_GATE_PERMISSIONS",
+            dir.path().join("permissions.yaml"),
+        )
+        .output()
+        .unwrap();
+    assert!(!default.status.success());
+    assert!(String::from_utf8_lossy(&default.stderr).contains("gateway.tls is not set"));
+}
+
+#[tokio::test]
+async fn serve_insecure_serves_agents_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
+    let (ws_port, health_port) = write_files(dir.path(), ha);
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--insecure")
+        .arg("-c")
+        .arg(dir.path().join("config.yaml"))
+        .arg("-p")
+        .arg(dir.path().join("permissions.yaml"))
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let (ready, lines_rx) = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        while let Ok(line) = lines_rx.recv() {
+            seen.push(line.clone());
+            let parsed: Value = serde_json::from_str(&line).expect("JSON log lines");
+            if parsed["fields"]["message"] == "ready" {
+                return ((parsed, seen), lines_rx);
+            }
+        }
+        panic!("serve exited before ready: {seen:?}");
+    })
+    .await
+    .unwrap();
+    let (ready, seen) = ready;
+    log.extend(seen);
+    assert_eq!(
+        ready["fields"]["websocket"],
+        format!("ws://127.0.0.1:{ws_port}")
+    );
+    assert_eq!(
+        ready["fields"]["health"],
+        format!("http://127.0.0.1:{health_port}/healthz")
+    );
+    assert!(log.iter().any(|l| l.contains("INSECURE")));
+
+    let mut agent = Client::connect(&format!("ws://127.0.0.1:{ws_port}")).await;
+    assert_eq!(
+        agent.call("auth", json!({"token": PI_TOKEN})).await["result"]["status"],
+        "authenticated"
+    );
+    let state = agent
+        .tool("ha_get_state", json!({"entity_id": "light.kitchen"}))
+        .await;
+    assert_eq!(state["result"]["status"], "executed");
+    let health = reqwest::get(format!("http://127.0.0.1:{health_port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let close = agent.closed().await.expect("going away");
+    assert_eq!(u16::from(close.code), 1001);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    reader.join().unwrap();
+    log.extend(lines_rx.try_iter());
+    assert!(log.iter().any(|l| l.contains("SIGTERM received")));
+    assert!(log.iter().any(|l| l.contains("\"stopped\"")));
+    for line in &log {
+        assert!(!line.contains(PI_TOKEN), "token logged: {line}");
+        assert!(
+            !line.contains(DEFAULT_TOKEN),
+            "service token logged: {line}"
+        );
+    }
+}
