@@ -568,6 +568,10 @@ impl Inner {
         let mut backoff = self.backoff;
         let mut webhook_deleted = false;
         loop {
+            // Queued messages go out as soon as possible, not after the next long poll.
+            if !self.state().outbox.is_empty() {
+                self.run_jobs().await;
+            }
             let polled = tokio::select! {
                 () = self.stop.cancelled() => break,
                 polled = self.api.get_updates(offset, self.poll_timeout) => polled,
@@ -595,9 +599,6 @@ impl Inner {
                                 tracing::warn!(update_id = id, %error, "telegram: unreadable update skipped")
                             }
                         }
-                    }
-                    if !self.state().outbox.is_empty() {
-                        self.run_jobs().await;
                     }
                     continue;
                 }
