@@ -433,10 +433,19 @@ async fn call_service(
             StatusCode::OK,
             Value::Array(changed.iter().map(|s| s.to_json()).collect()),
         ),
-        Err(ServiceError::NotFound | ServiceError::Invalid(_)) => {
+        // Home Assistant answers these with a bare status and logs the reason.
+        Err(ServiceError::NotFound) => {
+            tracing::warn!(%domain, %service, "simulated Home Assistant: unable to find service {domain}.{service}");
             plain_error(StatusCode::BAD_REQUEST)
         }
-        Err(ServiceError::Failed(_)) => plain_error(StatusCode::INTERNAL_SERVER_ERROR),
+        Err(ServiceError::Invalid(reason)) => {
+            tracing::warn!(%domain, %service, %reason, "simulated Home Assistant: invalid service data");
+            plain_error(StatusCode::BAD_REQUEST)
+        }
+        Err(ServiceError::Failed(reason)) => {
+            tracing::error!(%domain, %service, %reason, "simulated Home Assistant: error executing service");
+            plain_error(StatusCode::INTERNAL_SERVER_ERROR)
+        }
     }
 }
 
