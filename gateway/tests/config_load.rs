@@ -477,6 +477,23 @@ fn approvers_list_form() {
     assert_eq!(tg.chat_id, 42);
     assert_eq!(tg.api_url, "http://127.0.0.1:9999");
     assert_eq!(web.token.as_ref().unwrap().expose(), "webtok");
+    assert_eq!(web.name, "web");
+    let named = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: web, name: alice}}\n"
+    ));
+    let [ApproverConfig::Web(web)] = named.approvers.as_slice() else {
+        panic!("{:?}", named.approvers)
+    };
+    assert_eq!(web.name, "alice");
+    assert!(web.token.is_none());
+    assert_eq!(
+        errors(&format!(
+            "{MINIMAL}approvers:\n  - {{type: web, name: \"<b>x</b>\"}}\n"
+        )),
+        vec![
+            r#"config.yaml: approvers[0].name: invalid web approver name "<b>x</b>": use at most 64 letters, digits, `_`, `-`, `.` or `@` (it is recorded as `web:<name>`)"#
+        ]
+    );
     assert_eq!(c.approvers[1].kind(), "web");
 }
 
@@ -491,7 +508,7 @@ fn approver_mistakes() {
             r#"config.yaml: approvers[0].type: unsupported approver type "slack"; expected one of: telegram, web"#,
             r#"config.yaml: approvers[1].chat_id: expected an integer, got "abc""#,
             "config.yaml: approvers[1].allowed_users: must be a non-empty list of Telegram user ids (nobody could approve)",
-            "config.yaml: approvers[2].tokn: unknown key `tokn` (did you mean `token`?); expected one of: type, token",
+            "config.yaml: approvers[2].tokn: unknown key `tokn` (did you mean `token`?); expected one of: type, token, name",
         ]
     );
     let both = format!("{UPSTREAM}approvers: []\n");

@@ -29,6 +29,8 @@ pub const DEFAULT_TOOLS_PATH: &str = "tools.toml";
 pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default Telegram Bot API base URL.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
+/// Default name of the web approver (decisions are attributed `web:web`).
+pub const DEFAULT_WEB_APPROVER_NAME: &str = "web";
 /// Tokens shorter than this draw a warning.
 const MIN_TOKEN_LEN: usize = 16;
 
@@ -205,6 +207,8 @@ pub struct WebApproverConfig {
     /// Token required to use the approval page; without one the page relies on the HTTP side
     /// listening on a private address only.
     pub token: Option<Secret>,
+    /// Who decides through the page: decisions are attributed `web:<name>` (default `web`).
+    pub name: String,
 }
 
 /// `rate_limit:`.
@@ -851,9 +855,9 @@ fn approvers(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
             "web" => {
                 let web = ctx.obj(&m.field("web"));
                 if let Some(w) = &web {
-                    w.check_keys(ctx, &["token"]);
+                    w.check_keys(ctx, &["token", "name"]);
                 }
-                let token = web.and_then(|w| {
+                let token = web.as_ref().and_then(|w| {
                     let f = w.field("token");
                     if f.value.is_some() {
                         ctx.secret(&f)
@@ -861,7 +865,8 @@ fn approvers(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                         None
                     }
                 });
-                out.push(ApproverConfig::Web(WebApproverConfig { token }));
+                let name = web_name(ctx, web.as_ref());
+                out.push(ApproverConfig::Web(WebApproverConfig { token, name }));
             }
             other => unknown_approver(ctx, &m.field("type").path, other),
         }
@@ -888,14 +893,15 @@ fn approvers(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                 }
             }
             "web" => {
-                obj.check_keys(ctx, &["type", "token"]);
+                obj.check_keys(ctx, &["type", "token", "name"]);
                 let f = obj.field("token");
                 let token = if f.value.is_some() {
                     ctx.secret(&f)
                 } else {
                     None
                 };
-                out.push(ApproverConfig::Web(WebApproverConfig { token }));
+                let name = web_name(ctx, Some(&obj));
+                out.push(ApproverConfig::Web(WebApproverConfig { token, name }));
             }
             other => unknown_approver(ctx, &obj.field("type").path, other),
         }
@@ -912,6 +918,35 @@ fn approvers(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
         );
     }
     out
+}
+
+/// The optional `name:` of a web approver (default `web`): letters, digits, `_`, `-`, `.`
+/// and `@` only, as it becomes part of the `web:<name>` actor in the audit log.
+fn web_name(ctx: &mut Ctx, obj: Option<&Obj<'_>>) -> String {
+    let Some(obj) = obj else {
+        return DEFAULT_WEB_APPROVER_NAME.to_string();
+    };
+    let f = obj.field("name");
+    if f.value.is_none() {
+        return DEFAULT_WEB_APPROVER_NAME.to_string();
+    }
+    let Some(name) = ctx.req_nonempty(&f) else {
+        return DEFAULT_WEB_APPROVER_NAME.to_string();
+    };
+    let valid = name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if !valid {
+        ctx.error(
+            &f.path,
+            format!(
+                "invalid web approver name {name:?}: use at most 64 letters, digits, `_`, `-`, `.` or `@` (it is recorded as `web:<name>`)"
+            ),
+        );
+        return DEFAULT_WEB_APPROVER_NAME.to_string();
+    }
+    name
 }
 
 fn unknown_approver(ctx: &mut Ctx, path: &str, ty: &str) {
