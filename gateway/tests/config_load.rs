@@ -405,7 +405,7 @@ services:
   d: {url: "http://x", health: {method: FETCH, path: "api", expect_status: 999}}
   e: {url: "http://x", errors: {404: "missing {entity}", 99: "x"}}
   f: {url: "http://x", errors: [{status: 500, message: "boom {status}: {body}"}, {message: "no status"}]}
-  g: {url: "http://x", handler: python, tools: "ha_tools.yaml"}
+  g: {url: "http://x", handler: python, tools: "ha_tools.yaml", handler_class: "my.Handler"}
   h: {url: "http://x", timeout: 0}
 "#;
     let errs = errors(yaml);
@@ -423,6 +423,7 @@ services:
             "config.yaml: services.e.errors.404: unknown placeholder `{entity}`; only `{status}` and `{body}` are replaced",
             "config.yaml: services.f.errors[1].status: missing: expected an HTTP status 100-599",
             r#"config.yaml: services.g.handler: unsupported handler "python": only `http` is supported (describe the service's tools in a tool manifest)"#,
+            r#"config.yaml: services.g.handler_class: custom handler classes of the Python gateway are not supported (got "my.Handler"); describe the service's tools in a tool manifest"#,
             "config.yaml: services.g.tools: YAML tool files of the Python gateway are not supported; describe the tools in a TOML manifest and list it under the top-level `tools:`",
             "config.yaml: services.h.timeout: expected a number of seconds greater than 0 and at most 86400, got 0",
         ]

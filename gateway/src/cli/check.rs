@@ -130,6 +130,9 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
     };
 
+    if let Some(c) = &config {
+        check_files(&mut report, c);
+    }
     cross_check(
         &mut report,
         config.as_ref(),
@@ -162,6 +165,27 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Files the gateway will need at start-up.
+fn check_files(report: &mut Report, c: &Config) {
+    match &c.gateway.tls {
+        Some(tls) => {
+            for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !path.is_file() {
+                    report.errors.push(format!(
+                        "{}: gateway.tls.{key}: file {} not found (paths are relative to the working directory)",
+                        c.file.display(),
+                        path.display()
+                    ));
+                }
+            }
+        }
+        None => report.warnings.push(format!(
+            "{}: gateway.tls: not set; `serve` then requires --insecure (agents' tokens would cross the network in clear text)",
+            c.file.display()
+        )),
+    }
 }
 
 fn cross_check(

@@ -1,10 +1,9 @@
-//! The `agent-gate` command line: the clap tree and the subcommands that need no running
-//! gateway (`check`, `policy explain`).
+//! The `agent-gate` command line: the clap tree and its subcommands (`serve`, the default;
+//! `check`; `policy explain`).
 //!
 //! Adding a subcommand: add a variant to [`Command`] (its arguments as an `Args` struct, with
 //! [`ConfigPaths`] flattened in if it reads the config files), a module with a
-//! `run(args, out) -> anyhow::Result<ExitCode>` function, and a match arm in [`run`]. `serve`
-//! becomes the default by handling `command: None` in [`run`].
+//! `run(args, out) -> anyhow::Result<ExitCode>` function, and a match arm in [`run`].
 
 pub mod check;
 pub mod explain;

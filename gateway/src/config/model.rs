@@ -521,7 +521,15 @@ fn tool_paths(ctx: &mut Ctx, f: &Field<'_>, base: &Path) -> Vec<PathBuf> {
 }
 
 const SERVICE_KEYS: &[&str] = &[
-    "url", "token", "auth", "timeout", "health", "errors", "handler", "tools",
+    "url",
+    "token",
+    "auth",
+    "timeout",
+    "health",
+    "errors",
+    "handler",
+    "handler_class",
+    "tools",
 ];
 
 fn services(
@@ -571,6 +579,15 @@ fn services(
             ctx.error(
                 &svc.field("handler").path,
                 format!("unsupported handler {handler:?}: only `http` is supported (describe the service's tools in a tool manifest)"),
+            );
+        }
+        let class_field = svc.field("handler_class");
+        if let Some(class) = ctx.string(&class_field)
+            && !class.trim().is_empty()
+        {
+            ctx.error(
+                &class_field.path,
+                format!("custom handler classes of the Python gateway are not supported (got {class:?}); describe the service's tools in a tool manifest"),
             );
         }
         let tools_field = svc.field("tools");
