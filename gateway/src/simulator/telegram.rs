@@ -290,6 +290,7 @@ struct World {
     calls: Vec<RecordedCall>,
     faults: Vec<Fault>,
     poll_generation: u64,
+    waiting_polls: usize,
 }
 
 struct Shared {
@@ -507,6 +508,11 @@ impl FakeTelegram {
             .filter(|c| c.method.eq_ignore_ascii_case(method))
             .cloned()
             .collect()
+    }
+
+    /// `getUpdates` calls in progress (e.g. long polls waiting for an update).
+    pub fn waiting_polls(&self) -> usize {
+        self.shared.world().waiting_polls
     }
 
     /// Updates not yet confirmed by a `getUpdates` offset.
@@ -874,7 +880,7 @@ async fn get_updates(shared: &Arc<Shared>, p: &Params<'_>) -> Result<Value, ApiE
         world.poll_generation
     };
     // A newer getUpdates ends this one (Telegram: only one poller per bot).
-    shared.changed();
+    let _waiting = WaitingPoll::enter(shared);
     let deadline = Instant::now() + timeout;
     let mut changes = shared.changes.subscribe();
     loop {
@@ -910,6 +916,27 @@ async fn get_updates(shared: &Arc<Shared>, p: &Params<'_>) -> Result<Value, ApiE
             }
             () = tokio::time::sleep_until(deadline) => return Ok(Value::Array(Vec::new())),
         }
+    }
+}
+
+/// Counts a `getUpdates` call as waiting for as long as it is alive.
+struct WaitingPoll(Arc<Shared>);
+
+impl WaitingPoll {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        shared.world().waiting_polls += 1;
+        shared.changed();
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for WaitingPoll {
+    fn drop(&mut self) {
+        {
+            let mut world = self.0.world();
+            world.waiting_polls = world.waiting_polls.saturating_sub(1);
+        }
+        self.0.changed();
     }
 }
 
