@@ -518,3 +518,26 @@ async fn same_id_attaches_or_conflicts() {
         .unwrap();
     assert_eq!(audit.len(), 1);
 }
+
+#[tokio::test]
+async fn the_args_digest_is_sha256_of_tool_and_canonical_json() {
+    // Pinned: stored digests must stay comparable across versions.
+    let (_dir, store) = open().await;
+    insert(
+        &store,
+        NewRequest::allowed(
+            AGENT,
+            "r1",
+            "ha_call_service",
+            json!({"domain": "light", "data": {"b": [true, null], "a": 1}}),
+            "sig",
+        ),
+    )
+    .await;
+    let record = store.get_request(AGENT, "r1").await.unwrap().unwrap();
+    // sha256(b"ha_call_service\0{\"data\":{\"a\":1,\"b\":[true,null]},\"domain\":\"light\"}")
+    assert_eq!(
+        record.args_digest,
+        "08416255281f9bd2cd113df229e08eb43052b1596aa6ff2d129e100447698b9a"
+    );
+}

@@ -1,6 +1,7 @@
 //! Mapping between SQL rows and the store's types, the canonical argument digest, and the
 //! read queries shared by the reader pool and the writer (which reads inside its transactions).
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use rusqlite::{Connection, Row, params};
@@ -30,15 +31,11 @@ pub(crate) fn args_digest(tool: &str, args: &Value) -> String {
     let digest = hasher.finalize();
     let mut hex = String::with_capacity(64);
     for byte in digest.iter() {
-        hex.push(HEX[usize::from(byte >> 4)]);
-        hex.push(HEX[usize::from(byte & 0x0f)]);
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
     }
     hex
 }
-
-const HEX: [char; 16] = [
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f',
-];
 
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
