@@ -31,7 +31,7 @@ use serde_json::Value;
 
 pub use channel::{ApproverEvent, ChannelApprover};
 
-use crate::store::{RequestKey, RequestRecord, Timestamp};
+use crate::store::{AuditEntry, RequestKey, RequestRecord, Timestamp};
 
 /// A boxed future, as returned by the [`Approver`] methods (object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -218,6 +218,8 @@ pub(crate) trait Decider: Send + Sync + 'static {
     ) -> BoxFuture<'static, DecideOutcome>;
 
     fn pending(self: Arc<Self>) -> BoxFuture<'static, Vec<ApprovalRequest>>;
+
+    fn audit(self: Arc<Self>, entry: AuditEntry) -> BoxFuture<'static, bool>;
 }
 
 /// Submits human decisions to the running gateway. Cheap to clone; holds the gateway weakly,
@@ -255,6 +257,15 @@ impl ApprovalHandle {
         match self.decider.upgrade() {
             Some(decider) => decider.decide(key, verdict, actor.into()).await,
             None => DecideOutcome::NotFound,
+        }
+    }
+
+    /// Appends `entry` to the audit log (e.g. a button press by someone who may not decide).
+    /// Returns whether it was written; `false` once the gateway has stopped.
+    pub async fn audit(&self, entry: AuditEntry) -> bool {
+        match self.decider.upgrade() {
+            Some(decider) => decider.audit(entry).await,
+            None => false,
         }
     }
 

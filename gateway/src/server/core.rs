@@ -1099,6 +1099,18 @@ impl Decider for Core {
         })
     }
 
+    fn audit(self: Arc<Self>, entry: AuditEntry) -> BoxFuture<'static, bool> {
+        Box::pin(async move {
+            match self.store.append_audit(entry).await {
+                Ok(_) => true,
+                Err(error) => {
+                    tracing::error!(%error, "could not write an approver's audit entry");
+                    false
+                }
+            }
+        })
+    }
+
     fn pending(self: Arc<Self>) -> BoxFuture<'static, Vec<ApprovalRequest>> {
         Box::pin(async move {
             match self.store.pending_unexpired(Timestamp::now()).await {
