@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agent_gate_gateway::app::{Gateway, RunningGateway};
 use agent_gate_gateway::messengers::telegram::{
-    NOT_ALLOWED_ANSWER, TelegramApprover, TelegramHealth,
+    NOT_ALLOWED_ANSWER, REFUSED_AUDIT_KIND, TelegramApprover, TelegramHealth,
 };
 use agent_gate_gateway::simulator::home_assistant::{
     DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant,
@@ -18,7 +18,7 @@ use agent_gate_gateway::simulator::home_assistant::{
 use agent_gate_gateway::simulator::telegram::{
     FakeMessage, FakeTelegram, FakeUser, Fault, RunningFakeTelegram,
 };
-use agent_gate_gateway::store::RequestState;
+use agent_gate_gateway::store::{AuditKind, AuditQuery, RequestState};
 use serde_json::{Value, json};
 use support::{Options, load_config, load_policy, manifest};
 
@@ -278,6 +278,27 @@ async fn a_user_not_in_allowed_users_is_refused_and_changes_nothing() {
     assert_eq!(h.state_of("light-1").await, RequestState::Pending);
     assert_eq!(h.home.service_call_count(), 0);
     assert_eq!(h.telegram.message(message.message_id).unwrap().edits, 0);
+    let audit = h
+        .gateway()
+        .store()
+        .audit_page(AuditQuery::new().kind(AuditKind::Other(REFUSED_AUDIT_KIND.into())))
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].agent_id, "pi");
+    assert_eq!(audit[0].request_id.as_deref(), Some("light-1"));
+    assert_eq!(audit[0].actor.as_deref(), Some("telegram:@mallory"));
+    assert_eq!(
+        audit[0].detail,
+        Some(json!({
+            "approver": "telegram",
+            "reason": "not in allowed_users",
+            "telegram_user_id": 6666,
+            "username": "mallory",
+            "verdict": "allow",
+            "message_id": message.message_id,
+        }))
+    );
 
     // An allowed user (without a username: attributed by id) denies.
     let press = h

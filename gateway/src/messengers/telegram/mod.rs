@@ -26,8 +26,8 @@
 //! signature, agent, arguments and expiry. The callback data of its buttons is just the
 //! verdict and the request's identity ([`format::callback_data`]), so a button keeps working
 //! after a restart for as long as its request is pending. Presses count only from
-//! `allowed_users`; anyone else is answered "not allowed" and the attempt is logged
-//! (and written to the audit log once the approvals handle offers it). Every press is
+//! `allowed_users`; anyone else is answered "not allowed" and the attempt is written to the
+//! audit log (kind [`REFUSED_AUDIT_KIND`], actor `telegram:...`). Every press is
 //! answered (`answerCallbackQuery`): approved, denied, already decided, expired.
 //! Decisions are attributed `telegram:@username` (or `telegram:<user id>` without one).
 //!
@@ -58,7 +58,7 @@ use crate::approvals::{
     Verdict,
 };
 use crate::config::{Secret, TelegramConfig};
-use crate::store::{RequestKey, Timestamp};
+use crate::store::{AuditEntry, AuditKind, RequestKey, Timestamp};
 use api::{ApiFailure, Backoff, BotApi, MessageRef};
 use format::ButtonTarget;
 
@@ -83,6 +83,9 @@ const STOP_EDIT_BUDGET: Duration = Duration::from_secs(5);
 
 /// Answer to a press by someone not in `allowed_users`.
 pub const NOT_ALLOWED_ANSWER: &str = "⛔ You are not allowed to decide requests of this gateway.";
+
+/// The audit kind of a button press by someone not in `allowed_users`.
+pub const REFUSED_AUDIT_KIND: &str = "approval_refused";
 
 /// The bot could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -647,9 +650,9 @@ impl Inner {
                 user = user.id,
                 actor = %actor,
                 message_id,
-                data = query.data.as_deref().unwrap_or(""),
-                "telegram: button press by a user who is not in allowed_users; ignored"
+                "telegram: button press by a user who is not in allowed_users; refused"
             );
+            self.audit_refused(handle, &query, &actor, message_id).await;
             self.answer(&query.id, NOT_ALLOWED_ANSWER, true).await;
             return;
         }
@@ -682,6 +685,50 @@ impl Inner {
         };
         tracing::info!(actor = %actor, message_id, ?outcome, "telegram: button pressed");
         self.answer(&query.id, text, false).await;
+    }
+
+    /// Writes a refused press to the audit log (kind `approval_refused`), under the agent
+    /// and request the button belongs to when they can be told.
+    async fn audit_refused(
+        &self,
+        handle: &ApprovalHandle,
+        query: &CallbackQuery,
+        actor: &str,
+        message_id: Option<i32>,
+    ) {
+        let button = query.data.as_deref().and_then(format::parse_callback_data);
+        let key = match button.as_ref().map(|b| &b.target) {
+            Some(ButtonTarget::Key(key)) => Some(key.clone()),
+            Some(ButtonTarget::Digest(digest)) => handle
+                .pending()
+                .await
+                .into_iter()
+                .map(|r| r.key)
+                .find(|key| format::key_digest(key) == *digest),
+            None => None,
+        };
+        let verdict = button.map(|b| match b.verdict {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        });
+        let detail = serde_json::json!({
+            "approver": self.name,
+            "reason": "not in allowed_users",
+            "telegram_user_id": query.from.id,
+            "username": query.from.username,
+            "verdict": verdict,
+            "message_id": message_id,
+        });
+        let agent = key.as_ref().map(|k| k.agent_id.clone()).unwrap_or_default();
+        let mut entry = AuditEntry::new(agent, AuditKind::Other(REFUSED_AUDIT_KIND.to_owned()))
+            .actor(actor)
+            .detail(detail);
+        if let Some(key) = key {
+            entry = entry.request_id(key.request_id);
+        }
+        if !handle.audit(entry).await {
+            tracing::warn!(actor, "telegram: could not audit a refused button press");
+        }
     }
 
     async fn answer(&self, query_id: &str, text: &str, alert: bool) {
