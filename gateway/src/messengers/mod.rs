@@ -2,5 +2,7 @@
 //! one implements [`crate::approvals::Approver`].
 //!
 //! - [`telegram`]: a Telegram bot (long polling, inline Allow / Deny buttons, message edits).
+//! - [`web`]: the approval page on the HTTP side (Allow / Deny buttons, history, live updates).
 
 pub mod telegram;
+pub mod web;
