@@ -248,6 +248,20 @@ impl GatewayBuilder {
             }
         }
 
+        // A `type: web` approver: the approval page, served on the HTTP side.
+        let (mut approvers, mut http_routes) = (approvers, http_routes);
+        for web in config.approvers.iter().filter_map(|a| match a {
+            crate::config::ApproverConfig::Web(web) => Some(web),
+            _ => None,
+        }) {
+            let page = crate::messengers::web::WebApprover::from_config(web, store.clone());
+            http_routes = Some(match http_routes.take() {
+                Some(routes) => routes.merge(page.router()),
+                None => page.router(),
+            });
+            approvers.push(Arc::new(page));
+        }
+
         let config = Arc::new(config);
         let core = Core::new(
             Arc::clone(&config),
@@ -325,7 +339,10 @@ impl GatewayBuilder {
             let stop = core.shutdown.clone();
             health_addr = Some(addr);
             health_task = Some(tokio::spawn(async move {
-                let served = axum::serve(health_listener, router)
+                // Connect info: the web approval page serves only loopback peers when it
+                // has no token.
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                let served = axum::serve(health_listener, service)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await;
                 if let Err(error) = served {

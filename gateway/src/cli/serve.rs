@@ -59,7 +59,12 @@ pub fn init_logging() {
 
 /// The approvers configured in `config.yaml` that this build can run.
 pub fn approvers_from_config(config: &Config) -> Vec<Arc<dyn Approver>> {
-    for approver in &config.approvers {
+    // The web approval page is set up by the gateway itself (it needs the store).
+    let others = config
+        .approvers
+        .iter()
+        .filter(|a| !matches!(a, crate::config::ApproverConfig::Web(_)));
+    for approver in others {
         tracing::warn!(
             kind = approver.kind(),
             "this approver type is not available in `serve` yet; requests that need approval will wait until they expire"
