@@ -589,3 +589,11 @@ fn example_files_load() {
     assert_eq!(p.rules.len(), 5);
     assert!(p.unknown_agents(&["default"]).is_empty());
 }
+
+#[test]
+fn duplicate_keys_are_yaml_errors() {
+    let yaml = format!("{MINIMAL}gateway:\n  port: 1\n  port: 2\n");
+    let e = Config::parse(&yaml, "config.yaml", &no_env()).unwrap_err();
+    assert!(matches!(e, ConfigError::Yaml { .. }), "{e:?}");
+    assert!(e.to_string().contains("duplicate"), "{e}");
+}

@@ -166,3 +166,37 @@ rules:
     );
     assert_eq!(e.patterns_tested, 3);
 }
+
+#[test]
+fn load_for_a_config_refuses_unknown_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let perms = dir.path().join("permissions.yaml");
+    std::fs::write(
+        &perms,
+        "rules:\n  - {pattern: '*', action: allow, agents: [kitchen, gardn]}\n",
+    )
+    .unwrap();
+    let env = |_: &str| None;
+    let config = agent_gate_gateway::config::Config::parse(
+        "agents:\n  - {id: kitchen, token: kitchen-token-0123456789}\n  - {id: garden, token: garden-token-0123456789}\n",
+        dir.path().join("config.yaml"),
+        &env,
+    )
+    .unwrap();
+    let err = Policy::load_for(&config, &perms).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: rules[0].agents[1]: unknown agent \"gardn\" (did you mean `garden`?); the agents in the config are: kitchen, garden",
+            perms.display()
+        )
+    );
+    std::fs::write(
+        &perms,
+        "rules:\n  - {pattern: '*', action: allow, agents: [garden]}\n",
+    )
+    .unwrap();
+    let policy = Policy::load_for(&config, &perms).unwrap();
+    assert_eq!(policy.evaluate("garden", "x"), Action::Allow);
+    assert_eq!(policy.evaluate("kitchen", "x"), Action::Ask);
+}

@@ -27,7 +27,7 @@ use std::str::FromStr;
 pub use decide::{Decision, Reason};
 pub use glob::{Pattern, PatternError};
 
-use crate::config::{ConfigError, EnvLookup, PermissionsFile, ProcessEnv, RuleSpec};
+use crate::config::{Config, ConfigError, EnvLookup, PermissionsFile, ProcessEnv, RuleSpec};
 
 /// What happens to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,6 +156,23 @@ impl Policy {
         env: &dyn EnvLookup,
     ) -> Result<Policy, ConfigError> {
         PermissionsFile::load_with_env(path, env).map(Policy::new)
+    }
+
+    /// Loads a permissions file for a loaded config: like [`Policy::load`], and also an error
+    /// for every `agents:` entry naming an agent the config does not have (a typo there would
+    /// silently make a rule apply to nobody). `serve` and `check` agree through this.
+    pub fn load_for(config: &Config, path: impl AsRef<Path>) -> Result<Policy, ConfigError> {
+        let file = PermissionsFile::load(path)?;
+        let known: Vec<&str> = config.agents.iter().map(|a| a.id.as_str()).collect();
+        let issues = file.unknown_agents(&known);
+        if issues.is_empty() {
+            Ok(Policy::new(file))
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.file,
+                issues,
+            })
+        }
     }
 
     /// Builds the policy from a loaded permissions file.
