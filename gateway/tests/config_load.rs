@@ -399,7 +399,7 @@ fn service_mistakes() {
     let yaml = r#"
 agents: [{id: default, token: "a-long-enough-agent-token"}]
 services:
-  a: {url: "ftp://x", token: "secret-value-1", auth: {type: bearer, token: "secret-value-2"}}
+  a: {url: "ftp://admin:hunter2@x/api", token: "secret-value-1", auth: {type: bearer, token: "secret-value-2"}}
   b: {url: "http://x", auth: {type: bearer_token, token: "secret-value-3"}}
   c: {url: "http://x", auth: {type: header, value: "secret-value-4"}}
   d: {url: "http://x", health: {method: FETCH, path: "api", expect_status: 999}}
@@ -412,7 +412,7 @@ services:
     assert_eq!(
         errs,
         vec![
-            r#"config.yaml: services.a.url: expected an http:// or https:// URL such as http://homeassistant.local:8123, got "ftp://x""#,
+            r#"config.yaml: services.a.url: expected an http:// or https:// URL such as http://homeassistant.local:8123, got "ftp://***@x/api""#,
             "config.yaml: services.a.token: both `token` and `auth` are given; `token` is short for `auth: {type: bearer, token: ...}`, keep one",
             r#"config.yaml: services.b.auth.type: unknown auth type "bearer_token" (did you mean `bearer`?); expected one of: bearer, header, query, basic"#,
             "config.yaml: services.c.auth.name: missing: expected a string",
@@ -429,7 +429,7 @@ services:
         ]
     );
     for e in &errs {
-        assert!(!e.contains("secret-value"), "{e}");
+        assert!(!e.contains("secret-value") && !e.contains("hunter2"), "{e}");
     }
 }
 

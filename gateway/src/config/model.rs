@@ -631,10 +631,26 @@ fn url(ctx: &mut Ctx, f: &Field<'_>) -> Option<String> {
         _ => {
             ctx.error(
                 &f.path,
-                format!("expected an http:// or https:// URL such as http://homeassistant.local:8123, got {s:?}"),
+                format!(
+                    "expected an http:// or https:// URL such as http://homeassistant.local:8123, got {:?}",
+                    redact_userinfo(&s)
+                ),
             );
             None
         }
+    }
+}
+
+/// The URL with any `user:password@` part replaced by `***@`, for error messages.
+fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest.get(..authority_end).and_then(|a| a.rfind('@')) {
+        Some(at) => format!("{scheme}***{}", rest.get(at..).unwrap_or_default()),
+        None => url.to_string(),
     }
 }
 
