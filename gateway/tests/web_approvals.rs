@@ -221,7 +221,9 @@ async fn posts_without_the_csrf_token_or_from_another_origin_are_refused() {
     let mut browser = h.session().await;
     let csrf = browser.csrf.clone().unwrap();
 
-    let cases: Vec<(&str, Option<&str>, bool, Vec<(&'static str, &str)>)> = vec![
+    /// What is wrong, the CSRF header, whether to send the page's Origin, extra headers.
+    type Case<'a> = (&'a str, Option<&'a str>, bool, Vec<(&'static str, &'a str)>);
+    let cases: Vec<Case<'_>> = vec![
         ("no CSRF token", None, true, vec![]),
         ("wrong CSRF token", Some("0123abcd"), true, vec![]),
         (

@@ -331,7 +331,9 @@ mod tests {
         let html = approvals(&[pending], &[history], evil, evil, evil, true);
         assert!(!html.contains("<script>alert"));
         assert!(!html.contains("<img"));
-        assert!(!html.contains("\"><"));
+        // Quotes cannot close an attribute.
+        assert!(!html.contains("\"><script") && !html.contains("\"><img"));
+        assert!(html.contains("data-agent=\"&quot;&gt;&lt;script&gt;"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         // Exactly the page's own script element.
         assert_eq!(html.matches("<script").count(), 1);
