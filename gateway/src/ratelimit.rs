@@ -73,9 +73,17 @@ impl RequestLimiter {
             .windows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let window = windows.entry(agent.to_owned()).or_insert_with(|| Window {
-            hits: VecDeque::new(),
-        });
+        if !windows.contains_key(agent) {
+            windows.insert(
+                agent.to_owned(),
+                Window {
+                    hits: VecDeque::new(),
+                },
+            );
+        }
+        let Some(window) = windows.get_mut(agent) else {
+            return Ok(());
+        };
         window.prune(now);
         let max = usize::try_from(self.max_per_minute).unwrap_or(usize::MAX);
         if window.hits.len() >= max {

@@ -21,6 +21,15 @@ use tokio_util::sync::CancellationToken;
 use super::ServerLimits;
 use super::core::{ConnectionLink, Core, Outbound};
 
+/// Acknowledged outcomes are marked delivered in batches of this many.
+const ACK_BATCH: usize = 64;
+
+/// The connection's acknowledged-but-not-yet-marked outcomes and the last marking write.
+struct Acks<'a> {
+    pending: &'a mut Vec<String>,
+    last: &'a mut Option<tokio::task::JoinHandle<()>>,
+}
+
 /// Close code sent to a connection replaced by a newer one of the same agent.
 pub(crate) const CLOSE_REPLACED: u16 = 4000;
 
@@ -65,7 +74,11 @@ async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Small buffers: an idle agent connection costs a few KiB, not tungstenite's 2 × 128 KiB.
     let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(limits.max_message_size.saturating_mul(4))
         .max_message_size(Some(limits.max_message_size))
         .max_frame_size(Some(limits.max_message_size));
     let mut ws = match timeout_at(
@@ -260,6 +273,7 @@ where
     };
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut last_ack: Option<tokio::task::JoinHandle<()>> = None;
+    let mut acked: Vec<String> = Vec::new();
     let set_close = |code: CloseCode, reason: &'static str| {
         *close_frame.lock().unwrap_or_else(PoisonError::into_inner) = Some(CloseFrame {
             code,
@@ -294,13 +308,22 @@ where
             }
             Some(Ok(message)) => message,
         };
-        // Anything the agent sends acknowledges the answers written before it.
-        if let Some(task) = core.mark_delivered(&agent, take(&written)) {
-            last_ack = Some(task);
+        // Anything the agent sends acknowledges the answers written before it. The marks are
+        // written in batches (and before `get_pending_results` reads, and when the connection
+        // ends); until then a result merely stays fetchable a little longer.
+        acked.extend(take(&written));
+        if acked.len() >= ACK_BATCH {
+            if let Some(task) = core.mark_delivered(&agent, std::mem::take(&mut acked)) {
+                last_ack = Some(task);
+            }
         }
         match message {
             Message::Text(text) => {
-                handle_text(&core, &link, &in_flight, &mut last_ack, text.as_str()).await;
+                let acks = Acks {
+                    pending: &mut acked,
+                    last: &mut last_ack,
+                };
+                handle_text(&core, &link, &in_flight, acks, text.as_str()).await;
             }
             Message::Binary(_) => {
                 let error = ErrorObject::invalid_request(
@@ -315,6 +338,7 @@ where
     }
     stop.cancel();
     core.unregister_session(&agent, connection);
+    core.mark_delivered(&agent, acked);
     drop(link);
     let _ = writer.await;
     tracing::info!(agent = %agent, "agent disconnected");
@@ -324,7 +348,7 @@ async fn handle_text(
     core: &Arc<Core>,
     link: &ConnectionLink,
     in_flight: &Arc<Semaphore>,
-    last_ack: &mut Option<tokio::task::JoinHandle<()>>,
+    acks: Acks<'_>,
     text: &str,
 ) {
     let request = match parse_request(text) {
@@ -356,7 +380,10 @@ async fn handle_text(
             let core2 = Arc::clone(core);
             let link = link.clone();
             // Acknowledgements sent before this call are written before it reads.
-            let ack = last_ack.take();
+            if let Some(task) = core.mark_delivered(&link.agent, std::mem::take(acks.pending)) {
+                *acks.last = Some(task);
+            }
+            let ack = acks.last.take();
             core.tasks.spawn(async move {
                 if let Some(ack) = ack {
                     let _ = ack.await;

@@ -1,0 +1,359 @@
+//! End-to-end numbers of the gateway on loopback, against a fast local HTTP backend.
+//!
+//! ```text
+//! cargo build --release -p agent-gate-gateway --bin agent-gate
+//! cargo run --release -p agent-gate-gateway --example bench_gateway -- [calls] [seconds]
+//! ```
+//!
+//! 1. Added latency of an allowed call: `calls` sequential `ha_get_state` calls through the
+//!    gateway (one WebSocket connection) against the same number of direct HTTP calls to the
+//!    backend; p50 and p99 of both and of the difference. Budget: p50 < 150 µs, p99 < 1 ms.
+//! 2. Throughput: allowed calls per second with 64 in flight (8 agents × 8 pipelined
+//!    requests) for `seconds`. Budget: ≥ 20,000/s.
+//! 3. Memory: the release `agent-gate serve --insecure` binary as a separate process; VmRSS
+//!    from `/proc/<pid>/status` when idle and with 1,000 authenticated idle agent
+//!    connections. Budget: < 15 MB and < 64 MB.
+//!
+//! Every call is durably recorded (two SQLite commits: the decision before execution, the
+//! outcome before the answer), group-committed across concurrent calls.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agent_gate_gateway::app::Gateway;
+use agent_gate_gateway::config::{Config, ProcessEnv};
+use agent_gate_gateway::policy::Policy;
+use axum::Json;
+use axum::extract::Path as UrlPath;
+use axum::routing::get;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const PERMISSIONS: &str = "defaults:\n  - pattern: \"ha_get_*\"\n    action: allow\n";
+
+fn arg(position: usize, default: u64) -> Result<u64, Error> {
+    match std::env::args().nth(position) {
+        Some(text) => Ok(text.parse()?),
+        None => Ok(default),
+    }
+}
+
+fn tools_toml() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools.toml")
+}
+
+fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn token(i: usize) -> String {
+    format!("bench-agent-{i:04}-token-0123456789abcdef")
+}
+
+fn config_yaml(dir: &Path, backend: SocketAddr, agents: usize, ports: (u16, u16)) -> String {
+    let mut text = format!(
+        "gateway:\n  host: 127.0.0.1\n  port: {}\n  health_host: 127.0.0.1\n  health_port: {}\nagents:\n",
+        ports.0, ports.1
+    );
+    for i in 0..agents {
+        text.push_str(&format!("  - id: agent{i}\n    token: \"{}\"\n", token(i)));
+    }
+    text.push_str(&format!(
+        "tools:\n  - \"{}\"\nservices:\n  homeassistant:\n    url: \"http://{backend}\"\n    token: \"backend-token\"\nstorage:\n  path: \"{}\"\nrate_limit:\n  max_requests_per_minute: 1000000\n",
+        tools_toml().display(),
+        dir.join("bench.db").display()
+    ));
+    text
+}
+
+async fn backend() -> Result<SocketAddr, Error> {
+    let app = axum::Router::new()
+        .route(
+            "/api/states/{entity_id}",
+            get(|UrlPath(id): UrlPath<String>| async move {
+                Json(json!({"entity_id": id, "state": "21.5", "attributes": {"unit_of_measurement": "°C"}}))
+            }),
+        )
+        .route("/", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn agent(url: &str, token: &str) -> Result<Ws, Error> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    ws.send(Message::text(
+        json!({"jsonrpc": "2.0", "method": "auth", "params": {"token": token}, "id": 0})
+            .to_string(),
+    ))
+    .await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(text))) if text.contains("authenticated") => Ok(ws),
+        other => Err(format!("auth failed: {other:?}").into()),
+    }
+}
+
+fn call(id: u64) -> Message {
+    Message::text(
+        json!({"jsonrpc": "2.0", "method": "tool_request", "id": id,
+               "params": {"tool": "ha_get_state", "args": {"entity_id": "sensor.living_room_temperature"}}})
+        .to_string(),
+    )
+}
+
+async fn answer(ws: &mut Ws) -> Result<Value, Error> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(text.as_str())?;
+                if value.get("id").is_some() {
+                    if value["result"]["status"] != "executed" {
+                        return Err(format!("call failed: {value}").into());
+                    }
+                    return Ok(value);
+                }
+            }
+            Some(Ok(_)) => {}
+            other => return Err(format!("connection ended: {other:?}").into()),
+        }
+    }
+}
+
+async fn latency(url: &str, backend: SocketAddr, calls: u64) -> Result<(), Error> {
+    let client = reqwest::Client::new();
+    let direct_url = format!("http://{backend}/api/states/sensor.living_room_temperature");
+    let mut direct = Vec::with_capacity(calls as usize);
+    for i in 0..calls + 500 {
+        let start = Instant::now();
+        let body: Value = client.get(&direct_url).send().await?.json().await?;
+        if i >= 500 {
+            direct.push(start.elapsed());
+        }
+        std::hint::black_box(body);
+    }
+    let mut ws = agent(url, &token(0)).await?;
+    let mut through = Vec::with_capacity(calls as usize);
+    for i in 0..calls + 500 {
+        let start = Instant::now();
+        ws.send(call(i + 1)).await?;
+        answer(&mut ws).await?;
+        if i >= 500 {
+            through.push(start.elapsed());
+        }
+    }
+    direct.sort();
+    through.sort();
+    println!("latency of an allowed call ({calls} sequential calls, after 500 warm-up):");
+    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        let (d, g) = (percentile(&direct, p), percentile(&through, p));
+        println!(
+            "  {name}: direct HTTP {:>8.1} µs | through the gateway {:>8.1} µs | added {:>8.1} µs",
+            micros(d),
+            micros(g),
+            micros(g) - micros(d)
+        );
+    }
+    Ok(())
+}
+
+async fn throughput(url: &str, seconds: u64) -> Result<(), Error> {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for a in 0..8 {
+        let mut ws = agent(url, &token(a)).await?;
+        let done = Arc::clone(&done);
+        tasks.push(tokio::spawn(async move {
+            let mut next = 1u64;
+            for _ in 0..8 {
+                ws.send(call(next)).await?;
+                next += 1;
+            }
+            let mut outstanding = 8;
+            while outstanding > 0 {
+                answer(&mut ws).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                outstanding -= 1;
+                if Instant::now() < deadline {
+                    ws.send(call(next)).await?;
+                    next += 1;
+                    outstanding += 1;
+                }
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    let start = Instant::now();
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = start.elapsed();
+    let total = done.load(Ordering::Relaxed);
+    println!(
+        "throughput: {total} allowed calls in {:.2} s with 64 in flight = {:.0} calls/s",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
+}
+
+async fn memory(backend: SocketAddr) -> Result<(), Error> {
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("agent-gate"))
+        .ok_or("cannot locate the target directory")?;
+    if !binary.exists() {
+        println!(
+            "memory: skipped; build the binary first: cargo build --release -p agent-gate-gateway --bin agent-gate"
+        );
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let ports = (free_port()?, free_port()?);
+    let agents = 1000;
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        config_yaml(dir.path(), backend, agents, ports),
+    )?;
+    std::fs::write(dir.path().join("permissions.yaml"), PERMISSIONS)?;
+    let mut child = Command::new(&binary)
+        .args(["serve", "--insecure", "-c"])
+        .arg(dir.path().join("config.yaml"))
+        .arg("-p")
+        .arg(dir.path().join("permissions.yaml"))
+        .env("LOG_LEVEL", "warn,agent_gate_gateway::app=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let found = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("ready"));
+        // Keep draining so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        found
+    })
+    .await?;
+    if !ready {
+        return Err("the gateway did not become ready".into());
+    }
+    let pid = child.id();
+    // Let start-up allocations settle (the health checks run before "ready").
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid)?;
+    let url = format!("ws://127.0.0.1:{}", ports.0);
+    let mut connections = Vec::with_capacity(agents);
+    for i in 0..agents {
+        connections.push(agent(&url, &token(i)).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = rss_kib(pid)?;
+    println!(
+        "memory (separate process, VmRSS): idle {:.1} MB; with {agents} authenticated idle connections {:.1} MB",
+        idle as f64 / 1024.0,
+        loaded as f64 / 1024.0
+    );
+    drop(connections);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await?;
+    Ok(())
+}
+
+/// Latency and throughput with the database in `db_dir`.
+async fn in_process(
+    db_dir: &Path,
+    backend: SocketAddr,
+    calls: u64,
+    seconds: u64,
+) -> Result<(), Error> {
+    let config_path = db_dir.join("config.yaml");
+    let text = config_yaml(db_dir, backend, 8, (8443, 8080));
+    let mut config = Config::parse(&text, &config_path, &ProcessEnv)?;
+    config.gateway.port = 0;
+    std::fs::write(db_dir.join("permissions.yaml"), PERMISSIONS)?;
+    let policy = Policy::load(db_dir.join("permissions.yaml"))?;
+    let manifest = agent_gate_manifest::Manifest::load(&[tools_toml()])?.manifest;
+    let gateway = Gateway::builder(config, policy, manifest)
+        .insecure(true)
+        .health_endpoint(false)
+        .start()
+        .await?;
+    let url = gateway.ws_url();
+    latency(&url, backend, calls).await?;
+    throughput(&url, seconds).await?;
+    let stats = gateway.store().stats();
+    println!(
+        "store: {} writes in {} transactions (largest batch {})",
+        stats.writes, stats.transactions, stats.largest_batch
+    );
+    gateway.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let calls = arg(1, 5000)?;
+    let seconds = arg(2, 5)?;
+    let backend = backend().await?;
+
+    let exe = std::env::current_exe()?;
+    let disk = tempfile::tempdir_in(exe.parent().ok_or("no directory of the example")?)?;
+    println!(
+        "== database on disk ({}; every commit fdatasync'd)",
+        disk.path().display()
+    );
+    in_process(disk.path(), backend, calls, seconds).await?;
+    if Path::new("/dev/shm").is_dir() {
+        let shm = tempfile::tempdir_in("/dev/shm")?;
+        println!("== database on tmpfs (/dev/shm; the gateway's own cost, fsync is free)");
+        in_process(shm.path(), backend, calls, seconds).await?;
+    }
+    println!("== memory");
+    memory(backend).await?;
+    Ok(())
+}
