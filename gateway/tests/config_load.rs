@@ -586,7 +586,7 @@ fn example_files_load() {
         PermissionsFile::load_with_env(root.join("permissions.example.yaml"), &no_env()).unwrap();
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.defaults.len(), 3);
-    assert_eq!(p.rules.len(), 5);
+    assert_eq!(p.rules.len(), 6);
     assert!(p.unknown_agents(&["default"]).is_empty());
 }
 
