@@ -16,7 +16,8 @@ use clap::Parser;
 use super::ConfigPaths;
 use crate::app::Gateway;
 use crate::approvals::Approver;
-use crate::config::Config;
+use crate::config::{ApproverConfig, Config};
+use crate::messengers::telegram::TelegramApprover;
 use crate::policy::Policy;
 
 /// Arguments of `agent-gate serve`.
@@ -57,20 +58,19 @@ pub fn init_logging() {
     };
 }
 
-/// The approvers configured in `config.yaml` that this build can run.
-pub fn approvers_from_config(config: &Config) -> Vec<Arc<dyn Approver>> {
-    // The web approval page is set up by the gateway itself (it needs the store).
-    let others = config
-        .approvers
-        .iter()
-        .filter(|a| !matches!(a, crate::config::ApproverConfig::Web(_)));
-    for approver in others {
-        tracing::warn!(
-            kind = approver.kind(),
-            "this approver type is not available in `serve` yet; requests that need approval will wait until they expire"
-        );
+/// The approvers of `config.yaml` that `serve` builds: the Telegram bots. (The web approval
+/// page is set up by the gateway itself, since it needs the store.)
+pub fn approvers_from_config(config: &Config) -> anyhow::Result<Vec<Arc<dyn Approver>>> {
+    let mut approvers: Vec<Arc<dyn Approver>> = Vec::new();
+    for approver in &config.approvers {
+        if let ApproverConfig::Telegram(telegram) = approver {
+            let bot = TelegramApprover::from_config(telegram)
+                .build()
+                .context("setting up the Telegram approver (approvers: type telegram)")?;
+            approvers.push(Arc::new(bot));
+        }
     }
-    Vec::new()
+    Ok(approvers)
 }
 
 /// Runs `agent-gate serve` until a signal stops it.
@@ -96,7 +96,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let approvers = approvers_from_config(&config);
+    let approvers = approvers_from_config(&config)?;
     let mut builder = Gateway::builder(config, policy, loaded.manifest).insecure(args.insecure);
     for approver in approvers {
         builder = builder.approver(approver);

@@ -312,10 +312,10 @@ where
         // written in batches (and before `get_pending_results` reads, and when the connection
         // ends); until then a result merely stays fetchable a little longer.
         acked.extend(take(&written));
-        if acked.len() >= ACK_BATCH {
-            if let Some(task) = core.mark_delivered(&agent, std::mem::take(&mut acked)) {
-                last_ack = Some(task);
-            }
+        if acked.len() >= ACK_BATCH
+            && let Some(task) = core.mark_delivered(&agent, std::mem::take(&mut acked))
+        {
+            last_ack = Some(task);
         }
         match message {
             Message::Text(text) => {
