@@ -1,0 +1,152 @@
+//! Compiles and exercises the pinned expansion of `macro_fixtures/small.toml`
+//! (the text of agent-gate-macros' `expansion_snapshot`), so the snapshot
+//! reviewers read is code that builds and works, and checks it matches what
+//! the macro itself generates for the same manifest.
+
+#![deny(missing_docs)]
+
+#[path = "macro_fixtures/gateway.rs"]
+mod gateway;
+
+/// The pinned expansion.
+#[allow(dead_code)]
+mod pinned {
+    include!("macro_fixtures/small_expanded.rs");
+}
+
+/// The macro invoked on the same manifest.
+#[allow(dead_code)]
+mod live {
+    agent_gate::tools!("tests/macro_fixtures/small.toml", trait = Lights);
+}
+
+use agent_gate::prelude::*;
+use agent_gate::tools::ToolCall;
+use gateway::{Script, ScriptedGateway};
+use pinned::{Light, LightGetArgs, LightListArgs, LightSetArgs, Lights};
+use serde_json::{Value, json};
+
+#[test]
+fn constants_describe_the_manifest() {
+    assert_eq!(pinned::TOOL_NAMES, ["light_get", "light_list", "light_set"]);
+    assert_eq!(pinned::TOOL_NAMES, live::TOOL_NAMES);
+    let manifest = agent_gate_manifest::Manifest::load(&[concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/macro_fixtures/small.toml"
+    )])
+    .unwrap()
+    .manifest;
+    assert_eq!(pinned::MANIFEST_HASH, manifest.hash());
+    assert_eq!(live::MANIFEST_HASH, manifest.hash());
+    assert_eq!(pinned::MANIFEST.hash().unwrap(), manifest.hash());
+    assert_eq!(pinned::json_schema().unwrap(), manifest.json_schema());
+    assert_eq!(<LightSetArgs as Tool>::NAME, "light_set");
+    assert_eq!(<LightListArgs as Tool>::WRAP, Some("lights"));
+    assert_eq!(
+        <LightGetArgs as Tool>::input_schema().unwrap(),
+        manifest.tool("light_get").unwrap().input_schema()
+    );
+}
+
+#[test]
+fn optional_arguments_are_skipped_when_none() {
+    let args = LightSetArgs {
+        id: "kitchen".into(),
+        mode: "on".into(),
+        level: None,
+        ratio: Some(0.5),
+        tags: None,
+        extra: None,
+    };
+    assert_eq!(
+        serde_json::to_value(&args).unwrap(),
+        json!({"id": "kitchen", "mode": "on", "ratio": 0.5})
+    );
+    args.validate().unwrap();
+    let back: LightSetArgs =
+        serde_json::from_value(json!({"id": "kitchen", "mode": "on", "ratio": 0.5})).unwrap();
+    assert_eq!(back, args);
+    // Unknown fields are refused, as by the gateway.
+    assert!(
+        serde_json::from_value::<LightSetArgs>(json!({"id": "k", "mode": "on", "x": 1})).is_err()
+    );
+}
+
+#[test]
+fn validate_enforces_patterns_and_enums() {
+    let bad = LightSetArgs {
+        id: "Kitchen!".into(),
+        mode: "blink".into(),
+        level: None,
+        ratio: None,
+        tags: None,
+        extra: Some(json!({"owner": "me"}).as_object().unwrap().clone()),
+    };
+    let err = bad.validate().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Validation);
+    let m = err.message();
+    assert!(
+        m.contains("`id`") && m.contains("must match the pattern"),
+        "{m}"
+    );
+    assert!(m.contains("`mode`"), "{m}");
+    assert!(m.contains("owner"), "{m}");
+    assert_eq!(err.details().unwrap().as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn generated_methods_call_the_gateway() {
+    let light =
+        json!({"id": "kitchen", "on": true, "level": 200, "room": "extra fields are kept out"});
+    let mut script = Script::default();
+    script.data.insert("light_get".into(), light.clone());
+    script
+        .data
+        .insert("light_list".into(), json!({"lights": [light.clone()]}));
+    script.data.insert("light_set".into(), json!({"ok": true}));
+    let mut gw = ScriptedGateway::start(script).await;
+    let client = gw.client().await;
+
+    let got: Light = client.light_get("kitchen").await.unwrap();
+    assert_eq!(
+        got,
+        Light {
+            id: "kitchen".into(),
+            on: true,
+            level: Some(200)
+        }
+    );
+    let frame: Value = serde_json::from_str(&gw.next_frame().await).unwrap();
+    assert_eq!(frame["params"]["args"], json!({"id": "kitchen"}));
+
+    let list: Vec<Light> = client.light_list().room("attic").await.unwrap();
+    assert_eq!(list, vec![got.clone()]);
+    let frame: Value = serde_json::from_str(&gw.next_frame().await).unwrap();
+    assert_eq!(frame["params"]["args"], json!({"room": "attic"}));
+
+    let done = client
+        .light_set("kitchen", "toggle")
+        .level(10)
+        .tags(vec!["a".into()])
+        .extra(json!({"fade": true}))
+        .await
+        .unwrap();
+    assert_eq!(done, json!({"ok": true}));
+    let frame: Value = serde_json::from_str(&gw.next_frame().await).unwrap();
+    assert_eq!(
+        frame["params"]["args"],
+        json!({"id": "kitchen", "mode": "toggle", "level": 10, "tags": ["a"], "extra": {"fade": true}})
+    );
+
+    // The live expansion's trait works the same way.
+    let live_got = live::Lights::light_get(&client, "kitchen").await.unwrap();
+    assert_eq!(live_got.id, "kitchen");
+
+    // A call built from a struct, through the generic ToolCall.
+    let call: ToolCall<'_, LightGetArgs> = client.call(LightGetArgs {
+        id: "bad id".into(),
+    });
+    assert_eq!(call.args().unwrap().id, "bad id");
+    let err = call.await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Validation);
+}

@@ -1,0 +1,186 @@
+//! The Rust SDK and the gateway can never disagree about arguments: the
+//! schemars schema of every generated arguments struct is equivalent to the
+//! manifest crate's JSON Schema of that tool (what the gateway validates
+//! against and publishes). Also: the SDK's packaged copy of `tools.toml` is
+//! byte-identical to the repository's, and is part of the package.
+
+#[path = "macro_fixtures/gateway.rs"]
+#[allow(unused)]
+mod gateway;
+
+#[allow(dead_code)]
+mod small {
+    include!("macro_fixtures/small_expanded.rs");
+}
+
+use std::collections::BTreeSet;
+
+use agent_gate::__private::schemars::{JsonSchema, schema_for};
+use agent_gate::ha;
+use agent_gate::tools::Tool;
+use serde_json::{Map, Value};
+
+/// The parts of a schema both sides must agree on: type (without `null`),
+/// description, properties (recursively), required (as a set), pattern,
+/// enum, items, propertyNames and `additionalProperties: false`. Metadata
+/// (`$schema`, `title`, `format`) and the default `additionalProperties:
+/// true` are left out.
+fn normalise(schema: &Value) -> Value {
+    let Value::Object(s) = schema else {
+        return schema.clone();
+    };
+    let mut out = Map::new();
+    if let Some(t) = s.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+        out.insert("type".into(), types.join("|").into());
+    }
+    for key in ["description", "pattern", "enum", "propertyNames"] {
+        if let Some(v) = s.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(items) = s.get("items") {
+        out.insert("items".into(), normalise(items));
+    }
+    let closed = s.get("additionalProperties") == Some(&Value::Bool(false));
+    // A closed object without `properties` (schemars' form of a struct
+    // without fields) has no properties.
+    let empty = Map::new();
+    let props = match s.get("properties") {
+        Some(Value::Object(props)) => Some(props),
+        _ if closed => Some(&empty),
+        _ => None,
+    };
+    if let Some(props) = props {
+        let props: Map<String, Value> = props
+            .iter()
+            .map(|(k, v)| (k.clone(), normalise(v)))
+            .collect();
+        out.insert("properties".into(), Value::Object(props));
+        let required: BTreeSet<&str> = s
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out.insert(
+            "required".into(),
+            required.into_iter().collect::<Vec<_>>().into(),
+        );
+    }
+    if closed {
+        out.insert("additionalProperties".into(), false.into());
+    }
+    Value::Object(out)
+}
+
+fn assert_equivalent<T: Tool + JsonSchema>() -> String {
+    let rust = serde_json::to_value(schema_for!(T)).unwrap();
+    let manifest = T::input_schema().unwrap();
+    assert_eq!(
+        normalise(&rust),
+        normalise(&manifest),
+        "tool `{}`: the generated struct's schema differs from the manifest's\nschemars: {rust:#}\nmanifest: {manifest:#}",
+        T::NAME
+    );
+    // The normal form keeps what matters: it is not trivially empty.
+    assert!(normalise(&manifest).get("properties").is_some());
+    T::NAME.to_owned()
+}
+
+macro_rules! all_equivalent {
+    ($($t:ty),* $(,)?) => {
+        vec![$(assert_equivalent::<$t>()),*]
+    };
+}
+
+#[test]
+fn every_home_assistant_struct_has_the_manifests_schema() {
+    let checked = all_equivalent![
+        ha::HaGetStateArgs,
+        ha::HaGetStatesArgs,
+        ha::HaGetServicesArgs,
+        ha::HaGetHistoryArgs,
+        ha::HaGetLogbookArgs,
+        ha::HaGetConfigArgs,
+        ha::HaRenderTemplateArgs,
+        ha::HaCallServiceArgs,
+        ha::HaFireEventArgs,
+    ];
+    assert_eq!(
+        checked,
+        ha::TOOL_NAMES,
+        "every tool of the manifest is checked"
+    );
+}
+
+#[test]
+fn every_small_manifest_struct_has_the_manifests_schema() {
+    let checked = all_equivalent![
+        small::LightGetArgs,
+        small::LightListArgs,
+        small::LightSetArgs
+    ];
+    assert_eq!(checked, small::TOOL_NAMES);
+}
+
+#[test]
+fn normalisation_sees_differences() {
+    let a = serde_json::json!({"type": "object", "properties": {"x": {"type": "string", "pattern": "^a$"}}, "required": ["x"]});
+    let mut b = a.clone();
+    b["properties"]["x"]["pattern"] = "^b$".into();
+    assert_ne!(normalise(&a), normalise(&b));
+    let mut c = a.clone();
+    c["required"] = serde_json::json!([]);
+    assert_ne!(normalise(&a), normalise(&c));
+    let mut d = a.clone();
+    d["properties"]["x"]["type"] = serde_json::json!(["string", "null"]);
+    assert_eq!(normalise(&a), normalise(&d));
+}
+
+#[test]
+fn the_packaged_manifest_is_the_repositorys() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools.toml");
+    let root = std::fs::read(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    let packaged = include_bytes!("../tools.toml");
+    assert!(
+        root == packaged,
+        "agent-gate/tools.toml (the copy packaged with the SDK, from which agent_gate::ha is generated) \
+         differs from the repository's tools.toml; sync it with `cp tools.toml agent-gate/tools.toml`"
+    );
+    let manifest =
+        agent_gate_manifest::Manifest::from_str(std::str::from_utf8(&root).unwrap(), "tools.toml")
+            .unwrap()
+            .manifest;
+    assert_eq!(ha::MANIFEST_HASH, manifest.hash());
+}
+
+#[test]
+fn the_manifest_is_part_of_the_package() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "package",
+            "-p",
+            "agent-gate",
+            "--list",
+            "--no-verify",
+            "--allow-dirty",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cargo package --list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<&str> = stdout.lines().collect();
+    assert!(files.contains(&"tools.toml"), "{files:?}");
+    assert!(files.contains(&"src/ha.rs"), "{files:?}");
+}
