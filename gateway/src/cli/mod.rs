@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod schema;
 pub mod serve;
 
 use std::io::Write;
@@ -34,6 +35,8 @@ pub enum Command {
     /// Work with the permission policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print the JSON Schema of every tool's arguments (for clients in other languages).
+    Schema(schema::SchemaArgs),
 }
 
 /// `agent-gate policy ...`.
@@ -71,6 +74,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Serve(args)) => serve::run(&args, out),
         Some(Command::Check(args)) => check::run(&args, out),
         Some(Command::Policy(PolicyCommand::Explain(args))) => explain::run(&args, out),
+        Some(Command::Schema(args)) => schema::run(&args, out),
         None => serve::run(&serve::ServeArgs::from_env()?, out),
     }
 }
