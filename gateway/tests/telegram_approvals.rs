@@ -481,7 +481,7 @@ async fn polling_waits_out_retry_after_and_recovers_from_server_errors() {
         .telegram
         .wait_for(|t| {
             let polls = t.calls_of("getUpdates");
-            (polls.len() >= 4).then_some(polls)
+            (polls.len() >= 3).then_some(polls)
         })
         .await;
     assert_eq!(polls[0].status, 429);
@@ -503,5 +503,35 @@ async fn polling_waits_out_retry_after_and_recovers_from_server_errors() {
         .unwrap();
     h.telegram.wait_for_answer(&press).await;
     assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_button_of_an_expired_request_says_so_and_changes_nothing() {
+    let mut h = Harness::new().await;
+    h.approval_timeout = Some(Duration::from_millis(600));
+    h.launch().await;
+    // The edit after the timeout fails, so the message keeps its buttons.
+    h.telegram
+        .inject(Fault::status(400).on_method("editMessageText").always());
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "light-1")
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+    assert_eq!(agent.response(id).await["error"]["code"], -32002);
+    h.telegram
+        .wait_for(|t| (!t.calls_of("editMessageText").is_empty()).then_some(()))
+        .await;
+    let press = h
+        .telegram
+        .press_button(&alice(), message.message_id, "a|pi|light-1")
+        .unwrap();
+    assert_eq!(
+        h.telegram.wait_for_answer(&press).await.text.as_deref(),
+        Some("This request has expired.")
+    );
+    assert_eq!(h.state_of("light-1").await, RequestState::Expired);
+    assert_eq!(h.home.service_call_count(), 0);
     h.shutdown().await;
 }

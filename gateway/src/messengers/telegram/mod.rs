@@ -370,6 +370,11 @@ impl Inner {
             Err(failure) if failure.is_bad_token() => self.set_health(TelegramHealth::Refused {
                 error: format!("{failure}; check the bot token (messenger.telegram.token)"),
             }),
+            Err(failure) if failure.is_conflict() => self.set_health(TelegramHealth::Refused {
+                error: format!(
+                    "{failure}; another process is polling this bot's updates (run one gateway per bot token)"
+                ),
+            }),
             Err(failure @ ApiFailure::Rejected { code: 403, .. }) => {
                 self.set_health(TelegramHealth::Refused {
                     error: format!(
@@ -575,9 +580,16 @@ impl Inner {
             if !self.state().outbox.is_empty() {
                 self.run_jobs().await;
             }
+            // Until a call has succeeded (at start, after failures) poll without waiting, so
+            // the health turns "connected" as soon as Telegram answers, not a long poll later.
+            let timeout = if self.health.borrow().is_ok() {
+                self.poll_timeout
+            } else {
+                Duration::ZERO
+            };
             let polled = tokio::select! {
                 () = self.stop.cancelled() => break,
-                polled = self.api.get_updates(offset, self.poll_timeout) => polled,
+                polled = self.api.get_updates(offset, timeout) => polled,
             };
             self.observe(&polled);
             let wait = match polled {
