@@ -247,7 +247,9 @@ impl ApprovalHandle {
     /// The store's conditional transition decides: the first of all decisions, the timeout
     /// and a shutdown wins. On [`DecideOutcome::Won`] with [`Verdict::Allow`] the request is
     /// executed (in the background) and the agent answered. Returns
-    /// [`DecideOutcome::NotFound`] once the gateway has stopped.
+    /// [`DecideOutcome::NotFound`] once the gateway is stopping or stopped (the request stays
+    /// pending and can be decided after the next start) and if the store failed to record the
+    /// decision (logged; nothing was decided).
     pub async fn decide(
         &self,
         key: RequestKey,
