@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agent_gate_gateway::app::{Gateway, RunningGateway};
 use agent_gate_gateway::messengers::telegram::{
-    NOT_ALLOWED_ANSWER, REFUSED_AUDIT_KIND, TelegramApprover, TelegramHealth,
+    NOT_ALLOWED_ANSWER, REFUSED_AUDIT_KIND, RETRY_LATER_ANSWER, TelegramApprover, TelegramHealth,
 };
 use agent_gate_gateway::simulator::home_assistant::{
     DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant,
@@ -533,5 +533,53 @@ async fn a_button_of_an_expired_request_says_so_and_changes_nothing() {
     );
     assert_eq!(h.state_of("light-1").await, RequestState::Expired);
     assert_eq!(h.home.service_call_count(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_press_while_the_gateway_stops_asks_to_retry_and_works_after_the_restart() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    agent
+        .tool_with_id("ha_call_service", light_on("light.kitchen"), "kitchen-1")
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+
+    // An allowed call held at Home Assistant keeps the shutdown waiting for it.
+    h.home.pause();
+    agent
+        .request(
+            "tool_request",
+            json!({"tool": "ha_get_state", "args": {"entity_id": "light.bedroom"}}),
+        )
+        .await;
+    h.home.wait_until_held(1).await;
+    let gateway = h.gateway.take().unwrap();
+    let stopping = tokio::spawn(gateway.shutdown());
+    // Let the shutdown begin (it stops taking decisions before its first await).
+    tokio::task::yield_now().await;
+
+    let press = h
+        .telegram
+        .press_button(&alice(), message.message_id, "a|pi|kitchen-1")
+        .unwrap();
+    assert_eq!(
+        h.telegram.wait_for_answer(&press).await.text.as_deref(),
+        Some(RETRY_LATER_ANSWER)
+    );
+    h.home.resume();
+    stopping.await.unwrap().unwrap();
+    assert_eq!(h.home.service_call_count(), 0);
+
+    // After the restart the same button decides.
+    h.launch().await;
+    let press = h
+        .telegram
+        .press_button(&alice(), message.message_id, "a|pi|kitchen-1")
+        .unwrap();
+    assert_eq!(
+        h.telegram.wait_for_answer(&press).await.text.as_deref(),
+        Some("✅ Approved")
+    );
     h.shutdown().await;
 }

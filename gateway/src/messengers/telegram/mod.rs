@@ -84,6 +84,11 @@ const STOP_EDIT_BUDGET: Duration = Duration::from_secs(5);
 /// Answer to a press by someone not in `allowed_users`.
 pub const NOT_ALLOWED_ANSWER: &str = "⛔ You are not allowed to decide requests of this gateway.";
 
+/// Answer to a press the gateway could not take now (it is stopping); the request stays
+/// pending and its button works again after the restart.
+pub const RETRY_LATER_ANSWER: &str =
+    "The gateway is restarting; this request is still pending. Press again in a moment.";
+
 /// The audit kind of a button press by someone not in `allowed_users`.
 pub const REFUSED_AUDIT_KIND: &str = "approval_refused";
 
@@ -682,8 +687,12 @@ impl Inner {
                 .map(|r| r.key)
                 .find(|key| format::key_digest(key) == digest),
         };
-        let outcome = match key {
-            Some(key) => handle.decide(key, button.verdict, actor.as_str()).await,
+        let outcome = match &key {
+            Some(key) => {
+                handle
+                    .decide(key.clone(), button.verdict, actor.as_str())
+                    .await
+            }
             None => DecideOutcome::NotFound,
         };
         let text = match (outcome, button.verdict) {
@@ -692,7 +701,17 @@ impl Inner {
             (DecideOutcome::AlreadyDecided, _) => "This request was already decided.",
             (DecideOutcome::Expired, _) => "This request has expired.",
             (DecideOutcome::NotFound, _) => {
-                "This request is no longer pending (already decided or expired)."
+                // Still pending but not decidable: the gateway is stopping (or could not
+                // record the decision); the request stays pending for the next start.
+                let pending = match &key {
+                    Some(key) => handle.pending().await.iter().any(|r| r.key == *key),
+                    None => false,
+                };
+                if pending {
+                    RETRY_LATER_ANSWER
+                } else {
+                    "This request is no longer pending (already decided or expired)."
+                }
             }
         };
         tracing::info!(actor = %actor, message_id, ?outcome, "telegram: button pressed");
