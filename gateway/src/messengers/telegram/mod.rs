@@ -78,6 +78,9 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// (sends) or given up (edits).
 pub const DEFAULT_SEND_PATIENCE: Duration = Duration::from_secs(20);
 
+/// How long shutdown waits for the polling task (a send in flight) before aborting it.
+const STOP_WORKER_BUDGET: Duration = Duration::from_secs(5);
+
 /// How long shutdown spends editing the messages of pending requests.
 const STOP_EDIT_BUDGET: Duration = Duration::from_secs(5);
 
@@ -890,10 +893,16 @@ impl Approver for TelegramApprover {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
-            if let Some(worker) = worker
-                && let Err(error) = worker.await
-            {
-                tracing::warn!(%error, "telegram: the polling task failed");
+            if let Some(mut worker) = worker {
+                // The task ends at once unless a send is in flight; never wait long for it.
+                match tokio::time::timeout(STOP_WORKER_BUDGET, &mut worker).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "telegram: the polling task failed"),
+                    Err(_) => {
+                        worker.abort();
+                        tracing::warn!("telegram: the polling task did not stop in time; aborted");
+                    }
+                }
             }
             self.inner.mark_stopped().await;
         })
