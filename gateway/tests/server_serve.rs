@@ -68,6 +68,43 @@ async fn serve_refuses_to_start_without_tls() {
 }
 
 #[tokio::test]
+async fn serve_refuses_rules_scoped_to_unknown_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
+    write_files(dir.path(), ha);
+    // A typo in a rule's agent list would make the rule apply to nobody: refuse to start.
+    let permissions =
+        "rules:\n  - pattern: \"ha_get_*\"\n    action: allow\n    agents: [kitchen-typo]\n";
+    std::fs::write(dir.path().join("permissions.yaml"), permissions).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--insecure")
+        .arg("--config")
+        .arg(dir.path().join("config.yaml"))
+        .arg("--permissions")
+        .arg(dir.path().join("permissions.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Were the rule accepted, serve would run until signalled: bound the wait so a regression
+    // fails instead of hanging the suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started with a rule scoped to an unknown agent");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("kitchen-typo"), "{stderr}");
+}
+
+#[tokio::test]
 async fn serve_insecure_serves_agents_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let home = HomeAssistant::demo(DEFAULT_TOKEN);

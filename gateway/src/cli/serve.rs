@@ -91,7 +91,8 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let policy = Policy::load(&args.paths.permissions)?;
+    // load_for also refuses rules scoped to agents the config does not define.
+    let policy = Policy::load_for(&config, &args.paths.permissions)?;
     let loaded = agent_gate_manifest::Manifest::load(&config.tools)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
