@@ -416,7 +416,9 @@ fn tool_items(tool: &Tool, options: &Options) -> ToolItems {
     // Positional parameters of the method and the struct initialiser.
     let mut params = Vec::new();
     let mut inits = Vec::new();
-    let mut fallible = false;
+    // Object arguments are converted first; a failure makes the call fail
+    // locally when awaited.
+    let mut conversions = Vec::new();
     for arg in &tool.args {
         let name = ident(&arg.name, span);
         if !arg.required {
@@ -429,12 +431,10 @@ fn tool_items(tool: &Tool, options: &Options) -> ToolItems {
                 inits.push(quote!(#name: #name.into()));
             }
             ArgType::Object { .. } => {
-                fallible = true;
                 let arg_name = &arg.name;
                 params.push(quote!(#name: impl ::agent_gate::__private::serde::Serialize));
-                inits.push(quote!(
-                    #name: ::agent_gate::__private::to_object(#tool_name, #arg_name, #name)?
-                ));
+                conversions.push((name.clone(), arg_name.clone()));
+                inits.push(quote!(#name));
             }
             kind => {
                 let ty = value_type(kind);
@@ -443,15 +443,27 @@ fn tool_items(tool: &Tool, options: &Options) -> ToolItems {
             }
         }
     }
-    let build = if fallible {
-        quote! {
-            ::agent_gate::tools::ToolCall::from_result(
+    let build = quote!(::agent_gate::tools::ToolCall::new(self, #args_ident { #(#inits),* }));
+    // The method body, returning the call (wrapped in its builder, if any).
+    let wrap_call = |wrapper: Option<&Ident>| -> TokenStream {
+        let wrap = |call: TokenStream| match wrapper {
+            Some(w) => quote!(#w(#call)),
+            None => call,
+        };
+        let conversions = conversions.iter().map(|(name, arg_name)| {
+            let fail = wrap(quote!(::agent_gate::tools::ToolCall::from_result(
                 self,
-                (move || ::core::result::Result::Ok(#args_ident { #(#inits),* }))(),
-            )
-        }
-    } else {
-        quote!(::agent_gate::tools::ToolCall::new(self, #args_ident { #(#inits),* }))
+                ::core::result::Result::Err(error),
+            )));
+            quote! {
+                let #name = match ::agent_gate::__private::to_object(#tool_name, #arg_name, #name) {
+                    ::core::result::Result::Ok(object) => object,
+                    ::core::result::Result::Err(error) => return #fail,
+                };
+            }
+        });
+        let build = wrap(build.clone());
+        quote!(#(#conversions)* #build)
     };
 
     // The method's documentation.
@@ -493,7 +505,7 @@ fn tool_items(tool: &Tool, options: &Options) -> ToolItems {
     let (ret, body, call_items) = if optional.is_empty() {
         (
             quote!(::agent_gate::tools::ToolCall<'_, #args_ident>),
-            build,
+            wrap_call(None),
             TokenStream::new(),
         )
     } else {
@@ -570,7 +582,7 @@ fn tool_items(tool: &Tool, options: &Options) -> ToolItems {
                 }
             }
         };
-        (quote!(#call_ident<'_>), quote!(#call_ident(#build)), items)
+        (quote!(#call_ident<'_>), wrap_call(Some(&call_ident)), items)
     };
 
     let items = quote! {

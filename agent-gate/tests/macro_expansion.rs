@@ -56,15 +56,16 @@ fn optional_arguments_are_skipped_when_none() {
         level: None,
         ratio: Some(0.5),
         tags: None,
-        extra: None,
+        extra: Default::default(),
     };
     assert_eq!(
         serde_json::to_value(&args).unwrap(),
-        json!({"id": "kitchen", "mode": "on", "ratio": 0.5})
+        json!({"id": "kitchen", "mode": "on", "ratio": 0.5, "extra": {}})
     );
     args.validate().unwrap();
     let back: LightSetArgs =
-        serde_json::from_value(json!({"id": "kitchen", "mode": "on", "ratio": 0.5})).unwrap();
+        serde_json::from_value(json!({"id": "kitchen", "mode": "on", "ratio": 0.5, "extra": {}}))
+            .unwrap();
     assert_eq!(back, args);
     // Unknown fields are refused, as by the gateway.
     assert!(
@@ -80,7 +81,7 @@ fn validate_enforces_patterns_and_enums() {
         level: None,
         ratio: None,
         tags: None,
-        extra: Some(json!({"owner": "me"}).as_object().unwrap().clone()),
+        extra: json!({"owner": "me"}).as_object().unwrap().clone(),
     };
     let err = bad.validate().unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Validation);
@@ -124,11 +125,15 @@ async fn generated_methods_call_the_gateway() {
     let frame: Value = serde_json::from_str(&gw.next_frame().await).unwrap();
     assert_eq!(frame["params"]["args"], json!({"room": "attic"}));
 
+    // A positional object argument that is not an object fails locally.
+    let err = client.light_set("kitchen", "on", 5).await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Validation);
+    assert!(err.message().contains("must be an object"), "{err}");
+
     let done = client
-        .light_set("kitchen", "toggle")
+        .light_set("kitchen", "toggle", json!({"fade": true}))
         .level(10)
         .tags(vec!["a".into()])
-        .extra(json!({"fade": true}))
         .await
         .unwrap();
     assert_eq!(done, json!({"ok": true}));

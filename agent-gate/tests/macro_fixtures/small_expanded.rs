@@ -10,7 +10,7 @@ pub static MANIFEST: ::agent_gate::tools::ManifestSource = ::agent_gate::tools::
 );
 /// SHA-256 of the canonical form of the manifest the code was generated
 /// from (`agent_gate_manifest::Manifest::hash`).
-pub const MANIFEST_HASH: &str = "3b9045a0c81d08bf25ca7de6900ad6c232818a210e918f226cef75f2392c957a";
+pub const MANIFEST_HASH: &str = "328219243df4fc95dbed7513aaeab705969eca1b70c8ed947b7e4379c5cd8153";
 /// The names of all tools of the manifest, in declaration order.
 pub const TOOL_NAMES: &[&str] = &["light_get", "light_list", "light_set"];
 /// The JSON Schema (2020-12) of every tool's arguments, as the gateway
@@ -230,13 +230,11 @@ pub struct LightSetArgs {
         description = "Free tags."
     )]
     pub tags: ::core::option::Option<::std::vec::Vec<::std::string::String>>,
-    /// More fields merged into the body.
+    /// More fields merged into the body (required: exercises a positional object argument).
     ///
-    /// *optional JSON object without the keys `owner`*
-    #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
+    /// *JSON object without the keys `owner`*
     #[schemars(
-        with = "::agent_gate::tools::JsonObject",
-        description = "More fields merged into the body.",
+        description = "More fields merged into the body (required: exercises a positional object argument).",
         extend(
             "propertyNames" = {"not":{"enum":["owner",
             "id",
@@ -246,7 +244,7 @@ pub struct LightSetArgs {
             "tags"]}}
         )
     )]
-    pub extra: ::core::option::Option<::agent_gate::tools::JsonObject>,
+    pub extra: ::agent_gate::tools::JsonObject,
 }
 impl LightSetArgs {
     /// Checks the arguments against the manifest (types, required,
@@ -283,21 +281,6 @@ impl<'a> LightSetCall<'a> {
     /// Sets the optional argument `tags` (optional array of strings): Free tags.
     pub fn tags(self, tags: ::std::vec::Vec<::std::string::String>) -> Self {
         Self(self.0.with_args(move |a| a.tags = ::core::option::Option::Some(tags)))
-    }
-    /// Sets the optional argument `extra` (optional JSON object without the keys `owner`): More fields merged into the body.
-    ///
-    /// Accepts anything that serialises to a JSON object (e.g. `serde_json::json!({...})`);
-    /// anything else fails the call locally.
-    pub fn extra(self, extra: impl ::agent_gate::__private::serde::Serialize) -> Self {
-        Self(
-            self
-                .0
-                .with_object_arg(
-                    "extra",
-                    extra,
-                    |a, v| a.extra = ::core::option::Option::Some(v),
-                ),
-        )
     }
     /// Sets the call's idempotency key (see [`agent_gate::CallOptions::request_id`]).
     pub fn request_id(
@@ -357,19 +340,20 @@ pub trait Lights {
     ///
     /// - `id` (string matching `^[a-z0-9_]+$`): The light's id.
     /// - `mode` (one of `on`, `off`, `toggle`): What to do.
+    /// - `extra` (JSON object without the keys `owner`): More fields merged into the body (required: exercises a positional object argument).
     ///
     /// Optional arguments are set on the returned [`LightSetCall`] before `.await`:
     ///
     /// - [`.level(..)`](LightSetCall::level) (optional integer): Brightness, 0 to 255.
     /// - [`.ratio(..)`](LightSetCall::ratio) (optional number): Fade ratio.
     /// - [`.tags(..)`](LightSetCall::tags) (optional array of strings): Free tags.
-    /// - [`.extra(..)`](LightSetCall::extra) (optional JSON object without the keys `owner`): More fields merged into the body.
     ///
     /// `.await` it for the tool's JSON result (`serde_json::Value`). The arguments are checked against the manifest first ([`LightSetArgs::validate`]): a bad value fails with a validation error and nothing is sent.
     fn light_set(
         &self,
         id: impl ::core::convert::Into<::std::string::String>,
         mode: impl ::core::convert::Into<::std::string::String>,
+        extra: impl ::agent_gate::__private::serde::Serialize,
     ) -> LightSetCall<'_>;
 }
 impl Lights for ::agent_gate::AgentGateClient {
@@ -393,7 +377,23 @@ impl Lights for ::agent_gate::AgentGateClient {
         &self,
         id: impl ::core::convert::Into<::std::string::String>,
         mode: impl ::core::convert::Into<::std::string::String>,
+        extra: impl ::agent_gate::__private::serde::Serialize,
     ) -> LightSetCall<'_> {
+        let extra = match ::agent_gate::__private::to_object(
+            "light_set",
+            "extra",
+            extra,
+        ) {
+            ::core::result::Result::Ok(object) => object,
+            ::core::result::Result::Err(error) => {
+                return LightSetCall(
+                    ::agent_gate::tools::ToolCall::from_result(
+                        self,
+                        ::core::result::Result::Err(error),
+                    ),
+                );
+            }
+        };
         LightSetCall(
             ::agent_gate::tools::ToolCall::new(
                 self,
@@ -403,7 +403,7 @@ impl Lights for ::agent_gate::AgentGateClient {
                     level: ::core::option::Option::None,
                     ratio: ::core::option::Option::None,
                     tags: ::core::option::Option::None,
-                    extra: ::core::option::Option::None,
+                    extra,
                 },
             ),
         )
