@@ -6,6 +6,7 @@
 //! - [`approvals`]: the `Approver` trait, decisions on pending requests, an in-process approver.
 //! - [`cli`]: the `agent-gate` command line (clap tree, `check`, `policy explain`).
 //! - [`config`]: `config.yaml` and `permissions.yaml` loading, `${VAR}` substitution, validation.
+//! - [`demo`]: demo mode (`agent-gate demo`): a gateway with a simulated Home Assistant, the web approval page and example permissions, on loopback.
 //! - [`executor`]: executes allowed tool calls as HTTP requests to their services (credentials, errors, health).
 //! - [`health`]: the HTTP side's `/healthz` endpoint (store, approvers, services).
 //! - [`messengers`]: approvers that reach humans through messengers (the Telegram bot).
@@ -19,6 +20,7 @@ pub mod app;
 pub mod approvals;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod executor;
 pub mod health;
 pub mod messengers;

@@ -6,7 +6,10 @@
 //! `run(args, out) -> anyhow::Result<ExitCode>` function, and a match arm in [`run`].
 
 pub mod check;
+pub mod client;
+pub mod demo;
 pub mod explain;
+pub mod healthcheck;
 pub mod schema;
 pub mod serve;
 
@@ -37,6 +40,16 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Print the JSON Schema of every tool's arguments (for clients in other languages).
     Schema(schema::SchemaArgs),
+    /// Run a tool through a gateway as an agent; prints the result as JSON.
+    Request(client::RequestArgs),
+    /// List the tools a gateway offers (JSON).
+    Tools(client::ListArgs),
+    /// Fetch results decided while this agent was away (JSON).
+    Pending(client::ListArgs),
+    /// Check that a running gateway is healthy (exit 0) or not (exit 1).
+    Healthcheck(healthcheck::HealthcheckArgs),
+    /// Try agent-gate: a gateway with a simulated Home Assistant and a web approval page.
+    Demo(demo::DemoArgs),
 }
 
 /// `agent-gate policy ...`.
@@ -75,6 +88,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Check(args)) => check::run(&args, out),
         Some(Command::Policy(PolicyCommand::Explain(args))) => explain::run(&args, out),
         Some(Command::Schema(args)) => schema::run(&args, out),
+        Some(Command::Request(args)) => client::run_request(&args, out),
+        Some(Command::Tools(args)) => client::run_tools(&args, out),
+        Some(Command::Pending(args)) => client::run_pending(&args, out),
+        Some(Command::Healthcheck(args)) => healthcheck::run(&args, out),
+        Some(Command::Demo(args)) => demo::run(&args, out),
         None => serve::run(&serve::ServeArgs::from_env()?, out),
     }
 }
