@@ -183,7 +183,7 @@ pub fn exit_code(kind: &ErrorKind) -> u8 {
 }
 
 /// Writes `error` to `err` as the client subcommands report it: the message, then the
-/// JSON-RPC code, the suggestion and the tools on offer when there are any.
+/// JSON-RPC code, the suggestion, the details and the tools on offer when there are any.
 pub fn write_error(err: &mut dyn Write, error: &Error) -> std::io::Result<()> {
     writeln!(err, "error: {}", error.message())?;
     if let Some(code) = error.code() {
@@ -191,6 +191,9 @@ pub fn write_error(err: &mut dyn Write, error: &Error) -> std::io::Result<()> {
     }
     if let Some(suggestion) = error.suggestion() {
         writeln!(err, "  suggestion: {suggestion}")?;
+    }
+    if let Some(details) = error.details() {
+        writeln!(err, "  details: {details}")?;
     }
     if !error.available_tools().is_empty() {
         writeln!(
