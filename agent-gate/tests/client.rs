@@ -96,6 +96,25 @@ async fn auth_is_the_first_frame_and_calls_use_incrementing_ids() {
     assert_eq!(conn.recv_text().await, None, "client sends Close");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_made_right_after_connect_is_sent_at_once() {
+    // Regression: the connection used to be attached by a task that had not run yet when
+    // `connect()` returned, so the first call waited for its whole timeout.
+    let mut gw = TestGateway::start().await;
+    let builder = builder(&gw).request_timeout(Duration::from_secs(30));
+    let agent = tokio::spawn(async move {
+        let client = builder.connect().await?;
+        // No yield between connect and the call.
+        client.tool_request("ha_get_config", json!({})).await
+    });
+    let mut conn = gw.accept_authenticated().await;
+    let (_, request) = conn.recv_request().await;
+    conn.executed(&request, json!({"version": "2026.11.0"}))
+        .await;
+    let answered = agent.await.unwrap().expect("answered, not timed out");
+    assert_eq!(answered, json!({"version": "2026.11.0"}));
+}
+
 #[tokio::test]
 async fn every_error_code_maps_to_its_kind() {
     let mut gw = TestGateway::start().await;

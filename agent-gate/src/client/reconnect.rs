@@ -58,7 +58,10 @@ fn closed_error() -> Error {
 }
 
 pub(crate) fn spawn_supervisor(shared: Arc<Shared>, ws: Ws) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(supervise(shared, ws))
+    // Attach before returning, so a call made right after `connect()` finds the outbox
+    // instead of waiting for a state change that already happened.
+    let running = attach(&shared, ws);
+    tokio::spawn(supervise(shared, running))
 }
 
 /// Wait until shutdown is requested (or every handle is gone).
@@ -83,9 +86,9 @@ fn detach(shared: &Shared) {
     shared.lock().outbox = None;
 }
 
-async fn supervise(shared: Arc<Shared>, first: Ws) {
+async fn supervise(shared: Arc<Shared>, first: Running) {
     let mut shutdown = shared.shutdown.subscribe();
-    let mut running = attach(&shared, first);
+    let mut running = first;
     loop {
         // Run until the connection is lost or close() is called.
         let reason = tokio::select! {
