@@ -1,0 +1,217 @@
+//! The request flows end to end: the SDK client over a real WebSocket, the gateway (from
+//! config files), the simulated Home Assistant, and the Telegram bot talking to the simulated
+//! Bot API, where the tests press the buttons as a human would.
+
+mod support;
+
+use std::time::Duration;
+
+use agent_gate::{CallEvent, CallOptions, DeniedBy, ErrorKind};
+use futures_util::StreamExt;
+use serde_json::json;
+use support::{LAPTOP_TOKEN, PI_TOKEN, Proxy, World, client, light_on, wait_until};
+
+#[tokio::test]
+async fn an_allowed_read_runs_at_once() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let state = pi
+        .tool_request("ha_get_state", json!({"entity_id": "lock.front_door"}))
+        .await
+        .unwrap();
+    assert_eq!(state["state"], "locked");
+    let states = pi.tool_request("ha_get_states", json!({})).await.unwrap();
+    assert!(states.to_string().contains("sensor.outdoor_humidity"));
+    assert!(world.telegram.sent().is_empty(), "nobody was asked");
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_policy_denial_never_reaches_home_assistant() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let error = pi
+        .tool_request(
+            "ha_call_service",
+            json!({"domain": "lock", "service": "unlock", "entity_id": "lock.front_door"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        &ErrorKind::Denied {
+            by: DeniedBy::Policy
+        }
+    );
+    assert_eq!(error.code().map(|c| c.code()), Some(-32003));
+    assert_eq!(world.home.service_call_count(), 0);
+    assert!(world.telegram.sent().is_empty());
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn ask_then_allow_on_telegram_runs_the_call_once() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let mut events = pi.tool_request_stream(
+        "ha_call_service",
+        light_on("light.bedroom"),
+        CallOptions::new().request_id("bedroom-1"),
+    );
+    let Some(CallEvent::AwaitingApproval { request_id, .. }) = events.next().await else {
+        panic!("expected awaiting_approval first");
+    };
+    assert_eq!(request_id, "bedroom-1");
+    let message = world.press(1, "✅ Allow").await;
+    assert!(message.text.contains("light.bedroom"), "{}", message.text);
+    let Some(CallEvent::Result(data)) = events.next().await else {
+        panic!("expected the result");
+    };
+    assert!(data.to_string().contains("light.bedroom"), "{data}");
+    assert_eq!(world.home.state("light.bedroom").unwrap()["state"], "on");
+    assert_eq!(world.home.service_call_count(), 1);
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn ask_then_deny_on_telegram() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let call = pi.tool_request("ha_call_service", light_on("light.kitchen"));
+    let (result, _) = tokio::join!(call, world.press(1, "❌ Deny"));
+    let error = result.unwrap_err();
+    assert_eq!(
+        error.kind(),
+        &ErrorKind::Denied {
+            by: DeniedBy::Human
+        }
+    );
+    assert_eq!(error.code().map(|c| c.code()), Some(-32001));
+    assert_eq!(world.home.service_call_count(), 0);
+    assert_eq!(world.home.state("light.kitchen").unwrap()["state"], "off");
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn ask_then_nobody_answers_in_time() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_millis(300)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let error = pi
+        .tool_request("ha_call_service", light_on("light.bedroom"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), &ErrorKind::Timeout);
+    assert_eq!(error.code().map(|c| c.code()), Some(-32002));
+    assert_eq!(world.home.service_call_count(), 0);
+    // The approval message was sent, and is edited to say so: its buttons are gone.
+    let message = world.telegram.wait_for_sent(1).await;
+    assert!(message.callback_data("✅ Allow").is_some());
+    let edited = world.telegram.wait_for_edit(message.message_id, 1).await;
+    assert!(edited.buttons.is_empty(), "{edited:?}");
+    assert_eq!(world.home.service_call_count(), 0);
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_result_decided_while_the_agent_is_offline_arrives_after_it_reconnects() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let proxy = Proxy::start(gateway.ws_addr()).await;
+    let pi = client(&proxy.url(), PI_TOKEN).await;
+    let mut events = pi.tool_request_stream(
+        "ha_call_service",
+        light_on("light.bedroom"),
+        CallOptions::new().request_id("offline-1"),
+    );
+    assert!(matches!(
+        events.next().await,
+        Some(CallEvent::AwaitingApproval { .. })
+    ));
+    // The network goes away; the gateway sees the agent leave.
+    proxy.cut();
+    wait_until("the gateway sees the agent gone", || {
+        gateway.connected_agents() == 0
+    })
+    .await;
+    // The human approves meanwhile: the call runs and its result is kept for the agent.
+    world.press(1, "✅ Allow").await;
+    wait_until("the light is on", || {
+        world.home.state("light.bedroom").unwrap()["state"] == "on"
+    })
+    .await;
+    // The network comes back: the SDK reconnects and the waiting call gets its result.
+    proxy.restore();
+    let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("the result arrives after the reconnection");
+    let Some(CallEvent::Result(data)) = event else {
+        panic!("expected the result, got {event:?}");
+    };
+    assert!(data.to_string().contains("light.bedroom"), "{data}");
+    assert!(pi.reconnect_count() >= 1);
+    assert_eq!(world.home.service_call_count(), 1, "executed exactly once");
+    // Delivered: nothing is left to fetch.
+    assert!(pi.get_pending_results().await.unwrap().is_empty());
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_agents_get_their_own_rules() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let laptop = client(&gateway.ws_url(), LAPTOP_TOKEN).await;
+    let coffee =
+        json!({"domain": "switch", "service": "turn_on", "entity_id": "switch.coffee_maker"});
+    let history = json!({"entity_id": "sensor.living_room_temperature"});
+
+    // The laptop may make coffee at once and read history.
+    laptop
+        .tool_request("ha_call_service", coffee.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        world.home.state("switch.coffee_maker").unwrap()["state"],
+        "on"
+    );
+    laptop
+        .tool_request("ha_get_history", history.clone())
+        .await
+        .unwrap();
+
+    // The pi may not read history, and its coffee needs a human (who says no).
+    let error = pi
+        .tool_request("ha_get_history", history)
+        .await
+        .unwrap_err();
+    assert!(error.is_denied(), "{error:?}");
+    let (result, _) = tokio::join!(
+        pi.tool_request("ha_call_service", coffee),
+        world.press(1, "❌ Deny")
+    );
+    assert_eq!(
+        result.unwrap_err().kind(),
+        &ErrorKind::Denied {
+            by: DeniedBy::Human
+        }
+    );
+    assert_eq!(
+        world.home.service_call_count(),
+        1,
+        "only the laptop's coffee ran"
+    );
+    pi.close().await;
+    laptop.close().await;
+    gateway.shutdown().await.unwrap();
+}
