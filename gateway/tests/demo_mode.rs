@@ -195,3 +195,75 @@ async fn a_kept_data_directory_survives_the_demo() {
     demo.shutdown().await.expect("clean shutdown");
     assert!(data.join("agent-gate.db").exists());
 }
+
+#[tokio::test]
+async fn the_demo_command_prints_the_banner_serves_the_cli_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-gate"))
+        .args(["demo", "--port", "0", "--web-port", "0"])
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut banner = String::new();
+        while !banner.contains("Press Ctrl-C to stop.") {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            banner.push_str(&line);
+        }
+        (banner, stdout)
+    });
+    let (banner, mut stdout) = banner.await.unwrap();
+    let url = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Agents connect to"))
+        .expect("the banner names the URL")
+        .trim()
+        .to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{banner}");
+    let data_dir = banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Database"))
+        .and_then(|rest| rest.trim().split(" (").next())
+        .map(std::path::PathBuf::from)
+        .expect("the banner names the database directory");
+    assert!(data_dir.join("agent-gate.db").exists(), "{banner}");
+
+    let request = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_agent-gate"))
+            .args(["request", "ha_get_state", "entity_id=sun.sun"])
+            .args(["--url", &url, "--token", DEMO_TOKEN])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(request.status.code(), Some(0), "{request:?}");
+    let state: Value = serde_json::from_slice(&request.stdout).unwrap();
+    assert_eq!(state["state"], "above_horizon");
+
+    let pid = child.id().to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        (status, rest)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{status:?}");
+    assert!(status.1.contains("agent-gate demo stopped"), "{status:?}");
+    assert!(
+        !data_dir.exists(),
+        "the temporary data directory is removed"
+    );
+}
