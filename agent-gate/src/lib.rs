@@ -3,9 +3,11 @@
 //! - [`AgentGateClient`]: connect, authenticate, call tools (plain or streaming),
 //!   reconnect transparently.
 //! - [`Error`] / [`ErrorKind`]: typed errors with code, message, suggestion, details.
+//! - [`blocking::Client`]: the same for programs without an async runtime.
 //! - [`protocol`]: the JSON-RPC 2.0 wire types shared with the gateway.
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod client;
 pub mod error;
 pub mod ha;
