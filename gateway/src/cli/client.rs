@@ -274,11 +274,32 @@ pub fn run_request(args: &RequestArgs, out: &mut dyn Write) -> anyhow::Result<Ex
         if let Some(id) = &args.request_id {
             options = options.request_id(id.clone());
         }
-        let result = call(&client, &args.tool, call_args, options, spinner).await;
+        let result = call(
+            &client,
+            &args.tool,
+            call_args,
+            options,
+            spinner,
+            args.request_id.clone(),
+        )
+        .await;
         client.close().await;
         result
     });
     finish(result, out, &mut err)
+}
+
+/// A local timeout's suggestion in terms of this command's flags instead of the SDK's API.
+fn cli_suggestion(error: Error, request_id: Option<&str>) -> Error {
+    if error.is_timeout() && error.code().is_none() {
+        let again = request_id
+            .map(|id| format!(", or re-run with --request-id {id} to wait for it again"))
+            .unwrap_or_default();
+        return error.with_suggestion(format!(
+            "raise --timeout; the request may still be decided at the gateway: run `agent-gate pending` later to fetch its result{again}"
+        ));
+    }
+    error
 }
 
 /// Runs `agent-gate tools`: prints the gateway's tools (name, description, service, args,
@@ -315,17 +336,20 @@ fn to_json(value: impl serde::Serialize) -> Result<Value, Error> {
 }
 
 /// Runs one call through the streaming API, telling the user on stderr when a human has been
-/// asked (with a spinner and the time left when `spinner` is set).
+/// asked (with a spinner and the time left when `spinner` is set). `request_id` is the one
+/// given with `--request-id`, if any (named in a timeout's suggestion).
 async fn call(
     client: &AgentGateClient,
     tool: &str,
     args: Value,
     options: CallOptions,
     spinner: bool,
+    request_id: Option<String>,
 ) -> Result<Value, Error> {
     let mut events = client.tool_request_stream(tool, args, options);
     let stop = CancellationToken::new();
     let mut spinner_task = None;
+    let mut seen_id = request_id;
     let outcome = loop {
         match events.next().await {
             Some(CallEvent::AwaitingApproval {
@@ -337,6 +361,7 @@ async fn call(
                     .map(|e| format!(" (until {e})"))
                     .unwrap_or_default();
                 eprintln!("waiting for a human to approve request {request_id}{until}");
+                seen_id = Some(request_id.clone());
                 if spinner && spinner_task.is_none() {
                     let deadline = expires_at.as_deref().and_then(parse_expiry);
                     spinner_task = Some(tokio::spawn(spin(request_id, deadline, stop.clone())));
@@ -357,7 +382,7 @@ async fn call(
     if let Some(task) = spinner_task {
         let _ = task.await;
     }
-    outcome
+    outcome.map_err(|e| cli_suggestion(e, seen_id.as_deref()))
 }
 
 /// `expires_at` (RFC 3339) as a time since the Unix epoch.
