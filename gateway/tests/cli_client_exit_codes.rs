@@ -257,6 +257,13 @@ async fn exit_2_the_local_timeout_passes_then_pending_fetches_the_result() {
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains(
+            "suggestion: raise --timeout; the request may still be decided at the gateway: run `agent-gate pending` later to fetch its result, or re-run with --request-id bedroom-later to wait for it again"
+        ),
+        "{}",
+        run.stderr
+    );
     // The request is still pending at the gateway; a human approves it after the CLI left.
     let request = h.approver.next_request().await.unwrap();
     assert_eq!(request.key.request_id, "bedroom-later");
