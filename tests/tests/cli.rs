@@ -70,3 +70,45 @@ async fn the_cli_exits_1_when_the_human_denies_on_telegram() {
     assert_eq!(world.home.service_call_count(), 0);
     gateway.shutdown().await.unwrap();
 }
+
+async fn healthcheck(url: String) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_agent-gate-e2e-gateway"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn healthcheck_fails_while_telegram_is_unreachable_and_recovers() {
+    let world = World::new().await;
+    world.telegram.set_down(true);
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let url = format!("http://{}/healthz", gateway.health_addr().unwrap());
+    let down = healthcheck(url.clone()).await;
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    let stderr = String::from_utf8(down.stderr).unwrap();
+    assert!(stderr.starts_with("unhealthy: "), "{stderr}");
+    assert!(stderr.contains("answered 503"), "{stderr}");
+    assert!(stderr.contains("failing: telegram"), "{stderr}");
+
+    world.telegram.set_down(false);
+    let mut up = healthcheck(url.clone()).await;
+    for _ in 0..400 {
+        if up.status.success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        up = healthcheck(url.clone()).await;
+    }
+    assert_eq!(up.status.code(), Some(0), "{up:?}");
+    let stdout = String::from_utf8(up.stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!("healthy: {url} answered 200")),
+        "{stdout}"
+    );
+    gateway.shutdown().await.unwrap();
+}
