@@ -40,8 +40,6 @@ async fn main() -> Result<(), Error> {
         .max_retries(Some(2))
         .connect()
         .await?;
-    // Let the client's background task attach the connection before the first call.
-    tokio::task::yield_now().await;
 
     // 1. Allowed: reads run at once.
     let temperature: State = gw.ha_get_state("sensor.living_room_temperature").await?;

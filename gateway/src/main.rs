@@ -6,8 +6,24 @@ use clap::Parser;
 
 use agent_gate_gateway::cli::{Cli, run};
 
+/// Exit code of a command line that cannot be parsed: "invalid arguments", as for the client
+/// commands (clap's own 2 would read as "timeout" there).
+const USAGE_ERROR: u8 = 4;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" that print to stdout and succeed.
+            let code = if e.use_stderr() {
+                ExitCode::from(USAGE_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     match run(cli, &mut stdout) {
         Ok(code) => code,

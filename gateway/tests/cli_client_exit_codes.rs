@@ -343,6 +343,12 @@ async fn exit_4_invalid_arguments_locally_and_at_the_gateway() {
     let bad_json = h.cli(&["request", "ha_get_state", "--json", "[1]"]).await;
     assert_eq!(bad_json.code, 4, "{bad_json:?}");
 
+    // A command line clap cannot parse is "invalid arguments" too, not clap's 2 (timeout).
+    let unknown_flag = h.cli(&["request", "ha_get_state", "--no-such-flag"]).await;
+    assert_eq!(unknown_flag.code, 4, "{unknown_flag:?}");
+    let no_tool = h.cli(&["request"]).await;
+    assert_eq!(no_tool.code, 4, "{no_tool:?}");
+
     let missing_arg = h.cli(&["request", "ha_get_state"]).await;
     assert_eq!(missing_arg.code, 4, "{missing_arg:?}");
     assert!(

@@ -26,10 +26,6 @@ async fn agent(demo: &RunningDemo) -> AgentGateClient {
         .connect()
         .await
         .expect("the demo agent connects");
-    // Work around an SDK race (reported): a call made before the client's background task
-    // has attached the first connection waits for a state change that never comes. Yielding
-    // lets that task run first.
-    tokio::task::yield_now().await;
     client
 }
 

@@ -232,11 +232,7 @@ async fn connect(args: &ClientArgs) -> Result<AgentGateClient, Error> {
     if let Some(path) = &args.ca_cert {
         builder = builder.ca_cert_file(path.clone());
     }
-    let client = builder.connect().await?;
-    // A call made before the client's background task has attached the first connection can
-    // wait for a state change that never comes (an SDK race); let that task run first.
-    tokio::task::yield_now().await;
-    Ok(client)
+    Ok(builder.connect().await?)
 }
 
 fn finish(

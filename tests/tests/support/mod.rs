@@ -198,10 +198,6 @@ pub async fn client(url: &str, token: &str) -> AgentGateClient {
         .connect()
         .await
         .expect("agent connects");
-    // A call made before the client's background task has attached the first connection
-    // waits for a state change that never comes (an SDK race, reported); on the tests'
-    // current-thread runtime one yield lets that task run first.
-    tokio::task::yield_now().await;
     client
 }
 
