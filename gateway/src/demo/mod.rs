@@ -53,8 +53,12 @@ pub const APPROVALS_PATH: &str = "/approvals";
 /// How long a demo request waits for a human (5 minutes).
 pub const DEMO_APPROVAL_TIMEOUT_SECS: u64 = 300;
 
-/// The tool manifest the demo uses: the repository's `tools.toml`.
-pub const BUNDLED_MANIFEST: &str = include_str!("../../../tools.toml");
+/// The tool manifest the demo uses: the Home Assistant manifest the SDK ships
+/// (`agent-gate/tools.toml`, kept byte-identical to the repository's `tools.toml` by a test),
+/// so the gateway crate needs no file outside its own directory.
+pub fn bundled_manifest_text() -> &'static str {
+    agent_gate::ha::MANIFEST.text()
+}
 
 /// The demo's permissions.
 pub const DEMO_PERMISSIONS: &str = r#"# agent-gate demo permissions
@@ -128,7 +132,7 @@ impl Default for DemoOptions {
 
 /// The bundled manifest, parsed.
 pub fn bundled_manifest() -> Result<Manifest, ManifestError> {
-    Manifest::from_str(BUNDLED_MANIFEST, "tools.toml").map(|loaded| loaded.manifest)
+    Manifest::from_str(bundled_manifest_text(), "tools.toml").map(|loaded| loaded.manifest)
 }
 
 /// The demo's policy ([`DEMO_PERMISSIONS`]).
