@@ -209,7 +209,14 @@ fn validate_args_refuses_every_bypass() {
         ]
     );
     // targets smuggled in service data
-    for key in ["entity_id", "area_id", "device_id", "floor_id", "label_id", "target"] {
+    for key in [
+        "entity_id",
+        "area_id",
+        "device_id",
+        "floor_id",
+        "label_id",
+        "target",
+    ] {
         let e = refused(
             cs,
             json!({"domain": "light", "service": "turn_on", "data": {key: "x"}}),

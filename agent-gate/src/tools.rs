@@ -188,7 +188,7 @@ pub fn decode_response<T: Tool>(data: Value) -> Result<T::Response, Error> {
                     format!(
                         "the result of `{}` must be an object with a `{key}` key, got {}",
                         T::NAME,
-                        json_kind(&other)
+                        crate::protocol::json_type_name(&other)
                     ),
                 ));
             }
@@ -206,17 +206,6 @@ pub fn decode_response<T: Tool>(data: Value) -> Result<T::Response, Error> {
     })
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Serialises `value` into a JSON object for argument `arg` of `tool`
 /// (used by generated code for object arguments).
 #[doc(hidden)]
@@ -226,7 +215,7 @@ pub fn to_object(tool: &str, arg: &str, value: impl Serialize) -> Result<JsonObj
         Ok(other) => Err(Error::validation(
             format!(
                 "argument `{arg}` of tool `{tool}` must be an object, got {}",
-                json_kind(&other)
+                crate::protocol::json_type_name(&other)
             ),
             Some(format!(
                 "pass a map or a struct, e.g. `serde_json::json!({{\"key\": 1}})`, as `{arg}`"

@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod approvals;
+mod calendar;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -309,7 +309,11 @@ fn explain_refuses_invalid_requests_and_unknown_agents() {
     );
 
     let o = d.run(&["policy", "explain", "ha_get_state", "entity_id"], ENV);
-    assert_eq!(o.status.code(), Some(4), "usage errors exit 4 (invalid arguments)");
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "usage errors exit 4 (invalid arguments)"
+    );
     assert!(stderr(&o).contains("expected KEY=VALUE"), "{}", stderr(&o));
 }
 

@@ -18,15 +18,14 @@ async fn start() -> RunningDemo {
 }
 
 async fn agent(demo: &RunningDemo) -> AgentGateClient {
-    let client = AgentGateClient::builder()
+    AgentGateClient::builder()
         .ignore_env()
         .url(demo.ws_url())
         .token(demo.token())
         .max_retries(Some(0))
         .connect()
         .await
-        .expect("the demo agent connects");
-    client
+        .expect("the demo agent connects")
 }
 
 /// The CSRF token in the page's `<meta name="csrf-token">`.

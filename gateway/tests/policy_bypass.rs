@@ -131,7 +131,14 @@ fn list_where_a_string_is_expected_is_refused() {
 #[test]
 fn targets_inside_data_are_refused() {
     let f = fixture();
-    for key in ["entity_id", "area_id", "device_id", "floor_id", "label_id", "target"] {
+    for key in [
+        "entity_id",
+        "area_id",
+        "device_id",
+        "floor_id",
+        "label_id",
+        "target",
+    ] {
         let errs = f.refused(
             "ha_call_service",
             json!({"domain": "light", "service": "turn_on", "entity_id": "light.kitchen", "data": {key: "lock.front_door"}}),

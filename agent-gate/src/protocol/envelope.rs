@@ -501,8 +501,9 @@ pub(crate) fn id_from_value(value: &Value) -> Result<Id, String> {
     }
 }
 
-/// "an object", "an array", ... for messages.
-pub(crate) fn json_type_name(value: &Value) -> &'static str {
+/// The JSON type of `value` as a phrase for error messages: `"an object"`, `"an array"`,
+/// `"a string"`, `"a number"`, `"a boolean"` or `"null"`.
+pub fn json_type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

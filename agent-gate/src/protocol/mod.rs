@@ -34,7 +34,7 @@ mod request_id;
 
 pub use envelope::{
     ErrorData, ErrorObject, Id, JSONRPC_VERSION, Notification, Request, Response, ResponsePayload,
-    Version,
+    Version, json_type_name,
 };
 pub use error_code::ErrorCode;
 pub use methods::{

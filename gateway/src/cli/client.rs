@@ -134,14 +134,7 @@ pub fn build_args(json: Option<&str>, pairs: &[String]) -> Result<Value, ArgsErr
             Ok(other) => {
                 return Err(ArgsError::Json(format!(
                     "got {}",
-                    match other {
-                        Value::Null => "null",
-                        Value::Bool(_) => "a boolean",
-                        Value::Number(_) => "a number",
-                        Value::String(_) => "a string",
-                        Value::Array(_) => "an array",
-                        Value::Object(_) => "an object",
-                    }
+                    agent_gate::protocol::json_type_name(&other)
                 )));
             }
             Err(e) => return Err(ArgsError::Json(e.to_string())),
@@ -232,7 +225,7 @@ async fn connect(args: &ClientArgs) -> Result<AgentGateClient, Error> {
     if let Some(path) = &args.ca_cert {
         builder = builder.ca_cert_file(path.clone());
     }
-    Ok(builder.connect().await?)
+    builder.connect().await
 }
 
 fn finish(

@@ -189,7 +189,7 @@ rate_limit:
 
 /// An SDK client that reconnects quickly (the suite's gateways and proxies come back fast).
 pub async fn client(url: &str, token: &str) -> AgentGateClient {
-    let client = AgentGateClient::builder()
+    AgentGateClient::builder()
         .ignore_env()
         .url(url)
         .token(token)
@@ -197,8 +197,7 @@ pub async fn client(url: &str, token: &str) -> AgentGateClient {
         .backoff_jitter(0.0)
         .connect()
         .await
-        .expect("agent connects");
-    client
+        .expect("agent connects")
 }
 
 /// Waits until `check` holds, re-checking every few milliseconds (for gateway state that has

@@ -59,31 +59,11 @@ pub fn truncate(text: &str, max: usize) -> String {
 
 /// A UTC time as `2026-11-21 17:03:12 UTC`.
 pub fn format_time(at: Timestamp) -> String {
-    let secs = at.as_millis().div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let t = crate::calendar::utc_fields(at.as_millis().div_euclid(1000));
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        of_day / 3600,
-        (of_day % 3600) / 60,
-        of_day % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
-}
-
-/// Howard Hinnant's `civil_from_days`: the proleptic Gregorian date of a day count since
-/// 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The body shared by the approval message and its edits: what is asked, by whom.
