@@ -466,7 +466,8 @@ async fn attacker_controlled_arguments_are_rendered_escaped() {
         "entity_id": "light.kitchen",
         "data": {"note": evil, "</pre><script>alert(2)</script>": 1},
     });
-    let id = h.ask(&mut agent, args.clone(), "xss-1").await;
+    let rid = "xss-1";
+    let id = h.ask(&mut agent, args.clone(), rid).await;
     let mut browser = h.session().await;
     let html = browser.get("/approvals").await.text().await.unwrap();
     assert!(!html.contains("<script>alert"), "raw script in the page");
@@ -481,11 +482,12 @@ async fn attacker_controlled_arguments_are_rendered_escaped() {
     // The JSON API returns the values as data (the page's script renders them as text).
     let (_, pending) = browser.get_json("/approvals/api/pending").await;
     assert_eq!(pending[0]["args"], args);
+    assert_eq!(pending[0]["request_id"], rid);
 
     // Decided: the history is escaped too.
-    let (status, _) = browser.decide("pi", "xss-1", "deny").await;
-    assert_eq!(status, 200);
-    agent.response(id).await;
+    let (status, body) = browser.decide("pi", rid, "deny").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent.response(id).await["error"]["code"], -32001);
     let html = browser.get("/approvals").await.text().await.unwrap();
     assert_eq!(html.matches("<script").count(), 1);
     assert!(!html.contains("<img"));
@@ -581,4 +583,46 @@ async fn scripts_with_the_bearer_token_decide_without_a_cookie() {
     assert_eq!(status, 200, "{body}");
     assert!(agent.response(id).await["result"].is_object());
     assert_eq!(h.home.service_call_count(), 1);
+}
+
+/// Replaces the times of the page's JSON (they change every run).
+fn redact_times(mut value: Value) -> Value {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if key.ends_with("_at") && v.is_string() {
+                        *v = Value::from(format!("[{key}]"));
+                    } else {
+                        walk(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut value);
+    value
+}
+
+#[tokio::test]
+async fn json_shapes_are_pinned() {
+    let h = WebHarness::with_token().await;
+    let mut agent = h.agent().await;
+    let id = h
+        .ask(&mut agent, light_on("light.bedroom"), "shape-1")
+        .await;
+    let mut browser = h.session().await;
+    let (_, pending) = browser.get_json("/approvals/api/pending").await;
+    insta::assert_json_snapshot!("web_pending", redact_times(pending));
+    let (_, decided) = browser.decide("pi", "shape-1", "deny").await;
+    insta::assert_json_snapshot!("web_decided", decided);
+    agent.response(id).await;
+    let (_, again) = browser.decide("pi", "shape-1", "allow").await;
+    insta::assert_json_snapshot!("web_already_decided", again);
+    let (_, history) = browser.get_json("/approvals/api/history").await;
+    insta::assert_json_snapshot!("web_history", redact_times(history));
+    let (_, refused) = h.browser().get_json("/approvals/api/pending").await;
+    insta::assert_json_snapshot!("web_login_required", refused);
 }
