@@ -4,26 +4,49 @@
 //!
 //! What is emitted, per manifest:
 //!
-//! - per response type `[types.X]`: `pub struct X` (serde + schemars);
-//! - per tool `t`: `pub struct TArgs` (serde + schemars, `deny_unknown_fields`,
-//!   optional args `Option<T>` skipped when `None`) with `validate()`, an
-//!   `impl agent_gate::tools::Tool for TArgs`, and, when the tool has optional
-//!   arguments, a builder `pub struct TCall<'a>` with one setter per optional
-//!   argument;
+//! - per response type `[types.X]`: `pub struct X` (Debug, Clone, PartialEq,
+//!   serde, schemars);
+//! - per tool `t`: `pub struct TArgs` (the same traits; unknown fields are
+//!   refused, optional args are `Option<T>` skipped when `None`) with
+//!   `validate()`, an `impl agent_gate::tools::Tool for TArgs`, and, when the
+//!   tool has optional arguments, a builder `pub struct TCall<'a>` with one
+//!   setter per optional argument;
 //! - a trait (`Tools` unless `trait = Name`) with one method per tool,
 //!   implemented for `agent_gate::AgentGateClient`;
 //! - `MANIFEST` (the embedded text, parsed once at run time), `MANIFEST_HASH`,
 //!   `TOOL_NAMES`, `json_schema()` and `check_manifest(&client)`.
 //!
-//! Generated methods are thin: they build the arguments struct and hand it to
-//! the generic `agent_gate::tools::ToolCall`, so large manifests compile fast.
+//! # Compile time
+//!
+//! A manifest of 500 tools must add at most 2 s to `cargo check` of the
+//! invoking crate (`examples/bench_compile_time.rs`), so the expansion is
+//! built for the compiler's sake:
+//!
+//! - Nothing is derived. The trait impls are written out as one-line bodies
+//!   that call generic helpers in `agent_gate::__private` (the same for every
+//!   struct, type-checked once in `agent-gate`): serde's derives alone made up
+//!   most of the cost. The JSON Schema is the manifest crate's, embedded as
+//!   JSON text.
+//! - Every path goes through one alias, `use ::agent_gate::__private as
+//!   __agent_gate;`, which re-exports the std, serde and schemars items the
+//!   code names, so names in the invoking crate never shadow them.
+//! - The code is written as Rust source text and handed to the compiler's
+//!   lexer once, rather than built token by token with `quote!` (which
+//!   crosses the proc-macro bridge for every token); the tokens get the call
+//!   site's span.
+//! - Generated methods are thin: they build the arguments struct and hand it
+//!   to the generic `agent_gate::tools::ToolCall`.
+//!
+//! Argument and field names are snake_case identifiers (`[a-z][a-z0-9_]*`,
+//! checked by the manifest crate), so local names in generated bodies that an
+//! argument could shadow start with `__`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use agent_gate_manifest::{Arg, ArgType, Manifest, ManifestError, ScalarType, Tool, TypeDef};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
 use serde_json::Value;
 use syn::parse::{Parse, ParseStream};
 use syn::{Ident, LitStr, Token};
@@ -80,23 +103,40 @@ impl Parse for MacroInput {
 pub(crate) struct Options {
     /// The manifest path as written (used in docs and diagnostics).
     pub display_path: String,
-    /// The argument of the emitted `include_str!(...)`.
-    pub include: TokenStream,
+    /// The argument of the emitted `include_str!(...)`, as Rust source.
+    pub include: String,
     /// The extension trait's name.
     pub trait_name: Ident,
     /// Where errors about the manifest point.
     pub span: Span,
 }
 
-/// The macro: expansion, or compile errors. Never panics.
-pub(crate) fn tools_macro(input: TokenStream) -> TokenStream {
-    match expand_input(input) {
-        Ok(tokens) => tokens,
-        Err(e) => e.to_compile_error(),
+/// The expansion of `tools!`, as Rust source in three parts (in this order).
+pub(crate) struct Expansion {
+    /// Everything but the extension trait and its impl.
+    pub items: String,
+    /// The extension trait's declaration. Its method names should point at
+    /// the manifest path, so that the compiler's "method defined here" notes
+    /// for calls with the wrong arguments show it.
+    pub trait_decl: String,
+    /// The trait's impl for `AgentGateClient`.
+    pub trait_impl: String,
+}
+
+impl Expansion {
+    /// The whole expansion as one text.
+    #[cfg(test)]
+    pub fn text(&self) -> String {
+        format!("{}\n{}\n{}", self.items, self.trait_decl, self.trait_impl)
     }
 }
 
-fn expand_input(input: TokenStream) -> syn::Result<TokenStream> {
+/// The macro: the expansion, or compile errors. Never panics.
+pub(crate) fn tools_macro(input: TokenStream) -> Result<Expansion, TokenStream> {
+    expand_input(input).map_err(|e| e.to_compile_error())
+}
+
+fn expand_input(input: TokenStream) -> syn::Result<Expansion> {
     let input: MacroInput = syn::parse2(input)?;
     let span = input.path.span();
     let written = input.path.value();
@@ -130,10 +170,9 @@ fn expand_input(input: TokenStream) -> syn::Result<TokenStream> {
         ));
     };
     let manifest = load(&written, &text, span)?;
-    let include = LitStr::new(full_str, span);
     let options = Options {
         display_path: written,
-        include: quote!(#include),
+        include: lit(full_str),
         trait_name: input
             .trait_name
             .unwrap_or_else(|| Ident::new("Tools", Span::call_site())),
@@ -178,27 +217,54 @@ pub(crate) fn upper_camel(snake: &str) -> String {
         .collect()
 }
 
-fn scalar_type(s: ScalarType) -> TokenStream {
+/// `text` as a Rust string literal (`Debug` of a `str` is one: it escapes
+/// quotes, backslashes and control characters).
+fn lit(text: &str) -> String {
+    format!("{text:?}")
+}
+
+/// `text` as a raw string literal (`r#"..."#`, with as many `#` as needed),
+/// so embedded JSON stays readable in the expansion.
+fn raw_lit(text: &str) -> String {
+    let mut hashes = String::from("#");
+    while text.contains(&format!("\"{hashes}")) {
+        hashes.push('#');
+    }
+    format!("r{hashes}\"{text}\"{hashes}")
+}
+
+/// `#[doc = " line"]` attributes for `text` (one per line, as `/// line`
+/// comments would be).
+fn doc(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            out.push_str("#[doc = \"\"]");
+        } else {
+            let _ = write!(out, "#[doc = {}]", lit(&format!(" {line}")));
+        }
+    }
+    out
+}
+
+fn scalar_type(s: ScalarType) -> &'static str {
     match s {
-        ScalarType::String => quote!(::std::string::String),
-        ScalarType::Integer => quote!(i64),
-        ScalarType::Number => quote!(f64),
-        ScalarType::Boolean => quote!(bool),
+        ScalarType::String => "__agent_gate::String",
+        ScalarType::Integer => "i64",
+        ScalarType::Number => "f64",
+        ScalarType::Boolean => "bool",
     }
 }
 
 /// The Rust type of an argument's value (without `Option`).
-fn value_type(kind: &ArgType) -> TokenStream {
+fn value_type(kind: &ArgType) -> String {
     match kind {
-        ArgType::String { .. } => scalar_type(ScalarType::String),
-        ArgType::Integer => scalar_type(ScalarType::Integer),
-        ArgType::Number => scalar_type(ScalarType::Number),
-        ArgType::Boolean => scalar_type(ScalarType::Boolean),
-        ArgType::Object { .. } => quote!(::agent_gate::tools::JsonObject),
-        ArgType::Array { items } => {
-            let item = scalar_type(*items);
-            quote!(::std::vec::Vec<#item>)
-        }
+        ArgType::String { .. } => scalar_type(ScalarType::String).to_owned(),
+        ArgType::Integer => scalar_type(ScalarType::Integer).to_owned(),
+        ArgType::Number => scalar_type(ScalarType::Number).to_owned(),
+        ArgType::Boolean => scalar_type(ScalarType::Boolean).to_owned(),
+        ArgType::Object { .. } => "__agent_gate::JsonObject".to_owned(),
+        ArgType::Array { items } => format!("__agent_gate::Vec<{}>", scalar_type(*items)),
     }
 }
 
@@ -240,100 +306,116 @@ fn type_doc(arg: &Arg) -> String {
     }
 }
 
-/// `#[doc = " line"]` attributes for `text` (one per line).
-fn doc_attrs(text: &str) -> TokenStream {
-    let lines = text.lines().map(|l| {
-        let l = if l.is_empty() {
-            String::new()
-        } else {
-            format!(" {l}")
-        };
-        quote!(#[doc = #l])
-    });
-    quote!(#(#lines)*)
-}
-
-/// A JSON value as tokens in `serde_json::json!` syntax (what schemars'
-/// `extend(...)` expects).
-fn json_tokens(value: &Value) -> TokenStream {
-    match value {
-        Value::Null => quote!(null),
-        Value::Bool(b) => quote!(#b),
-        Value::Number(n) => {
-            let lit = proc_macro2::Literal::f64_unsuffixed(n.as_f64().unwrap_or_default());
-            if let Some(i) = n.as_i64() {
-                let lit = proc_macro2::Literal::i64_unsuffixed(i);
-                quote!(#lit)
-            } else {
-                quote!(#lit)
-            }
-        }
-        Value::String(s) => quote!(#s),
-        Value::Array(items) => {
-            let items = items.iter().map(json_tokens);
-            quote!([#(#items),*])
-        }
-        Value::Object(map) => {
-            let entries = map.iter().map(|(k, v)| {
-                let v = json_tokens(v);
-                quote!(#k: #v)
-            });
-            quote!({#(#entries),*})
-        }
-    }
-}
-
-fn ident(name: &str, span: Span) -> Ident {
-    Ident::new(name, span)
-}
-
-/// One struct field (argument or response field). `schema` is the
-/// manifest's JSON Schema of the property: its `pattern`, `enum` and
-/// `propertyNames` are copied so the schemars schema says the same.
-fn field(arg: &Arg, schema: Option<&Value>, span: Span) -> TokenStream {
-    let name = ident(&arg.name, span);
-    let ty = value_type(&arg.kind);
-    let description = &arg.description;
-    let doc = if description.is_empty() {
-        doc_attrs(&format!("The `{}` value ({}).", arg.name, type_doc(arg)))
-    } else {
-        doc_attrs(&format!("{description}\n\n*{}*", type_doc(arg)))
+/// A generated struct (an arguments struct or a response type): the
+/// definition with documented fields (`Option<T>` when optional), and its
+/// `Debug`, `Clone`, `PartialEq`, `Serialize`, `Deserialize` and
+/// `JsonSchema` impls.
+///
+/// The impls are not derived: each body is one call of a generic helper in
+/// `agent_gate::__private` (`Clone` clones field by field), which keeps large
+/// manifests fast to type-check.
+/// They behave like the derives would with optional fields
+/// `#[serde(default, skip_serializing_if = "Option::is_none")]` and, when
+/// `deny_unknown`, `#[serde(deny_unknown_fields)]` (Debug output, equality
+/// and serde's error messages are the same). The schema is the manifest's
+/// (`schema`), embedded as JSON text.
+fn write_struct(
+    out: &mut String,
+    name: &str,
+    struct_doc: &str,
+    fields: &[Arg],
+    deny_unknown: bool,
+    schema: &Value,
+) {
+    let name_lit = lit(name);
+    let keys = fields
+        .iter()
+        .map(|f| lit(&f.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let refs = |of: &str| {
+        fields
+            .iter()
+            .map(|f| format!("&{of}.{}", f.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let mut schemars = vec![quote!(description = #description)];
-    for key in ["pattern", "enum", "propertyNames"] {
-        if let Some(v) = schema.and_then(|s| s.get(key)) {
-            let v = json_tokens(v);
-            schemars.push(quote!(extend(#key = #v)));
+    let (self_refs, other_refs) = (refs("self"), refs("other"));
+
+    let _ = write!(out, "{} pub struct {name} {{", doc(struct_doc));
+    for f in fields {
+        let doc = if f.description.is_empty() {
+            doc(&format!("The `{}` value ({}).", f.name, type_doc(f)))
+        } else {
+            doc(&format!("{}\n\n*{}*", f.description, type_doc(f)))
+        };
+        let ty = value_type(&f.kind);
+        if f.required {
+            let _ = write!(out, "{doc} pub {}: {ty},", f.name);
+        } else {
+            let _ = write!(out, "{doc} pub {}: __agent_gate::Option<{ty}>,", f.name);
         }
     }
-    if arg.required {
-        quote! {
-            #doc
-            #[schemars(#(#schemars),*)]
-            pub #name: #ty,
-        }
-    } else {
-        let with = ty.to_string().replace(' ', "");
-        quote! {
-            #doc
-            #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
-            #[schemars(with = #with, #(#schemars),*)]
-            pub #name: ::core::option::Option<#ty>,
-        }
-    }
+    out.push('}');
+
+    let clones: String = fields
+        .iter()
+        .map(|f| format!("{0}: __agent_gate::Clone::clone(&self.{0}),", f.name))
+        .collect();
+    let takes: String = fields
+        .iter()
+        .map(|f| format!("{0}: fields.take({1}),", f.name, lit(&f.name)))
+        .collect();
+    let _ = write!(
+        out,
+        "impl __agent_gate::Debug for {name} {{
+            fn fmt(&self, f: &mut __agent_gate::Formatter<'_>) -> __agent_gate::FmtResult {{
+                __agent_gate::debug_struct(f, {name_lit}, &[{keys}], &[{self_refs}])
+            }}
+        }}
+        impl __agent_gate::Clone for {name} {{
+            fn clone(&self) -> Self {{
+                {name} {{ {clones} }}
+            }}
+        }}
+        impl __agent_gate::PartialEq for {name} {{
+            fn eq(&self, other: &Self) -> bool {{
+                __agent_gate::fields_eq(&[{self_refs}], &[{other_refs}])
+            }}
+        }}
+        impl __agent_gate::Serialize for {name} {{
+            fn serialize<S: __agent_gate::Serializer>(&self, serializer: S) -> __agent_gate::Result<S::Ok, S::Error> {{
+                __agent_gate::serialize_struct(serializer, {name_lit}, &[{keys}], &[{self_refs}])
+            }}
+        }}
+        impl<'de> __agent_gate::Deserialize<'de> for {name} {{
+            fn deserialize<D: __agent_gate::Deserializer<'de>>(deserializer: D) -> __agent_gate::Result<Self, D::Error> {{
+                let mut fields = __agent_gate::Fields::deserialize(deserializer, {name_lit}, &[{keys}], {deny_unknown})?;
+                let value = {name} {{ {takes} }};
+                fields.finish(value)
+            }}
+        }}
+        impl __agent_gate::JsonSchema for {name} {{
+            fn schema_name() -> __agent_gate::Cow<'static, str> {{
+                __agent_gate::Cow::Borrowed({name_lit})
+            }}
+            fn schema_id() -> __agent_gate::Cow<'static, str> {{
+                __agent_gate::Cow::Borrowed(__agent_gate::concat!(__agent_gate::module_path!(), {id}))
+            }}
+            fn json_schema(_: &mut __agent_gate::SchemaGenerator) -> __agent_gate::Schema {{
+                __agent_gate::schema({schema})
+            }}
+        }}",
+        id = lit(&format!("::{name}")),
+        schema = raw_lit(&schema.to_string()),
+    );
 }
 
-fn response_type(tool: &Tool) -> TokenStream {
+fn response_type(tool: &Tool) -> String {
     match &tool.response {
-        Some(r) => {
-            let name = format_ident!("{}", r.name);
-            if r.list {
-                quote!(::std::vec::Vec<#name>)
-            } else {
-                quote!(#name)
-            }
-        }
-        None => quote!(::agent_gate::__private::serde_json::Value),
+        Some(r) if r.list => format!("__agent_gate::Vec<{}>", r.name),
+        Some(r) => r.name.clone(),
+        None => "__agent_gate::Value".to_owned(),
     }
 }
 
@@ -345,295 +427,267 @@ fn response_doc(tool: &Tool) -> String {
     }
 }
 
-fn type_def(def: &TypeDef, span: Span) -> TokenStream {
-    let name = format_ident!("{}", def.name);
-    let doc = doc_attrs(if def.description.is_empty() {
+fn write_type_def(out: &mut String, def: &TypeDef) {
+    let struct_doc = if def.description.is_empty() {
         "A response type of the tool manifest."
     } else {
         &def.description
-    });
-    let description = &def.description;
-    let schema = def.json_schema();
-    let fields = def
-        .fields
-        .iter()
-        .map(|f| field(f, schema.pointer(&format!("/properties/{}", f.name)), span));
-    quote! {
-        #doc
-        #[derive(
-            ::core::fmt::Debug,
-            ::core::clone::Clone,
-            ::core::cmp::PartialEq,
-            ::agent_gate::__private::serde::Serialize,
-            ::agent_gate::__private::serde::Deserialize,
-            ::agent_gate::__private::schemars::JsonSchema,
-        )]
-        #[serde(crate = "::agent_gate::__private::serde")]
-        #[schemars(crate = "::agent_gate::__private::schemars", description = #description)]
-        pub struct #name {
-            #(#fields)*
-        }
-    }
-}
-
-/// The generated items of one tool: (items at module level, trait method
-/// declaration, trait method implementation).
-struct ToolItems {
-    items: TokenStream,
-    decl: TokenStream,
-    imp: TokenStream,
-}
-
-fn tool_items(tool: &Tool, options: &Options) -> ToolItems {
-    let span = options.span;
-    let camel = upper_camel(&tool.name);
-    let args_ident = format_ident!("{}Args", camel);
-    let call_ident = format_ident!("{}Call", camel);
-    let method = ident(&tool.name, span);
-    let trait_name = &options.trait_name;
-    let tool_name = &tool.name;
-    let description = &tool.description;
-    let schema = tool.input_schema();
-    let response = response_type(tool);
-    let wrap = match &tool.http.wrap {
-        Some(w) => quote!(::core::option::Option::Some(#w)),
-        None => quote!(::core::option::Option::None),
     };
+    write_struct(
+        out,
+        &def.name,
+        struct_doc,
+        &def.fields,
+        false,
+        &def.json_schema(),
+    );
+}
 
-    let fields = tool
-        .args
-        .iter()
-        .map(|a| field(a, schema.pointer(&format!("/properties/{}", a.name)), span));
-    let args_doc = doc_attrs(&format!(
-        "Arguments of the `{tool_name}` tool: {description}\n\n\
-         Send them with [`{trait_name}::{tool_name}`] or `client.call(args)`; \
-         [`validate`](Self::validate) checks them against the manifest."
-    ));
-
+/// The documentation of a tool's method.
+fn method_doc(tool: &Tool, args_ident: &str, call_ident: &str) -> String {
+    let description = &tool.description;
+    let tool_name = &tool.name;
+    let mut doc = format!("{description}\n\nCalls the tool `{tool_name}`");
     let required: Vec<&Arg> = tool.args.iter().filter(|a| a.required).collect();
     let optional: Vec<&Arg> = tool.args.iter().filter(|a| !a.required).collect();
-
-    // Positional parameters of the method and the struct initialiser.
-    let mut params = Vec::new();
-    let mut inits = Vec::new();
-    // Object arguments are converted first; a failure makes the call fail
-    // locally when awaited.
-    let mut conversions = Vec::new();
-    for arg in &tool.args {
-        let name = ident(&arg.name, span);
-        if !arg.required {
-            inits.push(quote!(#name: ::core::option::Option::None));
-            continue;
-        }
-        match &arg.kind {
-            ArgType::String { .. } => {
-                params.push(quote!(#name: impl ::core::convert::Into<::std::string::String>));
-                inits.push(quote!(#name: #name.into()));
-            }
-            ArgType::Object { .. } => {
-                let arg_name = &arg.name;
-                params.push(quote!(#name: impl ::agent_gate::__private::serde::Serialize));
-                conversions.push((name.clone(), arg_name.clone()));
-                inits.push(quote!(#name));
-            }
-            kind => {
-                let ty = value_type(kind);
-                params.push(quote!(#name: #ty));
-                inits.push(quote!(#name));
-            }
-        }
-    }
-    let build = quote!(::agent_gate::tools::ToolCall::new(self, #args_ident { #(#inits),* }));
-    // The method body, returning the call (wrapped in its builder, if any).
-    let wrap_call = |wrapper: Option<&Ident>| -> TokenStream {
-        let wrap = |call: TokenStream| match wrapper {
-            Some(w) => quote!(#w(#call)),
-            None => call,
-        };
-        let conversions = conversions.iter().map(|(name, arg_name)| {
-            let fail = wrap(quote!(::agent_gate::tools::ToolCall::from_result(
-                self,
-                ::core::result::Result::Err(error),
-            )));
-            quote! {
-                let #name = match ::agent_gate::__private::to_object(#tool_name, #arg_name, #name) {
-                    ::core::result::Result::Ok(object) => object,
-                    ::core::result::Result::Err(error) => return #fail,
-                };
-            }
-        });
-        let build = wrap(build.clone());
-        quote!(#(#conversions)* #build)
-    };
-
-    // The method's documentation.
-    let mut method_doc = format!("{description}\n\nCalls the tool `{tool_name}`");
     if required.is_empty() {
-        method_doc.push('.');
+        doc.push('.');
     } else {
-        method_doc.push_str(" with these arguments:\n");
+        doc.push_str(" with these arguments:\n");
         for a in &required {
-            method_doc.push_str(&format!(
-                "\n- `{}` ({}): {}",
-                a.name,
-                type_doc(a),
-                a.description
-            ));
+            let _ = write!(doc, "\n- `{}` ({}): {}", a.name, type_doc(a), a.description);
         }
     }
     if !optional.is_empty() {
-        method_doc.push_str(&format!(
+        let _ = write!(
+            doc,
             "\n\nOptional arguments are set on the returned [`{call_ident}`] before `.await`:\n"
-        ));
+        );
         for a in &optional {
-            method_doc.push_str(&format!(
+            let _ = write!(
+                doc,
                 "\n- [`.{0}(..)`]({call_ident}::{0}) ({1}): {2}",
                 a.name,
                 type_doc(a),
                 a.description
-            ));
+            );
         }
     }
-    method_doc.push_str(&format!(
+    let _ = write!(
+        doc,
         "\n\n`.await` it for {}. The arguments are checked against the manifest \
          first ([`{args_ident}::validate`]): a bad value fails with a validation \
          error and nothing is sent.",
         response_doc(tool)
-    ));
-    let method_doc = doc_attrs(&method_doc);
+    );
+    doc
+}
 
-    let (ret, body, call_items) = if optional.is_empty() {
-        (
-            quote!(::agent_gate::tools::ToolCall<'_, #args_ident>),
-            wrap_call(None),
-            TokenStream::new(),
-        )
-    } else {
-        let setters = optional.iter().map(|a| {
-            let name = ident(&a.name, span);
-            let doc = doc_attrs(&format!(
-                "Sets the optional argument `{}` ({}): {}",
-                a.name,
+/// Writes the items of one tool to `items`, its trait method declaration to
+/// `decls` and the method's implementation to `imps`.
+fn write_tool(
+    tool: &Tool,
+    options: &Options,
+    items: &mut String,
+    decls: &mut String,
+    imps: &mut String,
+) {
+    let camel = upper_camel(&tool.name);
+    let args_ident = format!("{camel}Args");
+    let call_ident = format!("{camel}Call");
+    let trait_name = &options.trait_name;
+    let tool_name = &tool.name;
+    let description = &tool.description;
+    let response = response_type(tool);
+    let optional: Vec<&Arg> = tool.args.iter().filter(|a| !a.required).collect();
+
+    // The arguments struct, its impls, `validate` and the `Tool` impl.
+    write_struct(
+        items,
+        &args_ident,
+        &format!(
+            "Arguments of the `{tool_name}` tool: {description}\n\n\
+             Send them with [`{trait_name}::{tool_name}`] or `client.call(args)`; \
+             [`validate`](Self::validate) checks them against the manifest."
+        ),
+        &tool.args,
+        true,
+        &tool.input_schema(),
+    );
+    // `Tool::WRAP` defaults to `None`.
+    let wrap = match &tool.http.wrap {
+        Some(w) => format!(
+            "const WRAP: __agent_gate::Option<&'static str> = __agent_gate::Some({});",
+            lit(w)
+        ),
+        None => String::new(),
+    };
+    let _ = write!(
+        items,
+        "impl {args_ident} {{
+            {validate_doc}
+            pub fn validate(&self) -> __agent_gate::Result<(), __agent_gate::Error> {{
+                __agent_gate::validate(self)
+            }}
+        }}
+        impl __agent_gate::Tool for {args_ident} {{
+            const NAME: &'static str = {name};
+            const DESCRIPTION: &'static str = {description};
+            {wrap}
+            type Response = {response};
+            fn manifest() -> &'static __agent_gate::ManifestSource {{
+                &MANIFEST
+            }}
+        }}",
+        validate_doc = doc(
+            "Checks the arguments against the manifest (types, required,\n\
+             patterns, enums, forbidden characters and keys), with the\n\
+             messages the gateway would give. Typed calls do this before\n\
+             sending anything."
+        ),
+        name = lit(tool_name),
+        description = lit(description),
+    );
+
+    // The builder of calls with optional arguments.
+    if !optional.is_empty() {
+        let _ = write!(
+            items,
+            "{} #[must_use = \"a tool call does nothing until it is awaited\"]
+            pub struct {call_ident}<'a>(__agent_gate::ToolCall<'a, {args_ident}>);
+            impl<'a> {call_ident}<'a> {{",
+            doc(&format!(
+                "A call of the `{tool_name}` tool being prepared: set optional arguments, then `.await` it.\n\n\
+                 Returned by [`{trait_name}::{tool_name}`]."
+            ))
+        );
+        for a in &optional {
+            let name = &a.name;
+            let setter_doc = format!(
+                "Sets the optional argument `{name}` ({}): {}",
                 type_doc(a),
                 a.description
-            ));
-            let arg_name = &a.name;
+            );
             match &a.kind {
-                ArgType::String { .. } => quote! {
-                    #doc
-                    pub fn #name(self, #name: impl ::core::convert::Into<::std::string::String>) -> Self {
-                        Self(self.0.with_args(move |a| a.#name = ::core::option::Option::Some(#name.into())))
-                    }
-                },
-                ArgType::Object { .. } => quote! {
-                    #doc
-                    ///
-                    /// Accepts anything that serialises to a JSON object (e.g. `serde_json::json!({...})`);
-                    /// anything else fails the call locally.
-                    pub fn #name(self, #name: impl ::agent_gate::__private::serde::Serialize) -> Self {
-                        Self(self.0.with_object_arg(#arg_name, #name, |a, v| a.#name = ::core::option::Option::Some(v)))
-                    }
-                },
+                ArgType::Object { .. } => {
+                    let _ = write!(
+                        items,
+                        "{} pub fn {name}(self, {name}: impl __agent_gate::Serialize) -> Self {{
+                            Self(self.0.with_object_arg({arg}, {name}, |__args, __value| __args.{name} = __agent_gate::Some(__value)))
+                        }}",
+                        doc(&format!(
+                            "{setter_doc}\n\nAccepts anything that serialises to a JSON object \
+                             (e.g. `serde_json::json!({{...}})`); anything else fails the call locally."
+                        )),
+                        arg = lit(name),
+                    );
+                }
                 kind => {
-                    let ty = value_type(kind);
-                    quote! {
-                        #doc
-                        pub fn #name(self, #name: #ty) -> Self {
-                            Self(self.0.with_args(move |a| a.#name = ::core::option::Option::Some(#name)))
-                        }
-                    }
+                    let (ty, value) = match kind {
+                        ArgType::String { .. } => (
+                            "impl __agent_gate::Into<__agent_gate::String>".to_owned(),
+                            format!("{name}.into()"),
+                        ),
+                        kind => (value_type(kind), name.clone()),
+                    };
+                    let _ = write!(
+                        items,
+                        "{} pub fn {name}(mut self, {name}: {ty}) -> Self {{
+                            if let __agent_gate::Some(__args) = self.0.args_mut() {{
+                                __args.{name} = __agent_gate::Some({value});
+                            }}
+                            self
+                        }}",
+                        doc(&setter_doc)
+                    );
                 }
             }
-        });
-        let call_doc = doc_attrs(&format!(
-            "A call of the `{tool_name}` tool being prepared: set optional arguments, then `.await` it.\n\n\
-             Returned by [`{trait_name}::{tool_name}`]."
-        ));
-        let items = quote! {
-            #call_doc
-            #[must_use = "a tool call does nothing until it is awaited"]
-            pub struct #call_ident<'a>(::agent_gate::tools::ToolCall<'a, #args_ident>);
-
-            impl<'a> #call_ident<'a> {
-                #(#setters)*
-
-                /// Sets the call's idempotency key (see [`agent_gate::CallOptions::request_id`]).
-                pub fn request_id(self, request_id: impl ::core::convert::Into<::std::string::String>) -> Self {
+        }
+        let _ = write!(
+            items,
+            "#[doc = \" Sets the call's idempotency key (see [`agent_gate::CallOptions::request_id`]).\"]
+                pub fn request_id(self, request_id: impl __agent_gate::Into<__agent_gate::String>) -> Self {{
                     Self(self.0.request_id(request_id))
-                }
-
-                /// Sets how long this call may take in total (see [`agent_gate::CallOptions::timeout`]).
-                pub fn timeout(self, timeout: ::core::time::Duration) -> Self {
+                }}
+                #[doc = \" Sets how long this call may take in total (see [`agent_gate::CallOptions::timeout`]).\"]
+                pub fn timeout(self, timeout: __agent_gate::Duration) -> Self {{
                     Self(self.0.timeout(timeout))
-                }
-
-                /// Replaces the call's options.
-                pub fn options(self, options: ::agent_gate::CallOptions) -> Self {
+                }}
+                #[doc = \" Replaces the call's options.\"]
+                pub fn options(self, options: __agent_gate::CallOptions) -> Self {{
                     Self(self.0.options(options))
-                }
-            }
-
-            impl<'a> ::core::future::IntoFuture for #call_ident<'a> {
-                type Output = ::core::result::Result<#response, ::agent_gate::Error>;
-                type IntoFuture = ::agent_gate::tools::ToolFuture<'a, #response>;
-
-                fn into_future(self) -> Self::IntoFuture {
+                }}
+            }}
+            impl<'a> __agent_gate::IntoFuture for {call_ident}<'a> {{
+                type Output = __agent_gate::Result<{response}, __agent_gate::Error>;
+                type IntoFuture = __agent_gate::ToolFuture<'a, {response}>;
+                fn into_future(self) -> Self::IntoFuture {{
                     self.0.into_future()
-                }
+                }}
+            }}"
+        );
+    }
+
+    // The method: required arguments positional (strings as `impl
+    // Into<String>`, objects as `impl Serialize`, converted first: a failure
+    // makes the call fail locally when awaited).
+    let mut params = String::new();
+    let mut conversions = String::new();
+    let mut inits = String::new();
+    let (ret, wrap_open, wrap_close) = if optional.is_empty() {
+        (
+            format!("__agent_gate::ToolCall<'_, {args_ident}>"),
+            String::new(),
+            "",
+        )
+    } else {
+        (format!("{call_ident}<'_>"), format!("{call_ident}("), ")")
+    };
+    for arg in &tool.args {
+        let name = &arg.name;
+        if !arg.required {
+            let _ = write!(inits, "{name}: __agent_gate::None,");
+            continue;
+        }
+        match &arg.kind {
+            ArgType::String { .. } => {
+                let _ = write!(
+                    params,
+                    ", {name}: impl __agent_gate::Into<__agent_gate::String>"
+                );
+                let _ = write!(inits, "{name}: {name}.into(),");
             }
-        };
-        (quote!(#call_ident<'_>), wrap_call(Some(&call_ident)), items)
-    };
-
-    let items = quote! {
-        #args_doc
-        #[derive(
-            ::core::fmt::Debug,
-            ::core::clone::Clone,
-            ::core::cmp::PartialEq,
-            ::agent_gate::__private::serde::Serialize,
-            ::agent_gate::__private::serde::Deserialize,
-            ::agent_gate::__private::schemars::JsonSchema,
-        )]
-        #[serde(crate = "::agent_gate::__private::serde", deny_unknown_fields)]
-        #[schemars(crate = "::agent_gate::__private::schemars", description = #description)]
-        pub struct #args_ident {
-            #(#fields)*
-        }
-
-        impl #args_ident {
-            /// Checks the arguments against the manifest (types, required,
-            /// patterns, enums, forbidden characters and keys), with the
-            /// messages the gateway would give. Typed calls do this before
-            /// sending anything.
-            pub fn validate(&self) -> ::core::result::Result<(), ::agent_gate::Error> {
-                ::agent_gate::tools::validate(self)
+            ArgType::Object { .. } => {
+                let _ = write!(params, ", {name}: impl __agent_gate::Serialize");
+                let _ = write!(
+                    conversions,
+                    "let {name} = match __agent_gate::to_object({tool}, {arg}, {name}) {{
+                        __agent_gate::Ok(object) => object,
+                        __agent_gate::Err(error) => return {wrap_open}__agent_gate::ToolCall::from_result(self, __agent_gate::Err(error)){wrap_close},
+                    }};",
+                    tool = lit(tool_name),
+                    arg = lit(name),
+                );
+                let _ = write!(inits, "{name},");
+            }
+            kind => {
+                let _ = write!(params, ", {name}: {}", value_type(kind));
+                let _ = write!(inits, "{name},");
             }
         }
-
-        impl ::agent_gate::tools::Tool for #args_ident {
-            const NAME: &'static str = #tool_name;
-            const DESCRIPTION: &'static str = #description;
-            const WRAP: ::core::option::Option<&'static str> = #wrap;
-            type Response = #response;
-
-            fn manifest() -> &'static ::agent_gate::tools::ManifestSource {
-                &MANIFEST
-            }
-        }
-
-        #call_items
-    };
-    let decl = quote! {
-        #method_doc
-        fn #method(&self, #(#params),*) -> #ret;
-    };
-    let imp = quote! {
-        fn #method(&self, #(#params),*) -> #ret {
-            #body
-        }
-    };
-    ToolItems { items, decl, imp }
+    }
+    let _ = write!(
+        decls,
+        "{} fn {tool_name}(&self{params}) -> {ret};",
+        doc(&method_doc(tool, &args_ident, &call_ident))
+    );
+    let _ = write!(
+        imps,
+        "fn {tool_name}(&self{params}) -> {ret} {{
+            {conversions}
+            {wrap_open}__agent_gate::ToolCall::new(self, {args_ident} {{ {inits} }}){wrap_close}
+        }}"
+    );
 }
 
 /// Checks that the generated names do not clash and that no optional argument
@@ -716,77 +770,87 @@ fn check_names(manifest: &Manifest, options: &Options) -> syn::Result<()> {
     }
 }
 
-/// Emits the items for a loaded manifest.
-pub(crate) fn generate(manifest: &Manifest, options: &Options) -> syn::Result<TokenStream> {
+/// Emits the items for a loaded manifest, as Rust source.
+pub(crate) fn generate(manifest: &Manifest, options: &Options) -> syn::Result<Expansion> {
     check_names(manifest, options)?;
-    let span = options.span;
     let trait_name = &options.trait_name;
     let display_path = &options.display_path;
-    let include = &options.include;
-    let hash = manifest.hash();
+    let names = manifest
+        .tools()
+        .map(|t| lit(&t.name))
+        .collect::<Vec<_>>()
+        .join(", ");
 
-    let types = manifest.types().map(|d| type_def(d, span));
-    let tools: Vec<ToolItems> = manifest.tools().map(|t| tool_items(t, options)).collect();
-    let items = tools.iter().map(|t| &t.items);
-    let decls = tools.iter().map(|t| &t.decl);
-    let imps = tools.iter().map(|t| &t.imp);
-    let names = manifest.tools().map(|t| t.name.as_str());
-
-    let trait_doc = doc_attrs(&format!(
-        "Typed methods for the tools of `{display_path}`, implemented for \
-         [`agent_gate::AgentGateClient`]: `client.tool_name(required args)`, \
-         optional arguments as builder methods, then `.await`."
-    ));
-    let manifest_doc = doc_attrs(&format!(
-        "The tool manifest `{display_path}` these items were generated from, \
-         embedded at compile time (parsed once, on first use)."
-    ));
-
-    Ok(quote! {
-        #manifest_doc
-        pub static MANIFEST: ::agent_gate::tools::ManifestSource =
-            ::agent_gate::tools::ManifestSource::new(#display_path, ::core::include_str!(#include));
-
-        /// SHA-256 of the canonical form of the manifest the code was generated
-        /// from (`agent_gate_manifest::Manifest::hash`).
-        pub const MANIFEST_HASH: &str = #hash;
-
-        /// The names of all tools of the manifest, in declaration order.
-        pub const TOOL_NAMES: &[&str] = &[#(#names),*];
-
-        /// The JSON Schema (2020-12) of every tool's arguments, as the gateway
-        /// publishes it (`agent_gate_manifest::Manifest::json_schema`).
-        pub fn json_schema() -> ::core::result::Result<::agent_gate::__private::serde_json::Value, ::agent_gate::Error> {
+    let mut out = String::with_capacity(8192 * manifest.tools().count());
+    let _ = write!(
+        out,
+        "use ::agent_gate::__private as __agent_gate;
+        {manifest_doc}
+        pub static MANIFEST: __agent_gate::ManifestSource =
+            __agent_gate::ManifestSource::new({path}, ::core::include_str!({include}));
+        {hash_doc}
+        pub const MANIFEST_HASH: &str = {hash};
+        {names_doc}
+        pub const TOOL_NAMES: &[&str] = &[{names}];
+        {schema_doc}
+        pub fn json_schema() -> __agent_gate::Result<__agent_gate::Value, __agent_gate::Error> {{
             MANIFEST.json_schema()
-        }
-
-        /// Compares the tools compiled into this program with the ones the
-        /// gateway serves (`list_tools`) and returns the differences (empty
-        /// when they agree).
+        }}
+        {check_doc}
         pub async fn check_manifest(
-            client: &::agent_gate::AgentGateClient,
-        ) -> ::core::result::Result<::agent_gate::tools::ManifestDrift, ::agent_gate::Error> {
-            ::agent_gate::tools::check_manifest(client, &MANIFEST).await
-        }
-
-        #(#types)*
-
-        #(#items)*
-
-        #trait_doc
-        pub trait #trait_name {
-            #(#decls)*
-        }
-
-        impl #trait_name for ::agent_gate::AgentGateClient {
-            #(#imps)*
-        }
+            client: &__agent_gate::AgentGateClient,
+        ) -> __agent_gate::Result<__agent_gate::ManifestDrift, __agent_gate::Error> {{
+            __agent_gate::check_manifest(client, &MANIFEST).await
+        }}",
+        manifest_doc = doc(&format!(
+            "The tool manifest `{display_path}` these items were generated from, \
+             embedded at compile time (parsed once, on first use)."
+        )),
+        hash_doc = doc(
+            "SHA-256 of the canonical form of the manifest the code was generated\n\
+             from (`agent_gate_manifest::Manifest::hash`)."
+        ),
+        names_doc = doc("The names of all tools of the manifest, in declaration order."),
+        schema_doc = doc(
+            "The JSON Schema (2020-12) of every tool's arguments, as the gateway\n\
+             publishes it (`agent_gate_manifest::Manifest::json_schema`)."
+        ),
+        check_doc = doc(
+            "Compares the tools compiled into this program with the ones the\n\
+             gateway serves (`list_tools`) and returns the differences (empty\n\
+             when they agree)."
+        ),
+        path = lit(display_path),
+        include = options.include,
+        hash = lit(&manifest.hash()),
+    );
+    for def in manifest.types() {
+        write_type_def(&mut out, def);
+    }
+    let mut decls = String::new();
+    let mut imps = String::new();
+    for tool in manifest.tools() {
+        write_tool(tool, options, &mut out, &mut decls, &mut imps);
+    }
+    let trait_decl = format!(
+        "{trait_doc} pub trait {trait_name} {{ {decls} }}",
+        trait_doc = doc(&format!(
+            "Typed methods for the tools of `{display_path}`, implemented for \
+             [`agent_gate::AgentGateClient`]: `client.tool_name(required args)`, \
+             optional arguments as builder methods, then `.await`."
+        )),
+    );
+    Ok(Expansion {
+        items: out,
+        trait_decl,
+        trait_impl: format!("impl {trait_name} for __agent_gate::AgentGateClient {{ {imps} }}"),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quote::quote;
 
     /// The small manifest whose expansion is pinned (and compiled by
     /// `agent-gate/tests/macro_expansion.rs`).
@@ -799,15 +863,12 @@ mod tests {
             .expect("small manifest loads");
         let options = Options {
             display_path: "tests/macro_fixtures/small.toml".to_owned(),
-            include: quote!(::core::concat!(
-                ::core::env!("CARGO_MANIFEST_DIR"),
-                "/tests/macro_fixtures/small.toml"
-            )),
+            include: "::core::concat!(::core::env!(\"CARGO_MANIFEST_DIR\"), \"/tests/macro_fixtures/small.toml\")".to_owned(),
             trait_name: Ident::new("Lights", Span::call_site()),
             span: Span::call_site(),
         };
-        let tokens = generate(&manifest, &options).expect("expands");
-        let file: syn::File = syn::parse2(tokens).expect("expansion parses as a file");
+        let code = generate(&manifest, &options).expect("expands").text();
+        let file: syn::File = syn::parse_str(&code).expect("expansion parses as a file");
         prettyplease::unparse(&file)
     }
 
@@ -872,7 +933,7 @@ mod tests {
         let manifest = load("clash.toml", src, Span::call_site()).unwrap();
         let options = Options {
             display_path: "clash.toml".to_owned(),
-            include: quote!("clash.toml"),
+            include: "\"clash.toml\"".to_owned(),
             trait_name: Ident::new("Tools", Span::call_site()),
             span: Span::call_site(),
         };
@@ -888,15 +949,5 @@ mod tests {
         assert_eq!(upper_camel("ha_get_state"), "HaGetState");
         assert_eq!(upper_camel("v2_api"), "V2Api");
         assert_eq!(upper_camel("x"), "X");
-    }
-
-    #[test]
-    fn json_tokens_round_trip() {
-        let v = serde_json::json!({"not": {"enum": ["a", "b"]}, "n": 1, "f": 1.5, "b": true, "z": null});
-        let tokens = json_tokens(&v).to_string();
-        assert_eq!(
-            tokens,
-            r#"{ "not" : { "enum" : ["a" , "b"] } , "n" : 1 , "f" : 1.5 , "b" : true , "z" : null }"#
-        );
     }
 }

@@ -37,8 +37,8 @@ pub trait Tool: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The tool's description from the manifest.
     const DESCRIPTION: &'static str;
     /// The manifest's `wrap` key: the gateway returns the response as
-    /// `{wrap: response}`; typed calls unwrap it.
-    const WRAP: Option<&'static str>;
+    /// `{wrap: response}`; typed calls unwrap it. `None` unless set.
+    const WRAP: Option<&'static str> = None;
     /// What a call returns: the declared response type (`State`,
     /// `Vec<State>`), or `serde_json::Value` when the manifest declares none.
     type Response: DeserializeOwned + Send + 'static;
@@ -273,6 +273,11 @@ impl<'a, T: Tool> ToolCall<'a, T> {
     /// The arguments, unless building them failed.
     pub fn args(&self) -> Option<&T> {
         self.args.as_ref().ok()
+    }
+
+    /// The arguments to change, unless building them failed.
+    pub fn args_mut(&mut self) -> Option<&mut T> {
+        self.args.as_mut().ok()
     }
 
     /// Changes the arguments.

@@ -73,6 +73,90 @@ fn optional_arguments_are_skipped_when_none() {
     );
 }
 
+/// What the generated impls stand in for: `LightSetArgs` as the derives
+/// would make it.
+mod derived {
+    #![allow(missing_docs)]
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LightSetArgs {
+        pub id: String,
+        pub mode: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub level: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ratio: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub tags: Option<Vec<String>>,
+        pub extra: serde_json::Map<String, serde_json::Value>,
+    }
+}
+
+#[test]
+fn generated_impls_behave_like_the_derives() {
+    let inputs = [
+        json!({"id": "k", "mode": "on", "extra": {}}),
+        json!({"id": "k", "mode": "on", "level": 3, "ratio": 0.5, "tags": ["a"], "extra": {"x": [1]}}),
+        json!({"extra": {}, "tags": null, "mode": "off", "id": "k", "level": null}),
+        json!({"id": "k", "extra": {}}),
+        json!({"id": 1, "mode": "on", "extra": {}}),
+        json!({"id": "k", "mode": "on", "level": 1.5, "extra": {}}),
+        json!({"id": "k", "mode": "on", "tags": "a", "extra": {}}),
+        json!({"id": "k", "mode": "on", "extra": []}),
+        json!({"id": "k", "mode": "on", "extra": {}, "colour": "red"}),
+        json!({"id": null, "mode": "on", "extra": {}}),
+        json!("kitchen"),
+        json!(null),
+    ];
+    for input in inputs {
+        let ours = serde_json::from_value::<LightSetArgs>(input.clone());
+        let theirs = serde_json::from_value::<derived::LightSetArgs>(input.clone());
+        match (ours, theirs) {
+            (Ok(ours), Ok(theirs)) => {
+                assert_eq!(format!("{ours:?}"), format!("{theirs:?}"), "{input}");
+                assert_eq!(format!("{ours:#?}"), format!("{theirs:#?}"), "{input}");
+                assert_eq!(
+                    serde_json::to_string(&ours).unwrap(),
+                    serde_json::to_string(&theirs).unwrap(),
+                    "{input}"
+                );
+                assert_eq!(ours.clone(), ours, "{input}");
+                let mut other = ours.clone();
+                other.level = Some(other.level.unwrap_or_default() + 1);
+                assert_ne!(other, ours, "{input}");
+            }
+            (Err(ours), Err(theirs)) => {
+                assert_eq!(ours.to_string(), theirs.to_string(), "{input}")
+            }
+            (ours, theirs) => panic!("{input}: generated {ours:?}, derived {theirs:?}"),
+        }
+    }
+    // The one difference: the derive also read a JSON array of the fields in
+    // order; arguments are objects (the gateway accepts nothing else).
+    let array = json!(["k", "on", null, null, null, {}]);
+    assert!(serde_json::from_value::<derived::LightSetArgs>(array.clone()).is_ok());
+    assert_eq!(
+        serde_json::from_value::<LightSetArgs>(array)
+            .unwrap_err()
+            .to_string(),
+        "invalid type: sequence, expected struct LightSetArgs"
+    );
+    // From text too (where serde_json adds positions to its own errors).
+    let text = r#"{"id": "k", "mode": "on", "extra": {}, "level": 2}"#;
+    let ours: LightSetArgs = serde_json::from_str(text).unwrap();
+    let theirs: derived::LightSetArgs = serde_json::from_str(text).unwrap();
+    assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+    let missing = serde_json::from_str::<LightSetArgs>(r#"{"id": "k", "extra": {}}"#);
+    assert!(
+        missing
+            .unwrap_err()
+            .to_string()
+            .starts_with("missing field `mode`"),
+        "serde's message"
+    );
+}
+
 #[test]
 fn validate_enforces_patterns_and_enums() {
     let bad = LightSetArgs {
