@@ -643,7 +643,7 @@ impl Writer {
     pub(crate) fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
         let mut close_replies = Vec::new();
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = receiver.blocking_recv() {
+        while let Some(first) = next_job(&mut receiver) {
             batch.push(first);
             while batch.len() < self.max_batch {
                 match receiver.try_recv() {
@@ -866,6 +866,29 @@ impl Writer {
                 path: self.path.clone(),
                 detail: source.to_string(),
             }));
+        }
+    }
+}
+
+/// How long the writer keeps polling its queue after a batch before it sleeps. A call writes
+/// twice, before and after its execution, tens of microseconds apart; waking a sleeping thread
+/// costs about as much again on a virtual machine, so the writer stays awake for a moment. It
+/// yields the CPU while polling, and sleeps once the window has passed.
+const SPIN_WINDOW: Duration = Duration::from_micros(100);
+
+/// The next job: polls for [`SPIN_WINDOW`], then blocks.
+fn next_job(receiver: &mut mpsc::Receiver<Job>) -> Option<Job> {
+    let until = Instant::now() + SPIN_WINDOW;
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if Instant::now() >= until {
+                    return receiver.blocking_recv();
+                }
+                std::thread::yield_now();
+            }
         }
     }
 }
