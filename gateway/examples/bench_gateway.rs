@@ -17,7 +17,8 @@
 //! Every call is recorded in two SQLite commits (the decision before execution, the outcome
 //! before the answer), group-committed across concurrent calls. Runs the database on disk with
 //! `storage.sync: background` (the default) and `always`, and on tmpfs; `BENCH_ONLY=background`
-//! (or `always`, `tmpfs`, `memory`) runs one part.
+//! (or `direct`, `always`, `tmpfs`, `memory`) runs one part; `direct` is the backend alone with
+//! 64 calls in flight, for scale.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -233,6 +234,38 @@ async fn throughput(url: &str, seconds: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The same calls straight to the backend, 64 in flight: what this machine can do without the
+/// gateway (the client, the backend and the gateway share its cores in this benchmark).
+async fn direct_throughput(backend: SocketAddr, seconds: u64) -> Result<(), Error> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{backend}/api/states/sensor.living_room_temperature");
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, url, done) = (client.clone(), url.clone(), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let body: Value = client.get(&url).send().await?.json().await?;
+                std::hint::black_box(body);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let total = done.load(Ordering::Relaxed);
+    println!(
+        "direct HTTP to the backend, no gateway: {total} calls in {:.2} s with 64 in flight = {:.0} calls/s",
+        start.elapsed().as_secs_f64(),
+        total as f64 / start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn rss_kib(pid: u32) -> Result<u64, Error> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -353,6 +386,10 @@ async fn main() -> Result<(), Error> {
     let exe = std::env::current_exe()?;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only == name;
+    if wanted("direct") {
+        println!("== baseline");
+        direct_throughput(backend, seconds).await?;
+    }
     let dir = exe.parent().ok_or("no directory of the example")?;
     if wanted("background") {
         let disk = tempfile::tempdir_in(dir)?;
