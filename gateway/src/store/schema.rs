@@ -95,7 +95,8 @@ INSERT INTO requests_v2 SELECT * FROM requests;
 DROP TABLE requests;
 ALTER TABLE requests_v2 RENAME TO requests;
 CREATE INDEX requests_pending_expiry ON requests (expires_at) WHERE state = 'pending';
-CREATE INDEX requests_undelivered ON requests (agent_id, updated_at) WHERE delivered = 0;
+CREATE INDEX requests_undelivered ON requests (agent_id, updated_at)
+    WHERE delivered = 0 AND (state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired');
 CREATE INDEX requests_resolved ON requests (resolved_at) WHERE resolved_at IS NOT NULL;
 CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved';
 "#,

@@ -1164,4 +1164,26 @@ mod tests {
             );
         }
     }
+
+    /// `get_pending_results` reads the partial index of undelivered results, not the table.
+    #[test]
+    fn undelivered_results_come_from_their_partial_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.db");
+        super::super::schema::prepare_file(&path).unwrap();
+        let conn = super::super::schema::open_writer(&path, false).unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", rows::undelivered_sql());
+        let mut plan = conn.prepare(&sql).unwrap();
+        let steps: Vec<String> = plan
+            .query_map(["pi"], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("USING INDEX requests_undelivered")),
+            "{steps:?}"
+        );
+    }
 }
