@@ -14,8 +14,11 @@
 //!    from `/proc/<pid>/status` when idle and with 1,000 authenticated idle agent
 //!    connections. Budget: < 15 MB and < 64 MB.
 //!
-//! Every call is durably recorded (two SQLite commits: the decision before execution, the
-//! outcome before the answer), group-committed across concurrent calls.
+//! Every call is recorded in two SQLite commits (the decision before execution, the outcome
+//! before the answer), group-committed across concurrent calls. Runs the database on disk with
+//! `storage.sync: background` (the default) and `always`, and on tmpfs; `BENCH_ONLY=background`
+//! (or `direct`, `always`, `tmpfs`, `memory`) runs one part; `direct` is the backend alone with
+//! 64 calls in flight, for scale.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -60,7 +63,13 @@ fn token(i: usize) -> String {
     format!("bench-agent-{i:04}-token-0123456789abcdef")
 }
 
-fn config_yaml(dir: &Path, backend: SocketAddr, agents: usize, ports: (u16, u16)) -> String {
+fn config_yaml(
+    dir: &Path,
+    backend: SocketAddr,
+    agents: usize,
+    ports: (u16, u16),
+    sync: &str,
+) -> String {
     let mut text = format!(
         "gateway:\n  host: 127.0.0.1\n  port: {}\n  health_host: 127.0.0.1\n  health_port: {}\nagents:\n",
         ports.0, ports.1
@@ -69,7 +78,7 @@ fn config_yaml(dir: &Path, backend: SocketAddr, agents: usize, ports: (u16, u16)
         text.push_str(&format!("  - id: agent{i}\n    token: \"{}\"\n", token(i)));
     }
     text.push_str(&format!(
-        "tools:\n  - \"{}\"\nservices:\n  homeassistant:\n    url: \"http://{backend}\"\n    token: \"backend-token\"\nstorage:\n  path: \"{}\"\nrate_limit:\n  max_requests_per_minute: 1000000\n",
+        "tools:\n  - \"{}\"\nservices:\n  homeassistant:\n    url: \"http://{backend}\"\n    token: \"backend-token\"\nstorage:\n  path: \"{}\"\n  sync: {sync}\nrate_limit:\n  max_requests_per_minute: 1000000\n",
         tools_toml().display(),
         dir.join("bench.db").display()
     ));
@@ -225,6 +234,38 @@ async fn throughput(url: &str, seconds: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The same calls straight to the backend, 64 in flight: what this machine can do without the
+/// gateway (the client, the backend and the gateway share its cores in this benchmark).
+async fn direct_throughput(backend: SocketAddr, seconds: u64) -> Result<(), Error> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{backend}/api/states/sensor.living_room_temperature");
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, url, done) = (client.clone(), url.clone(), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let body: Value = client.get(&url).send().await?.json().await?;
+                std::hint::black_box(body);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let total = done.load(Ordering::Relaxed);
+    println!(
+        "direct HTTP to the backend, no gateway: {total} calls in {:.2} s with 64 in flight = {:.0} calls/s",
+        start.elapsed().as_secs_f64(),
+        total as f64 / start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn rss_kib(pid: u32) -> Result<u64, Error> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -252,7 +293,7 @@ async fn memory(backend: SocketAddr) -> Result<(), Error> {
     let agents = 1000;
     std::fs::write(
         dir.path().join("config.yaml"),
-        config_yaml(dir.path(), backend, agents, ports),
+        config_yaml(dir.path(), backend, agents, ports, "background"),
     )?;
     std::fs::write(dir.path().join("permissions.yaml"), PERMISSIONS)?;
     let mut child = Command::new(&binary)
@@ -304,15 +345,16 @@ async fn memory(backend: SocketAddr) -> Result<(), Error> {
     Ok(())
 }
 
-/// Latency and throughput with the database in `db_dir`.
+/// Latency and throughput with the database in `db_dir` and `storage.sync: <sync>`.
 async fn in_process(
     db_dir: &Path,
+    sync: &str,
     backend: SocketAddr,
     calls: u64,
     seconds: u64,
 ) -> Result<(), Error> {
     let config_path = db_dir.join("config.yaml");
-    let text = config_yaml(db_dir, backend, 8, (8443, 8080));
+    let text = config_yaml(db_dir, backend, 8, (8443, 8080), sync);
     let mut config = Config::parse(&text, &config_path, &ProcessEnv)?;
     config.gateway.port = 0;
     std::fs::write(db_dir.join("permissions.yaml"), PERMISSIONS)?;
@@ -342,16 +384,33 @@ async fn main() -> Result<(), Error> {
     let backend = backend().await?;
 
     let exe = std::env::current_exe()?;
-    let disk = tempfile::tempdir_in(exe.parent().ok_or("no directory of the example")?)?;
-    println!(
-        "== database on disk ({}; every commit fdatasync'd)",
-        disk.path().display()
-    );
-    in_process(disk.path(), backend, calls, seconds).await?;
-    if Path::new("/dev/shm").is_dir() {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only == name;
+    if wanted("direct") {
+        println!("== baseline");
+        direct_throughput(backend, seconds).await?;
+    }
+    let dir = exe.parent().ok_or("no directory of the example")?;
+    if wanted("background") {
+        let disk = tempfile::tempdir_in(dir)?;
+        println!(
+            "== database on disk ({}), storage.sync: background (the default: answered at commit, fdatasync right after)",
+            disk.path().display()
+        );
+        in_process(disk.path(), "background", backend, calls, seconds).await?;
+    }
+    if wanted("always") {
+        let disk = tempfile::tempdir_in(dir)?;
+        println!("== database on disk, storage.sync: always (answered after the fdatasync)");
+        in_process(disk.path(), "always", backend, calls, seconds).await?;
+    }
+    if wanted("tmpfs") && Path::new("/dev/shm").is_dir() {
         let shm = tempfile::tempdir_in("/dev/shm")?;
-        println!("== database on tmpfs (/dev/shm; the gateway's own cost, fsync is free)");
-        in_process(shm.path(), backend, calls, seconds).await?;
+        println!("== database on tmpfs (/dev/shm), storage.sync: always (fsync is free there)");
+        in_process(shm.path(), "always", backend, calls, seconds).await?;
+    }
+    if !wanted("memory") {
+        return Ok(());
     }
     println!("== memory");
     memory(backend).await?;

@@ -7,18 +7,20 @@
 //! flight at once, so their commits are shared.
 //!
 //! ```text
-//! cargo run --release -p agent-gate-gateway --example bench_store -- [requests] [in-flight] [full]
+//! cargo run --release -p agent-gate-gateway --example bench_store -- [requests] [in-flight] [mode]
 //! ```
 //!
-//! `full` also sets `synchronous=FULL` in SQLite ([`StoreOptions::sync_in_commit`]), so the
-//! writer waits for every sync instead of overlapping it with the next batch.
+//! `mode` is `background` (the default [`SyncMode`]: answered at commit, synced right after),
+//! `always` ([`SyncMode::Always`]: answered after the sync) or `full` (`synchronous=FULL` in
+//! SQLite, [`StoreOptions::sync_in_commit`]: the writer waits for every sync instead of
+//! overlapping it with the next batch). The database goes in `$TMPDIR` (try `/dev/shm`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use agent_gate_gateway::store::{
-    AuditEntry, AuditKind, Decision, NewRequest, Store, StoreOptions, Transition,
+    AuditEntry, AuditKind, Decision, NewRequest, Store, StoreOptions, SyncMode, Transition,
 };
 use serde_json::json;
 
@@ -37,8 +39,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let in_flight = arg(2, 256)?.max(1);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.db");
-    let sync_in_commit = std::env::args().nth(3).as_deref() == Some("full");
-    let store = Store::open_with(&path, StoreOptions::new().sync_in_commit(sync_in_commit)).await?;
+    let mode = std::env::args()
+        .nth(3)
+        .unwrap_or_else(|| "background".to_owned());
+    let options = match mode.as_str() {
+        "background" => StoreOptions::new(),
+        "always" => StoreOptions::new().sync(SyncMode::Always),
+        "full" => StoreOptions::new().sync_in_commit(true),
+        other => {
+            return Err(format!("mode must be background, always or full, got `{other}`").into());
+        }
+    };
+    let store = Store::open_with(&path, options).await?;
 
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -110,12 +122,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let per_second = total as f64 / elapsed.as_secs_f64();
     println!(
-        "audited allowed requests: {total} with {in_flight} in flight (SQLite synchronous={})",
-        if sync_in_commit {
-            "FULL"
-        } else {
-            "NORMAL + sync thread"
-        }
+        "audited allowed requests: {total} with {in_flight} in flight (mode {mode}) in {}",
+        path.display()
     );
     println!("elapsed:                  {:.3} s", elapsed.as_secs_f64());
     println!("requests/s:               {per_second:.0}");

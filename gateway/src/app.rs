@@ -50,7 +50,7 @@ use crate::executor::{Executor, ExecutorError};
 use crate::policy::Policy;
 use crate::server::core::Core;
 use crate::server::{self, ServerLimits, TlsError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreOptions};
 
 /// The gateway could not start (or stop cleanly).
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +218,11 @@ impl GatewayBuilder {
                 source,
             })?;
         }
-        let store = Store::open(&config.storage.path).await?;
+        let store = Store::open_with(
+            &config.storage.path,
+            StoreOptions::new().sync(config.storage.sync),
+        )
+        .await?;
         let report = match store.recover_on_startup().await {
             Ok(report) => report,
             Err(error) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use agent_gate_gateway::config::{
     ApproverConfig, Config, ConfigError, EnvLookup, PermissionsFile, ServiceAuth,
 };
+use agent_gate_gateway::store::SyncMode;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl EnvLookup + use<> {
     let map: HashMap<String, String> = pairs
@@ -113,6 +114,7 @@ fn defaults() {
     assert_eq!(c.rate_limit.max_requests_per_minute, 60);
     assert_eq!(c.rate_limit.max_pending_approvals, 10);
     assert_eq!(c.storage.path, PathBuf::from("data/agent-gate.db"));
+    assert_eq!(c.storage.sync, SyncMode::Background);
     assert_eq!(c.tools, vec![PathBuf::from("tools.toml")]);
     let ha = &c.services["homeassistant"];
     assert_eq!(ha.timeout, Duration::from_secs(10));
@@ -528,6 +530,21 @@ fn approver_mistakes() {
         errors(&storage),
         vec![
             r#"config.yaml: storage.type: unsupported storage type "postgres": only `sqlite` is supported"#
+        ]
+    );
+}
+
+#[test]
+fn storage_sync_modes() {
+    let always = UPSTREAM.replace("type: \"sqlite\"", "type: \"sqlite\"\n  sync: always");
+    assert_eq!(load(&always).storage.sync, SyncMode::Always);
+    let background = UPSTREAM.replace("type: \"sqlite\"", "type: \"sqlite\"\n  sync: background");
+    assert_eq!(load(&background).storage.sync, SyncMode::Background);
+    let typo = UPSTREAM.replace("type: \"sqlite\"", "type: \"sqlite\"\n  sync: full");
+    assert_eq!(
+        errors(&typo),
+        vec![
+            r#"config.yaml: storage.sync: unknown sync mode "full"; expected one of: background (answer at commit, survives a crash), always (answer after the disk sync, survives a power cut)"#
         ]
     );
 }

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use agent_gate_gateway::store::{
     AuditEntry, AuditKind, AuditQuery, Decision, InsertOutcome, NewRequest, RequestState,
-    SCHEMA_VERSION, Store, StoreError, StoreOptions, Timestamp, Transition,
+    SCHEMA_VERSION, Store, StoreError, StoreOptions, StoreStats, SyncMode, Timestamp, Transition,
 };
 use serde_json::json;
 
@@ -254,6 +254,115 @@ async fn dropping_without_close_keeps_every_committed_write() {
     reopened.close().await.unwrap();
     // After a clean close the WAL has been checkpointed into the database file and removed.
     assert!(!dir.path().join("gate.db-wal").exists());
+}
+
+/// Writes `count` requests one after another, checking `after_each(stats)` after every answer.
+async fn sequential_writes(store: &Store, count: usize, after_each: impl Fn(StoreStats)) {
+    for i in 0..count {
+        let id = format!("s{i}");
+        store
+            .insert_request(NewRequest::allowed(
+                "pi",
+                id.as_str(),
+                "t",
+                json!({"i": i}),
+                "t()",
+            ))
+            .await
+            .unwrap();
+        after_each(store.stats());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_always_answers_only_after_the_disk_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path().join("gate.db"),
+        StoreOptions::new().sync(SyncMode::Always),
+    )
+    .await
+    .unwrap();
+    // One write at a time: each is its own transaction, and its answer waits for a sync that
+    // started after its commit.
+    sequential_writes(&store, 20, |stats| {
+        assert!(
+            stats.synced_transactions >= stats.transactions,
+            "answered before its sync: {stats:?}"
+        );
+    })
+    .await;
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_background_answers_at_commit_and_syncs_right_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    let store = Store::open(&path).await.unwrap();
+    sequential_writes(&store, 20, |stats| {
+        assert_eq!(stats.writes, stats.transactions)
+    })
+    .await;
+    // Every commit is followed by a sync without anyone waiting for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = store.stats();
+        if stats.syncs > 0 && stats.synced_transactions == stats.transactions {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never synced: {stats:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // What was answered is readable at once (nothing waits for the sync).
+    assert!(store.get_request("pi", "s19").await.unwrap().is_some());
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_is_checkpointed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    let store = Store::open(&path).await.unwrap();
+    // ~2 KiB of arguments per request: 3,000 of them write far more than the 1,000-page
+    // (4 MiB) log the sync thread lets grow before copying it into the database file.
+    let padding = "x".repeat(2048);
+    for i in 0..3000 {
+        let id = format!("c{i}");
+        store
+            .insert_request(NewRequest::allowed(
+                "pi",
+                id.as_str(),
+                "t",
+                json!({"i": i, "padding": padding}),
+                "t()",
+            ))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.stats().checkpoints == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint: {:?}",
+            store.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The log restarted from its beginning instead of growing with every write (without
+    // checkpoints it reaches ~75 MiB here; the writer restarts it at 4,000 pages = 16 MiB).
+    let wal = std::fs::metadata(dir.path().join("gate.db-wal"))
+        .unwrap()
+        .len();
+    assert!(wal < 24 << 20, "the write-ahead log grew to {wal} bytes");
+    assert!(store.get_request("pi", "c2999").await.unwrap().is_some());
+    store.close().await.unwrap();
+    let reopened = Store::open(&path).await.unwrap();
+    assert!(reopened.get_request("pi", "c0").await.unwrap().is_some());
+    reopened.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

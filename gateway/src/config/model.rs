@@ -10,6 +10,7 @@ use super::env::{EnvLookup, ProcessEnv};
 use super::error::{ConfigError, Issue};
 use super::secret::Secret;
 use super::walk::{Ctx, Field, Obj, describe, parse_yaml, read_yaml};
+use crate::store::SyncMode;
 
 /// Default `approval_timeout` in seconds.
 pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u64 = 900;
@@ -167,6 +168,10 @@ impl Default for HealthCheck {
 pub struct StorageConfig {
     /// SQLite database file (default `data/agent-gate.db`).
     pub path: PathBuf,
+    /// `sync`: `background` (default: answers once a write is committed, which survives a crash
+    /// or `kill -9`; the disk is synced every 50 ms) or `always` (answers only after the disk
+    /// sync, which also survives a power cut).
+    pub sync: SyncMode,
 }
 
 /// One approver (who is asked when a policy says `ask`).
@@ -838,9 +843,23 @@ fn check_template(ctx: &mut Ctx, path: &str, template: &str) {
 fn storage(ctx: &mut Ctx, f: &Field<'_>) -> StorageConfig {
     let mut s = StorageConfig {
         path: PathBuf::from(DEFAULT_STORAGE_PATH),
+        sync: SyncMode::default(),
     };
     let Some(obj) = ctx.obj(f) else { return s };
-    obj.check_keys(ctx, &["type", "path"]);
+    obj.check_keys(ctx, &["type", "path", "sync"]);
+    if let Some(mode) = ctx.string(&obj.field("sync")) {
+        match mode.as_str() {
+            "background" => s.sync = SyncMode::Background,
+            "always" => s.sync = SyncMode::Always,
+            other => ctx.error(
+                &obj.field("sync").path,
+                format!(
+                    "unknown sync mode {other:?}; expected one of: background (answer at commit, \
+                     survives a crash), always (answer after the disk sync, survives a power cut)"
+                ),
+            ),
+        }
+    }
     if let Some(ty) = ctx.string(&obj.field("type"))
         && ty != "sqlite"
     {

@@ -4,15 +4,17 @@
 //! # Design
 //!
 //! - One database file, created with mode 0600 before SQLite opens it, WAL journal. When a
-//!   write's future resolves, the write is on disk: a sync thread `fdatasync`s the WAL before
-//!   answering, overlapping the sync with the next batch (the durability of
-//!   `synchronous=FULL`; [`StoreOptions::sync_in_commit`] sets that in SQLite instead). A read
-//!   never returns a commit that is not yet on disk.
+//!   write's future resolves, the write is committed to the write-ahead log: it survives a crash
+//!   or `kill -9` of the gateway (DESIGN.md §5). How it relates to the disk is the
+//!   [`SyncMode`]: by default ([`SyncMode::Background`]) a sync thread `fdatasync`s the WAL every
+//!   50 ms without holding answers back, so a power cut can lose only the last interval; with [`SyncMode::Always`] nobody is answered, and no read returns a commit, before
+//!   the sync covering it finished (the durability of `synchronous=FULL`;
+//!   [`StoreOptions::sync_in_commit`] sets that in SQLite itself instead).
 //! - Schema versions live in `PRAGMA user_version`; [`Store::open`] migrates an empty or older
 //!   file and refuses a file written by a newer agent-gate ([`StoreError::NewerSchema`]).
 //! - Writes go to one writer thread that **group-commits**: everything queued is applied in one
-//!   transaction and every caller is answered after that commit is synced (see the `writer`
-//!   module).
+//!   transaction and every caller is answered after that commit (and, with [`SyncMode::Always`],
+//!   its sync; see the `writer` module).
 //! - Reads use a small pool of separate connections on tokio's blocking threads; in WAL mode they
 //!   never wait for the writer's lock (only, if they may have seen a commit still being synced,
 //!   for that sync).
@@ -71,6 +73,34 @@ use writer::{
     WriteOutput, Writer,
 };
 
+/// When a write counts as done, relative to the disk.
+///
+/// Either way a write is committed to SQLite's write-ahead log before its caller is answered, so
+/// a crash or `kill -9` of the gateway loses nothing acknowledged (DESIGN.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Answer at commit; a sync thread `fdatasync`s the log in the background, every 50 ms while
+    /// there are new commits. A power cut or kernel crash can lose the writes of the last
+    /// interval. This is what `synchronous=NORMAL` promises, plus a bounded interval between
+    /// syncs instead of syncs only at checkpoints.
+    #[default]
+    Background,
+    /// Answer only after the `fdatasync` covering the write; a read never returns a commit that
+    /// is not on disk. Survives a power cut too, at the price of one disk sync in every answer's
+    /// latency (shared by concurrent writes).
+    Always,
+}
+
+impl SyncMode {
+    /// The name used in `config.yaml` (`storage.sync`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Background => "background",
+            Self::Always => "always",
+        }
+    }
+}
+
 /// Tuning knobs of [`Store::open_with`]; the defaults suit a home gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -78,6 +108,7 @@ pub struct StoreOptions {
     max_batch: usize,
     queue_capacity: usize,
     sync_in_commit: bool,
+    sync: SyncMode,
 }
 
 impl Default for StoreOptions {
@@ -87,6 +118,7 @@ impl Default for StoreOptions {
             max_batch: 1024,
             queue_capacity: 4096,
             sync_in_commit: false,
+            sync: SyncMode::default(),
         }
     }
 }
@@ -115,12 +147,17 @@ impl StoreOptions {
         self
     }
 
+    /// When a write counts as done: at commit with a sync right after (the default) or after its
+    /// sync. See [`SyncMode`].
+    pub fn sync(mut self, mode: SyncMode) -> Self {
+        self.sync = mode;
+        self
+    }
+
     /// Let SQLite sync the WAL inside every commit (`synchronous=FULL`) instead of the store's
-    /// sync thread (`synchronous=NORMAL` plus an `fdatasync` before answering; the default).
-    ///
-    /// Durability is the same either way: no caller is answered, and no read returns a commit,
-    /// before the commit is on disk. With the sync thread the writer applies the next batch while
-    /// the previous one is being synced.
+    /// sync threads (`synchronous=NORMAL` plus an `fdatasync` after each commit). Implies
+    /// [`SyncMode::Always`]-like durability: the writer answers after each synced commit, but
+    /// cannot apply the next batch while the previous one is being synced.
     pub fn sync_in_commit(mut self, on: bool) -> Self {
         self.sync_in_commit = on;
         self
@@ -162,7 +199,7 @@ impl Store {
     /// Opens (creating if missing) the database at `path` with the default [`StoreOptions`].
     ///
     /// The file is created with mode 0600 (an existing file's mode is narrowed to 0600), switched
-    /// to WAL with `synchronous=FULL`, and migrated to [`SCHEMA_VERSION`]. The directory must exist.
+    /// to WAL, and migrated to [`SCHEMA_VERSION`]. The directory must exist.
     pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
         Self::open_with(path, StoreOptions::default()).await
     }
@@ -200,6 +237,7 @@ impl Store {
             Arc::clone(&stats),
             Arc::clone(&durability),
             options.max_batch,
+            options.sync,
         )?;
         let writer_thread = std::thread::Builder::new()
             .name("agent-gate-store".to_owned())

@@ -293,21 +293,27 @@ pub(crate) fn pending_by_expiry(
     )
 }
 
+/// The query of [`undelivered`]. Its state condition is written exactly as in the partial
+/// index `requests_undelivered`, which SQLite uses only then.
+pub(crate) fn undelivered_sql() -> String {
+    format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE agent_id = ?1 AND delivered = 0 \
+         AND (state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired') \
+         ORDER BY updated_at, request_id"
+    )
+}
+
 /// Finished requests of `agent_id` whose outcome the agent has not received, oldest first.
 pub(crate) fn undelivered(
     conn: &Connection,
     path: &Path,
     agent_id: &str,
 ) -> StoreResult<Vec<RequestRecord>> {
-    let sql = format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE agent_id = ?1 AND delivered = 0 \
-         AND state IN ('executed', 'failed', 'denied', 'expired') ORDER BY updated_at, request_id"
-    );
     query_requests(
         conn,
         path,
         "listing undelivered results",
-        &sql,
+        &undelivered_sql(),
         params![agent_id],
     )
 }

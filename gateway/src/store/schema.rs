@@ -1,5 +1,5 @@
 //! The database file and its schema: creating the file with mode 0600, configuring connections
-//! (WAL, `synchronous=FULL`), and the versioned migrations kept in `PRAGMA user_version`.
+//! (WAL, `synchronous=NORMAL` or `FULL`), and the versioned migrations kept in `PRAGMA user_version`.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -61,6 +61,44 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"#,
+    // v2: the same `requests` table with its constraints written as OR chains. SQLite evaluates
+    // a constant `IN` list of more than two values through a temporary b-tree that it builds
+    // and frees for every row written; v1's CHECK constraints and partial index made every
+    // insert and state change build three of them, which was most of a write's cost.
+    r#"
+CREATE TABLE requests_v2 (
+    agent_id      TEXT    NOT NULL,
+    request_id    TEXT    NOT NULL,
+    tool          TEXT    NOT NULL,
+    args          TEXT    NOT NULL,
+    args_digest   TEXT    NOT NULL,
+    signature     TEXT    NOT NULL,
+    decision      TEXT    NOT NULL CHECK (decision = 'allow' OR decision = 'deny' OR decision = 'ask'),
+    rule          TEXT,
+    state         TEXT    NOT NULL CHECK (state = 'pending' OR state = 'approved' OR state = 'executing'
+                                          OR state = 'executed' OR state = 'failed' OR state = 'denied'
+                                          OR state = 'expired'),
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    resolved_by   TEXT,
+    resolved_at   INTEGER,
+    result        TEXT,
+    error_code    INTEGER,
+    error_message TEXT,
+    delivered     INTEGER NOT NULL DEFAULT 0 CHECK (delivered = 0 OR delivered = 1),
+    approver_refs TEXT,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, request_id)
+);
+INSERT INTO requests_v2 SELECT * FROM requests;
+DROP TABLE requests;
+ALTER TABLE requests_v2 RENAME TO requests;
+CREATE INDEX requests_pending_expiry ON requests (expires_at) WHERE state = 'pending';
+CREATE INDEX requests_undelivered ON requests (agent_id, updated_at)
+    WHERE delivered = 0 AND (state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired');
+CREATE INDEX requests_resolved ON requests (resolved_at) WHERE resolved_at IS NOT NULL;
+CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved';
 "#,
 ];
 
@@ -153,8 +191,7 @@ fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 /// Opens the writer connection: WAL journal, schema migrated to [`SCHEMA_VERSION`].
 ///
 /// With `sync_in_commit`, SQLite syncs the WAL inside every commit (`synchronous=FULL`);
-/// otherwise (`synchronous=NORMAL`) the store's sync thread syncs it before any caller is
-/// answered (see the `writer` module). Either way an acknowledged write is on disk.
+/// otherwise (`synchronous=NORMAL`) the store's sync threads sync it (see the `writer` module).
 pub(crate) fn open_writer(path: &Path, sync_in_commit: bool) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
@@ -184,6 +221,14 @@ pub(crate) fn open_writer(path: &Path, sync_in_commit: bool) -> StoreResult<Conn
 pub(crate) fn open_wal(path: &Path) -> StoreResult<std::fs::File> {
     let [wal, _shm] = companion_paths(path);
     std::fs::File::open(&wal).map_err(|source| StoreError::CreateFile { path: wal, source })
+}
+
+/// Opens the connection the sync threads run checkpoints on.
+pub(crate) fn open_checkpointer(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    Ok(conn)
 }
 
 /// Opens a reader connection (query-only; sees every committed write).

@@ -889,4 +889,8 @@ pub struct StoreStats {
     pub largest_batch: u64,
     /// Syncs of the write-ahead log (each one makes every transaction committed before it durable).
     pub syncs: u64,
+    /// How many of the first transactions are known to be on disk (covered by a finished sync).
+    pub synced_transactions: u64,
+    /// Checkpoints run by the sync threads (copying the write-ahead log into the database file).
+    pub checkpoints: u64,
 }

@@ -2,16 +2,18 @@
 //!
 //! All writes go through one dedicated OS thread that owns the only writing connection. It
 //! blocks on a channel, drains everything queued (up to a batch limit), applies every operation
-//! inside ONE `BEGIN IMMEDIATE … COMMIT` transaction, and hands the answers to the sync thread.
-//! The sync thread `fdatasync`s the write-ahead log and only then answers the callers of every
-//! batch that sync covered. So a caller's future resolves only after its own write is on disk,
-//! concurrent callers share both the transaction and the sync, and the writer applies the next
-//! batch while the previous one is being synced.
+//! inside ONE `BEGIN IMMEDIATE … COMMIT` transaction, and hands the commit to the sync threads,
+//! which `fdatasync` the write-ahead log. SQLite runs with `synchronous=NORMAL` (it writes the
+//! WAL without syncing it on commit): a commit survives a crash of the process at once, and the
+//! disk once synced.
 //!
-//! By default SQLite runs with `synchronous=NORMAL` (it writes the WAL without syncing it on
-//! commit) because the sync thread does that sync before anyone is answered: the durability is
-//! that of `synchronous=FULL`, and a read that saw a commit waits for that commit's sync before
-//! it returns, so nothing not yet on disk is ever shown. With
+//! With [`SyncMode::Background`] (the default) the writer answers the callers right after the
+//! commit and the sync thread syncs every 50 ms in the background. Checkpoints (copying the
+//! log into the database file) also run on the sync threads, not inside the writer's commits. With [`SyncMode::Always`] the sync thread
+//! answers the callers of every batch a sync covered, only after it: a caller's future resolves
+//! only after its own write is on disk, and a read that saw a commit waits for that commit's
+//! sync before it returns. Either way concurrent callers share both the transaction and the
+//! sync, and the writer applies the next batch while the previous one is being synced. With
 //! [`super::StoreOptions::sync_in_commit`] SQLite syncs inside every commit (`synchronous=FULL`)
 //! instead, and the writer answers by itself after each commit.
 //!
@@ -21,15 +23,18 @@
 //! batch gets [`StoreError::BatchFailed`]. If a sync fails, the store refuses all further work
 //! ([`StoreError::SyncFailed`]): after a failed `fsync` the kernel may have dropped the data.
 
+use std::ffi::c_int;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::SyncMode;
 use super::error::{StoreError, StoreResult};
 use super::rows::{self, REQUEST_COLUMNS};
 use super::types::{
@@ -225,6 +230,8 @@ pub(crate) struct Stats {
     writes: AtomicU64,
     largest_batch: AtomicU64,
     syncs: AtomicU64,
+    synced_transactions: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 impl Stats {
@@ -234,6 +241,8 @@ impl Stats {
             writes: self.writes.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
+            synced_transactions: self.synced_transactions.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -326,12 +335,37 @@ struct Committed {
 /// fresh commit waits for one sync, not for the rest of the running one plus its own.
 const SYNC_THREADS: usize = 3;
 
+/// With [`SyncMode::Background`], the pause after each sync before the next one: at most this
+/// much (plus one sync) of acknowledged writes is only in the page cache at any time. Syncing
+/// continuously instead makes every `fdatasync` compete with the writer's next appends (on ext4
+/// they wait for the journal commit), for no gain a crash could see.
+const BACKGROUND_SYNC_INTERVAL: Duration = Duration::from_millis(50);
+
+/// When the write-ahead log holds this many pages, a sync thread copies it into the database
+/// file (a passive checkpoint, which never blocks the writer) so that the log restarts from its
+/// beginning. SQLite's own automatic checkpoint (same size) would run inside a commit, with two
+/// `fsync`s, on the writer's critical path.
+const CHECKPOINT_PAGES: u64 = 1000;
+
+/// A passive checkpoint running beside the writer copies what was committed before it started;
+/// the log restarts only when a write begins with everything copied, which under sustained
+/// load never happens. So when the log reaches this many pages anyway, the writer checkpoints
+/// the remainder itself (after answering its batch), as SQLite would: the log stays bounded
+/// (about 16 MiB) and the writer pauses for that once per this many pages, not per 1,000.
+const WRITER_CHECKPOINT_PAGES: u64 = 4 * CHECKPOINT_PAGES;
+
 /// The queue between the writer and the sync threads.
 struct SyncQueue {
     state: std::sync::Mutex<SyncState>,
     wake: std::sync::Condvar,
     /// The -wal file; `None` when SQLite syncs inside each commit.
     wal: Option<File>,
+    mode: SyncMode,
+    /// Pages in the write-ahead log after the latest commit (from the writer's WAL hook).
+    wal_pages: Arc<AtomicU64>,
+    /// The connection that runs checkpoints; `None` when SQLite checkpoints inside commits, and
+    /// once the writer has stopped.
+    checkpointer: std::sync::Mutex<Option<Connection>>,
     durability: Arc<Durability>,
     stats: Arc<Stats>,
     path: PathBuf,
@@ -347,6 +381,8 @@ struct SyncState {
     started: u64,
     /// The newest transaction covered by a sync that has finished.
     done: u64,
+    /// A background sync thread is pausing between syncs (commits need not wake it).
+    pausing: bool,
     closing: bool,
 }
 
@@ -360,9 +396,14 @@ impl SyncQueue {
     fn push(&self, committed: Committed) {
         let mut state = self.lock();
         state.committed = state.committed.max(committed.number);
-        state.pending.push_back(committed);
+        if !committed.replies.is_empty() {
+            state.pending.push_back(committed);
+        }
+        let pausing = state.pausing;
         drop(state);
-        self.wake.notify_one();
+        if !pausing {
+            self.wake.notify_one();
+        }
     }
 
     fn close(&self) {
@@ -406,6 +447,11 @@ impl SyncQueue {
             self.durability
                 .synced
                 .send_modify(|synced| *synced = (*synced).max(target));
+            if outcome.is_ok() {
+                self.stats
+                    .synced_transactions
+                    .fetch_max(target, Ordering::SeqCst);
+            }
             for (reply, output) in ready.into_iter().flat_map(|committed| committed.replies) {
                 let _ = reply.send(match &outcome {
                     Ok(()) => output,
@@ -414,6 +460,65 @@ impl SyncQueue {
                         detail: error.to_string(),
                     }),
                 });
+            }
+            if outcome.is_ok() {
+                self.checkpoint_if_due();
+            }
+            if self.mode == SyncMode::Background {
+                self.pause();
+            }
+        }
+    }
+
+    /// Whether SQLite checkpoints by itself (no sync threads).
+    fn checkpointer_is_none(&self) -> bool {
+        self.wal.is_none()
+    }
+
+    /// Waits [`BACKGROUND_SYNC_INTERVAL`], or until the store closes.
+    fn pause(&self) {
+        let deadline = Instant::now() + BACKGROUND_SYNC_INTERVAL;
+        let mut state = self.lock();
+        state.pausing = true;
+        while !state.closing {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .wake
+                .wait_timeout(state, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        state.pausing = false;
+    }
+
+    /// Copies the write-ahead log into the database file once it is [`CHECKPOINT_PAGES`] long.
+    /// A failure is logged and retried after the next sync: the log only grows meanwhile.
+    fn checkpoint_if_due(&self) {
+        if self.wal_pages.load(Ordering::Relaxed) < CHECKPOINT_PAGES {
+            return;
+        }
+        // Another sync thread is already checkpointing.
+        let Ok(guard) = self.checkpointer.try_lock() else {
+            return;
+        };
+        let Some(conn) = guard.as_ref() else { return };
+        match conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
+            Ok((log, checkpointed)) => {
+                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                if log == checkpointed {
+                    // Everything is copied: the writer restarts the log with its next commit.
+                    self.wal_pages.store(0, Ordering::Relaxed);
+                }
+            }
+            // Busy: the other side is checkpointing right now.
+            Err(error) if is_busy(&error) => {}
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "checkpointing the write-ahead log failed; will retry");
             }
         }
     }
@@ -449,6 +554,7 @@ pub(crate) struct Writer {
     durability: Arc<Durability>,
     max_batch: usize,
     next_number: u64,
+    mode: SyncMode,
     sync: Arc<SyncQueue>,
     sync_threads: Vec<JoinHandle<()>>,
 }
@@ -463,13 +569,41 @@ impl Writer {
         stats: Arc<Stats>,
         durability: Arc<Durability>,
         max_batch: usize,
+        mode: SyncMode,
     ) -> StoreResult<Self> {
-        // When SQLite syncs inside each commit, the writer answers by itself.
-        let threads = if wal.is_some() { SYNC_THREADS } else { 0 };
+        // When SQLite syncs inside each commit, the writer answers by itself (and SQLite
+        // checkpoints inside commits too).
+        let threads = match (&wal, mode) {
+            (None, _) => 0,
+            (Some(_), SyncMode::Background) => 1,
+            (Some(_), SyncMode::Always) => SYNC_THREADS,
+        };
+        let mut conn = conn;
+        let wal_pages = Arc::new(AtomicU64::new(0));
+        let checkpointer = if wal.is_some() {
+            // Installing a WAL hook also turns SQLite's automatic checkpoint off: the sync
+            // threads checkpoint instead.
+            let pages = Arc::clone(&wal_pages);
+            conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_log: c_int| {
+                pages.store(u64::try_from(in_log).unwrap_or(0), Ordering::Relaxed);
+                Ok(())
+            }))
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                operation: "installing the write-ahead log hook",
+                source,
+            })?;
+            Some(super::schema::open_checkpointer(&path)?)
+        } else {
+            None
+        };
         let sync = Arc::new(SyncQueue {
             state: std::sync::Mutex::new(SyncState::default()),
             wake: std::sync::Condvar::new(),
             wal,
+            mode,
+            wal_pages,
+            checkpointer: std::sync::Mutex::new(checkpointer),
             durability: Arc::clone(&durability),
             stats: Arc::clone(&stats),
             path: path.clone(),
@@ -498,6 +632,7 @@ impl Writer {
             durability,
             max_batch: max_batch.max(1),
             next_number: 0,
+            mode,
             sync,
             sync_threads,
         })
@@ -508,7 +643,7 @@ impl Writer {
     pub(crate) fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
         let mut close_replies = Vec::new();
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = receiver.blocking_recv() {
+        while let Some(first) = next_job(&mut receiver) {
             batch.push(first);
             while batch.len() < self.max_batch {
                 match receiver.try_recv() {
@@ -546,13 +681,7 @@ impl Writer {
             sync_threads,
             ..
         } = self;
-        // Closing the last connection checkpoints the WAL into the database file (syncing both).
-        let closed = conn.close().map_err(|(_conn, source)| StoreError::Sqlite {
-            path: path.clone(),
-            operation: "closing the database",
-            source,
-        });
-        // The sync threads answer everything handed to them, then end.
+        // The sync threads sync and answer everything handed to them, then end.
         sync.close();
         let mut joined = Ok(());
         for handle in sync_threads {
@@ -563,6 +692,18 @@ impl Writer {
                 });
             }
         }
+        drop(
+            sync.checkpointer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        // Closing the last connection checkpoints the WAL into the database file (syncing both).
+        let closed = conn.close().map_err(|(_conn, source)| StoreError::Sqlite {
+            path: path.clone(),
+            operation: "closing the database",
+            source,
+        });
         // Release any reader still waiting (everything announced has been answered).
         durability
             .synced
@@ -589,14 +730,26 @@ impl Writer {
         }
     }
 
-    /// Hands the answers of one transaction to the sync threads, or, when SQLite synced inside
-    /// the commit, answers them at once.
+    /// Hands transaction `number` to the sync threads with the answers they must give after
+    /// syncing ([`SyncMode::Always`]), or answers at once: after the commit when the sync follows
+    /// in the background, after the commit that synced when SQLite synced inside it.
     fn hand_over(&self, number: u64, replies: Vec<Reply>) {
         if self.sync.wal.is_some() {
-            self.sync.push(Committed { number, replies });
-            return;
+            if self.mode == SyncMode::Always {
+                self.sync.push(Committed { number, replies });
+                return;
+            }
+            self.sync.push(Committed {
+                number,
+                replies: Vec::new(),
+            });
+        } else {
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .synced_transactions
+                .fetch_max(number, Ordering::SeqCst);
         }
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        // Readers need not wait for the sync of what they see (it is committed).
         self.durability
             .synced
             .send_modify(|synced| *synced = (*synced).max(number));
@@ -668,8 +821,32 @@ impl Writer {
                         );
                     }
                     self.hand_over(number, replies);
+                    self.checkpoint_if_overgrown();
                     return;
                 }
+            }
+        }
+    }
+
+    /// See [`WRITER_CHECKPOINT_PAGES`].
+    fn checkpoint_if_overgrown(&self) {
+        if self.sync.checkpointer_is_none()
+            || self.sync.wal_pages.load(Ordering::Relaxed) < WRITER_CHECKPOINT_PAGES
+        {
+            return;
+        }
+        match self
+            .conn
+            .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
+        {
+            Ok(_) => {
+                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                self.sync.wal_pages.store(0, Ordering::Relaxed);
+            }
+            // Busy: the other side is checkpointing right now.
+            Err(error) if is_busy(&error) => {}
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "checkpointing the write-ahead log failed; will retry");
             }
         }
     }
@@ -693,6 +870,36 @@ impl Writer {
     }
 }
 
+/// How long the writer keeps polling its queue after a batch before it sleeps. A call writes
+/// twice, before and after its execution, tens of microseconds apart; waking a sleeping thread
+/// costs about as much again on a virtual machine, so the writer stays awake for a moment. It
+/// yields the CPU while polling, and sleeps once the window has passed.
+const SPIN_WINDOW: Duration = Duration::from_micros(100);
+
+/// The next job: polls for [`SPIN_WINDOW`], then blocks.
+fn next_job(receiver: &mut mpsc::Receiver<Job>) -> Option<Job> {
+    let until = Instant::now() + SPIN_WINDOW;
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if Instant::now() >= until {
+                    return receiver.blocking_recv();
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn sqlite<'a>(
     path: &'a Path,
     operation: &'static str,
@@ -704,12 +911,30 @@ fn sqlite<'a>(
     }
 }
 
+/// The statements every call runs. None may use a temporary b-tree (see the test below and
+/// the v2 migration): SQLite would build and free one for every row written.
+const INSERT_AUDIT_SQL: &str = "INSERT INTO audit_log (at, agent_id, request_id, kind, signature, decision, rule, actor, detail) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const INSERT_REQUEST_SQL: &str = "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, decision, rule, \
+    state, created_at, expires_at, resolved_by, resolved_at, error_code, error_message, approver_refs, updated_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?10) \
+    ON CONFLICT (agent_id, request_id) DO NOTHING";
+const TRANSITION_SQL: &str = "UPDATE requests SET state = ?4, updated_at = ?5, \
+    resolved_by = coalesce(?6, resolved_by), \
+    resolved_at = CASE WHEN ?7 THEN ?5 ELSE resolved_at END, \
+    result = coalesce(?8, result), \
+    error_code = coalesce(?9, error_code), \
+    error_message = coalesce(?10, error_message) \
+    WHERE agent_id = ?1 AND request_id = ?2 AND state = ?3";
+const MARK_DELIVERED_SQL: &str = "UPDATE requests SET delivered = 1 \
+    WHERE agent_id = ?1 AND request_id = ?2 AND delivered = 0 \
+    AND (state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired')";
+const SET_APPROVER_REFS_SQL: &str =
+    "UPDATE requests SET approver_refs = ?3 WHERE agent_id = ?1 AND request_id = ?2";
+
 fn insert_audit(conn: &Connection, path: &Path, audit: &PreparedAudit) -> StoreResult<i64> {
     let mut statement = conn
-        .prepare_cached(
-            "INSERT INTO audit_log (at, agent_id, request_id, kind, signature, decision, rule, actor, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
+        .prepare_cached(INSERT_AUDIT_SQL)
         .map_err(sqlite(path, "appending to the audit log"))?;
     statement
         .execute(params![
@@ -734,12 +959,7 @@ fn insert_request(
 ) -> StoreResult<InsertOutcome> {
     const OPERATION: &str = "recording a request";
     let mut statement = conn
-        .prepare_cached(
-            "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, decision, rule, \
-             state, created_at, expires_at, resolved_by, resolved_at, error_code, error_message, approver_refs, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?10) \
-             ON CONFLICT (agent_id, request_id) DO NOTHING",
-        )
+        .prepare_cached(INSERT_REQUEST_SQL)
         .map_err(sqlite(path, OPERATION))?;
     let inserted = statement
         .execute(params![
@@ -785,15 +1005,7 @@ fn insert_request(
 fn transition(conn: &Connection, path: &Path, change: &PreparedTransition) -> StoreResult<bool> {
     const OPERATION: &str = "changing a request's state";
     let mut statement = conn
-        .prepare_cached(
-            "UPDATE requests SET state = ?4, updated_at = ?5, \
-             resolved_by = coalesce(?6, resolved_by), \
-             resolved_at = CASE WHEN ?7 THEN ?5 ELSE resolved_at END, \
-             result = coalesce(?8, result), \
-             error_code = coalesce(?9, error_code), \
-             error_message = coalesce(?10, error_message) \
-             WHERE agent_id = ?1 AND request_id = ?2 AND state = ?3",
-        )
+        .prepare_cached(TRANSITION_SQL)
         .map_err(sqlite(path, OPERATION))?;
     let changed = statement
         .execute(params![
@@ -826,11 +1038,7 @@ fn mark_delivered(
 ) -> StoreResult<usize> {
     const OPERATION: &str = "marking results delivered";
     let mut statement = conn
-        .prepare_cached(
-            "UPDATE requests SET delivered = 1 \
-             WHERE agent_id = ?1 AND request_id = ?2 AND delivered = 0 \
-             AND state IN ('executed', 'failed', 'denied', 'expired')",
-        )
+        .prepare_cached(MARK_DELIVERED_SQL)
         .map_err(sqlite(path, OPERATION))?;
     let mut marked = 0;
     for request_id in request_ids {
@@ -850,9 +1058,7 @@ fn set_approver_refs(
 ) -> StoreResult<bool> {
     const OPERATION: &str = "saving approver message references";
     let changed = conn
-        .prepare_cached(
-            "UPDATE requests SET approver_refs = ?3 WHERE agent_id = ?1 AND request_id = ?2",
-        )
+        .prepare_cached(SET_APPROVER_REFS_SQL)
         .map_err(sqlite(path, OPERATION))?
         .execute(params![agent_id, request_id, refs])
         .map_err(sqlite(path, OPERATION))?;
@@ -918,5 +1124,66 @@ fn apply(conn: &Connection, path: &Path, op: &WriteOp) -> StoreResult<WriteOutpu
             recover(conn, path, *now).map(|report| WriteOutput::Recovery(Box::new(report)))
         }
         WriteOp::Close => Ok(WriteOutput::Closed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each hot statement's bytecode, against the current schema, opens no temporary b-tree.
+    #[test]
+    fn hot_statements_build_no_temporary_btree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.db");
+        super::super::schema::prepare_file(&path).unwrap();
+        let conn = super::super::schema::open_writer(&path, false).unwrap();
+        for sql in [
+            INSERT_AUDIT_SQL,
+            INSERT_REQUEST_SQL,
+            TRANSITION_SQL,
+            MARK_DELIVERED_SQL,
+            SET_APPROVER_REFS_SQL,
+        ] {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+            let opcodes: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(nulls), |row| {
+                    row.get::<_, String>(1)
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                opcodes.iter().any(|op| op == "Halt"),
+                "no bytecode for {sql}"
+            );
+            assert!(
+                !opcodes.iter().any(|op| op == "OpenEphemeral"),
+                "{sql} builds a temporary b-tree on every run: {opcodes:?}"
+            );
+        }
+    }
+
+    /// `get_pending_results` reads the partial index of undelivered results, not the table.
+    #[test]
+    fn undelivered_results_come_from_their_partial_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.db");
+        super::super::schema::prepare_file(&path).unwrap();
+        let conn = super::super::schema::open_writer(&path, false).unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", rows::undelivered_sql());
+        let mut plan = conn.prepare(&sql).unwrap();
+        let steps: Vec<String> = plan
+            .query_map(["pi"], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("USING INDEX requests_undelivered")),
+            "{steps:?}"
+        );
     }
 }
