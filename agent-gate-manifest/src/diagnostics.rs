@@ -43,7 +43,17 @@ pub struct Location {
 impl Location {
     /// The location of `span` in `source`, the text of `file`.
     pub fn new(file: &Path, source: &str, span: Range<usize>) -> Self {
-        let (line, column) = line_column(source, span.start);
+        Self::indexed(file, source, &LineIndex::new(source), span)
+    }
+
+    /// [`Location::new`] with the line index of `source` built once by the caller.
+    pub(crate) fn indexed(
+        file: &Path,
+        source: &str,
+        lines: &LineIndex,
+        span: Range<usize>,
+    ) -> Self {
+        let (line, column) = lines.line_column(source, span.start);
         Location {
             file: file.to_path_buf(),
             span,
@@ -76,15 +86,43 @@ impl fmt::Display for Location {
 /// The 1-based line and column (in characters) of byte `offset` in `source`.
 /// Offsets past the end or inside a character are clamped to a valid position.
 pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(source.len());
-    while !source.is_char_boundary(offset) {
-        offset -= 1;
+    LineIndex::new(source).line_column(source, offset)
+}
+
+/// The byte offsets where the lines of one text start, so that many positions in it are found
+/// by binary search instead of rescanning the text for each (which made loading a manifest
+/// quadratic in its size).
+#[derive(Clone, Debug)]
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes `source`.
+    pub(crate) fn new(source: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
     }
-    let before = source.get(..offset).unwrap_or_default();
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).unwrap_or_default().chars().count() + 1;
-    (line, column)
+
+    /// [`line_column`] of `offset` in `source`, the text this index was built from.
+    pub(crate) fn line_column(&self, source: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The last line start at or before `offset`; `starts[0] == 0`, so there is one.
+        let line = self.starts.partition_point(|&start| start <= offset).max(1);
+        let line_start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let column = source
+            .get(line_start..offset)
+            .unwrap_or_default()
+            .chars()
+            .count()
+            + 1;
+        (line, column)
+    }
 }
 
 /// One problem found in a manifest file.
@@ -233,6 +271,24 @@ mod tests {
         assert_eq!(line_column(src, 1000), (3, 1));
         // inside a multi-byte char clamps back
         assert_eq!(line_column(src, 8), (2, 2));
+        // The index agrees with a plain count at every offset, multi-byte characters included.
+        let text = "a\n\néé x\n\tz\n";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            let mut at = offset.min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let before = &text[..at];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before[start..].chars().count() + 1;
+            assert_eq!(
+                index.line_column(text, offset),
+                (line, column),
+                "offset {offset}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::diagnostics::{Diagnostic, Location, ManifestError, did_you_mean};
+use crate::diagnostics::{Diagnostic, LineIndex, Location, ManifestError, did_you_mean};
 use crate::model::{
     Arg, ArgType, Decode, HttpMapping, Manifest, Method, Pattern, ResponseType, ScalarType,
     Service, Template, TemplatePart, Tool, TypeDef,
@@ -136,12 +136,13 @@ struct Builder {
 struct Ctx<'a> {
     file: &'a Path,
     source: &'a str,
+    lines: LineIndex,
     errors: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
     fn loc(&self, span: Range<usize>) -> Location {
-        Location::new(self.file, self.source, span)
+        Location::indexed(self.file, self.source, &self.lines, span)
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
@@ -1183,6 +1184,7 @@ impl Builder {
         let mut ctx = Ctx {
             file,
             source,
+            lines: LineIndex::new(source),
             errors: Vec::new(),
         };
         let root = doc.get_ref();
