@@ -274,6 +274,19 @@ async fn sequential_writes(store: &Store, count: usize, after_each: impl Fn(Stor
     }
 }
 
+/// Waits up to 10 s for the store's counters to satisfy `done`; fails with `what` otherwise.
+async fn stats_eventually(store: &Store, what: &str, done: impl Fn(&StoreStats) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = store.stats();
+        if done(&stats) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {stats:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_always_answers_only_after_the_disk_sync() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,18 +318,10 @@ async fn sync_background_answers_at_commit_and_syncs_right_after() {
     })
     .await;
     // Every commit is followed by a sync without anyone waiting for it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let stats = store.stats();
-        if stats.syncs > 0 && stats.synced_transactions == stats.transactions {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never synced: {stats:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    stats_eventually(&store, "never synced", |stats| {
+        stats.syncs > 0 && stats.synced_transactions == stats.transactions
+    })
+    .await;
     // What was answered is readable at once (nothing waits for the sync).
     assert!(store.get_request("pi", "s19").await.unwrap().is_some());
     store.close().await.unwrap();
@@ -343,15 +348,7 @@ async fn the_write_ahead_log_is_checkpointed_and_restarted() {
             .await
             .unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while store.stats().checkpoints == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint: {:?}",
-            store.stats()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    stats_eventually(&store, "no checkpoint", |stats| stats.checkpoints > 0).await;
     // The log restarted from its beginning instead of growing with every write (without
     // checkpoints it reaches ~75 MiB here; the writer restarts it at 4,000 pages = 16 MiB).
     let wal = std::fs::metadata(dir.path().join("gate.db-wal"))

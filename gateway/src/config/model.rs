@@ -847,14 +847,16 @@ fn storage(ctx: &mut Ctx, f: &Field<'_>) -> StorageConfig {
     };
     let Some(obj) = ctx.obj(f) else { return s };
     obj.check_keys(ctx, &["type", "path", "sync"]);
-    if let Some(mode) = ctx.string(&obj.field("sync")) {
-        match mode.as_str() {
-            "background" => s.sync = SyncMode::Background,
-            "always" => s.sync = SyncMode::Always,
-            other => ctx.error(
+    if let Some(name) = ctx.string(&obj.field("sync")) {
+        match [SyncMode::Background, SyncMode::Always]
+            .into_iter()
+            .find(|mode| mode.as_str() == name)
+        {
+            Some(mode) => s.sync = mode,
+            None => ctx.error(
                 &obj.field("sync").path,
                 format!(
-                    "unknown sync mode {other:?}; expected one of: background (answer at commit, \
+                    "unknown sync mode {name:?}; expected one of: background (answer at commit, \
                      survives a crash), always (answer after the disk sync, survives a power cut)"
                 ),
             ),

@@ -7,8 +7,9 @@
 //!   write's future resolves, the write is committed to the write-ahead log: it survives a crash
 //!   or `kill -9` of the gateway (DESIGN.md §5). How it relates to the disk is the
 //!   [`SyncMode`]: by default ([`SyncMode::Background`]) a sync thread `fdatasync`s the WAL every
-//!   50 ms without holding answers back, so a power cut can lose only the last interval; with [`SyncMode::Always`] nobody is answered, and no read returns a commit, before
-//!   the sync covering it finished (the durability of `synchronous=FULL`;
+//!   50 ms without holding answers back, so a power cut can lose only the last interval; with
+//!   [`SyncMode::Always`] nobody is answered, and no read returns a commit, before the sync
+//!   covering it finished (the durability of `synchronous=FULL`;
 //!   [`StoreOptions::sync_in_commit`] sets that in SQLite itself instead).
 //! - Schema versions live in `PRAGMA user_version`; [`Store::open`] migrates an empty or older
 //!   file and refuses a file written by a newer agent-gate ([`StoreError::NewerSchema`]).

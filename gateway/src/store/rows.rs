@@ -13,6 +13,7 @@ use super::types::{
     AuditKind, AuditQuery, AuditRecord, Decision, RequestRecord, RequestState, StoredError,
     Timestamp,
 };
+use super::writer::finished_state_condition;
 
 /// The columns of `requests`, in the order [`request_from_row`] reads them.
 pub(crate) const REQUEST_COLUMNS: &str = "agent_id, request_id, tool, args, args_digest, signature, decision, rule, state, \
@@ -293,13 +294,15 @@ pub(crate) fn pending_by_expiry(
     )
 }
 
-/// The query of [`undelivered`]. Its state condition is written exactly as in the partial
-/// index `requests_undelivered`, which SQLite uses only then.
+/// The query of [`undelivered`], which reads the partial index `requests_undelivered`.
 pub(crate) fn undelivered_sql() -> String {
     format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE agent_id = ?1 AND delivered = 0 \
-         AND (state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired') \
-         ORDER BY updated_at, request_id"
+        concat!(
+            "SELECT {} FROM requests WHERE agent_id = ?1 AND delivered = 0 AND ",
+            finished_state_condition!(),
+            " ORDER BY updated_at, request_id"
+        ),
+        REQUEST_COLUMNS
     )
 }
 

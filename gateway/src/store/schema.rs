@@ -1,5 +1,6 @@
 //! The database file and its schema: creating the file with mode 0600, configuring connections
-//! (WAL, `synchronous=NORMAL` or `FULL`), and the versioned migrations kept in `PRAGMA user_version`.
+//! (WAL, `synchronous=NORMAL` or `FULL`), and the versioned migrations kept in
+//! `PRAGMA user_version`.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};

@@ -9,8 +9,9 @@
 //!
 //! With [`SyncMode::Background`] (the default) the writer answers the callers right after the
 //! commit and the sync thread syncs every 50 ms in the background. Checkpoints (copying the
-//! log into the database file) also run on the sync threads, not inside the writer's commits. With [`SyncMode::Always`] the sync thread
-//! answers the callers of every batch a sync covered, only after it: a caller's future resolves
+//! log into the database file) also run on the sync threads, not inside the writer's commits.
+//! With [`SyncMode::Always`] the sync thread answers the callers of every batch a sync
+//! covered, only after it: a caller's future resolves
 //! only after its own write is on disk, and a read that saw a commit waits for that commit's
 //! sync before it returns. Either way concurrent callers share both the transaction and the
 //! sync, and the writer applies the next batch while the previous one is being synced. With
@@ -470,20 +471,13 @@ impl SyncQueue {
         }
     }
 
-    /// Whether SQLite checkpoints by itself (no sync threads).
-    fn checkpointer_is_none(&self) -> bool {
-        self.wal.is_none()
-    }
-
     /// Waits [`BACKGROUND_SYNC_INTERVAL`], or until the store closes.
     fn pause(&self) {
         let deadline = Instant::now() + BACKGROUND_SYNC_INTERVAL;
         let mut state = self.lock();
         state.pausing = true;
         while !state.closing {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                break;
-            };
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
@@ -507,19 +501,11 @@ impl SyncQueue {
             return;
         };
         let Some(conn) = guard.as_ref() else { return };
-        match conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
-            Ok((log, checkpointed)) => {
-                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                if log == checkpointed {
-                    // Everything is copied: the writer restarts the log with its next commit.
-                    self.wal_pages.store(0, Ordering::Relaxed);
-                }
-            }
-            // Busy: the other side is checkpointing right now.
-            Err(error) if is_busy(&error) => {}
-            Err(error) => {
-                tracing::warn!(path = %self.path.display(), %error, "checkpointing the write-ahead log failed; will retry");
-            }
+        if let Some((log, checkpointed)) = passive_checkpoint(conn, &self.stats, &self.path)
+            && log == checkpointed
+        {
+            // Everything is copied: the writer restarts the log with its next commit.
+            self.wal_pages.store(0, Ordering::Relaxed);
         }
     }
 
@@ -554,7 +540,6 @@ pub(crate) struct Writer {
     durability: Arc<Durability>,
     max_batch: usize,
     next_number: u64,
-    mode: SyncMode,
     sync: Arc<SyncQueue>,
     sync_threads: Vec<JoinHandle<()>>,
 }
@@ -632,7 +617,6 @@ impl Writer {
             durability,
             max_batch: max_batch.max(1),
             next_number: 0,
-            mode,
             sync,
             sync_threads,
         })
@@ -653,11 +637,10 @@ impl Writer {
             }
             if batch.len() > 1 {
                 let until = Instant::now() + GATHER_WINDOW;
-                while batch.len() < self.max_batch && Instant::now() < until {
-                    match receiver.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
-                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                while batch.len() < self.max_batch {
+                    match poll_until(&mut receiver, until) {
+                        Polled::Job(job) => batch.push(job),
+                        Polled::TimeUp | Polled::Closed => break,
                     }
                 }
             }
@@ -745,7 +728,7 @@ impl Writer {
     /// in the background, after the commit that synced when SQLite synced inside it.
     fn hand_over(&self, number: u64, replies: Vec<Reply>) {
         if self.sync.wal.is_some() {
-            if self.mode == SyncMode::Always {
+            if self.sync.mode == SyncMode::Always {
                 self.sync.push(Committed { number, replies });
                 return;
             }
@@ -838,26 +821,15 @@ impl Writer {
         }
     }
 
-    /// See [`WRITER_CHECKPOINT_PAGES`].
+    /// See [`WRITER_CHECKPOINT_PAGES`]. (Without sync threads SQLite checkpoints by itself.)
     fn checkpoint_if_overgrown(&self) {
-        if self.sync.checkpointer_is_none()
+        if self.sync.wal.is_none()
             || self.sync.wal_pages.load(Ordering::Relaxed) < WRITER_CHECKPOINT_PAGES
         {
             return;
         }
-        match self
-            .conn
-            .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE)
-        {
-            Ok(_) => {
-                self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                self.sync.wal_pages.store(0, Ordering::Relaxed);
-            }
-            // Busy: the other side is checkpointing right now.
-            Err(error) if is_busy(&error) => {}
-            Err(error) => {
-                tracing::warn!(path = %self.path.display(), %error, "checkpointing the write-ahead log failed; will retry");
-            }
+        if passive_checkpoint(&self.conn, &self.stats, &self.path).is_some() {
+            self.sync.wal_pages.store(0, Ordering::Relaxed);
         }
     }
 
@@ -893,19 +865,49 @@ const SPIN_WINDOW: Duration = Duration::from_micros(100);
 /// and less wear on an SD card). A lone write is never held back.
 const GATHER_WINDOW: Duration = Duration::from_micros(100);
 
-/// The next job: polls for [`SPIN_WINDOW`], then blocks.
-fn next_job(receiver: &mut mpsc::Receiver<Job>) -> Option<Job> {
-    let until = Instant::now() + SPIN_WINDOW;
+/// What [`poll_until`] found.
+enum Polled {
+    Job(Job),
+    TimeUp,
+    Closed,
+}
+
+/// Polls the queue (yielding the CPU between tries) until a job arrives or `until` passes.
+fn poll_until(receiver: &mut mpsc::Receiver<Job>, until: Instant) -> Polled {
     loop {
         match receiver.try_recv() {
-            Ok(job) => return Some(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                if Instant::now() >= until {
-                    return receiver.blocking_recv();
-                }
-                std::thread::yield_now();
+            Ok(job) => return Polled::Job(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Polled::Closed,
+            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
+                return Polled::TimeUp;
             }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+}
+
+/// The next job: polls for [`SPIN_WINDOW`], then blocks.
+fn next_job(receiver: &mut mpsc::Receiver<Job>) -> Option<Job> {
+    match poll_until(receiver, Instant::now() + SPIN_WINDOW) {
+        Polled::Job(job) => Some(job),
+        Polled::TimeUp => receiver.blocking_recv(),
+        Polled::Closed => None,
+    }
+}
+
+/// Runs a passive checkpoint on `conn` and counts it; returns the log's frames and how many of
+/// them are now copied, or `None` when it could not run (busy, because the other side is
+/// checkpointing right now, or failed: logged, and retried after the next commit or sync).
+fn passive_checkpoint(conn: &Connection, stats: &Stats, path: &Path) -> Option<(c_int, c_int)> {
+    match conn.wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::PASSIVE) {
+        Ok(frames) => {
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            Some(frames)
+        }
+        Err(error) if is_busy(&error) => None,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "checkpointing the write-ahead log failed; will retry");
+            None
         }
     }
 }
@@ -928,6 +930,16 @@ fn sqlite<'a>(
     }
 }
 
+/// The SQL condition "the request is finished", written exactly as in the partial index
+/// `requests_undelivered` (SQLite uses a partial index only for a query repeating its
+/// condition), and as an OR chain, not an `IN` list (see the v2 migration).
+macro_rules! finished_state_condition {
+    () => {
+        "(state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired')"
+    };
+}
+pub(crate) use finished_state_condition;
+
 /// The statements every call runs. None may use a temporary b-tree (see the test below and
 /// the v2 migration): SQLite would build and free one for every row written.
 const INSERT_AUDIT_SQL: &str = "INSERT INTO audit_log (at, agent_id, request_id, kind, signature, decision, rule, actor, detail) \
@@ -943,9 +955,11 @@ const TRANSITION_SQL: &str = "UPDATE requests SET state = ?4, updated_at = ?5, \
     error_code = coalesce(?9, error_code), \
     error_message = coalesce(?10, error_message) \
     WHERE agent_id = ?1 AND request_id = ?2 AND state = ?3";
-const MARK_DELIVERED_SQL: &str = "UPDATE requests SET delivered = 1 \
-    WHERE agent_id = ?1 AND request_id = ?2 AND delivered = 0 \
-    AND (state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired')";
+const MARK_DELIVERED_SQL: &str = concat!(
+    "UPDATE requests SET delivered = 1 \
+     WHERE agent_id = ?1 AND request_id = ?2 AND delivered = 0 AND ",
+    finished_state_condition!()
+);
 const SET_APPROVER_REFS_SQL: &str =
     "UPDATE requests SET approver_refs = ?3 WHERE agent_id = ?1 AND request_id = ?2";
 
@@ -1148,13 +1162,19 @@ fn apply(conn: &Connection, path: &Path, op: &WriteOp) -> StoreResult<WriteOutpu
 mod tests {
     use super::*;
 
-    /// Each hot statement's bytecode, against the current schema, opens no temporary b-tree.
-    #[test]
-    fn hot_statements_build_no_temporary_btree() {
+    /// A writer connection on a fresh file with the current schema.
+    fn migrated() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gate.db");
         super::super::schema::prepare_file(&path).unwrap();
         let conn = super::super::schema::open_writer(&path, false).unwrap();
+        (dir, conn)
+    }
+
+    /// Each hot statement's bytecode, against the current schema, opens no temporary b-tree.
+    #[test]
+    fn hot_statements_build_no_temporary_btree() {
+        let (_dir, conn) = migrated();
         for sql in [
             INSERT_AUDIT_SQL,
             INSERT_REQUEST_SQL,
@@ -1185,10 +1205,7 @@ mod tests {
     /// `get_pending_results` reads the partial index of undelivered results, not the table.
     #[test]
     fn undelivered_results_come_from_their_partial_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gate.db");
-        super::super::schema::prepare_file(&path).unwrap();
-        let conn = super::super::schema::open_writer(&path, false).unwrap();
+        let (_dir, conn) = migrated();
         let sql = format!("EXPLAIN QUERY PLAN {}", rows::undelivered_sql());
         let mut plan = conn.prepare(&sql).unwrap();
         let steps: Vec<String> = plan
