@@ -129,12 +129,16 @@ fn rule_name(reason: &Reason<'_>) -> Option<String> {
     }
 }
 
+/// A request id for a call that came without one: `gw-`, the time in milliseconds (12 hex
+/// digits), then 64 random bits (16 hex digits).
+///
+/// The time goes first so that ids of consecutive calls sort together: the store's primary key
+/// is `(agent, request id)`, and random keys would land every insert on a different page of
+/// that index (measured: half the store's throughput, and worse as the table grows). The
+/// random part keeps ids unique across restarts and clock steps.
 fn new_request_id() -> String {
-    format!(
-        "gw-{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
+    let millis = Timestamp::now().as_millis().max(0) as u64 & 0xffff_ffff_ffff;
+    format!("gw-{millis:012x}{:016x}", rand::random::<u64>())
 }
 
 fn duration_until(at: Timestamp) -> Duration {
