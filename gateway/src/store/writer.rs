@@ -1202,6 +1202,28 @@ mod tests {
         }
     }
 
+    /// Appending to the audit log writes the log's own b-tree and nothing else: no index
+    /// to maintain on the hot path.
+    #[test]
+    fn an_audit_append_writes_one_btree() {
+        let (_dir, conn) = migrated();
+        let mut explain = conn
+            .prepare(&format!("EXPLAIN {INSERT_AUDIT_SQL}"))
+            .unwrap();
+        let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+        let opened: Vec<String> = explain
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(1)
+            })
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .into_iter()
+            .filter(|op| op == "OpenWrite")
+            .collect();
+        assert_eq!(opened.len(), 1, "{opened:?}");
+    }
+
     /// `get_pending_results` reads the partial index of undelivered results, not the table.
     #[test]
     fn undelivered_results_come_from_their_partial_index() {
