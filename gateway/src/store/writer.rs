@@ -627,23 +627,12 @@ impl Writer {
     pub(crate) fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
         let mut close_replies = Vec::new();
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = next_job(&mut receiver) {
+        // Whether the last transaction had company: then writes are arriving concurrently.
+        let mut busy = false;
+        while let Some(first) = next_job(&mut receiver, busy) {
             batch.push(first);
-            while batch.len() < self.max_batch {
-                match receiver.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            if batch.len() > 1 {
-                let until = Instant::now() + GATHER_WINDOW;
-                while batch.len() < self.max_batch {
-                    match poll_until(&mut receiver, until) {
-                        Polled::Job(job) => batch.push(job),
-                        Polled::TimeUp | Polled::Closed => break,
-                    }
-                }
-            }
+            self.gather(&mut receiver, &mut batch, busy);
+            busy = batch.len() > 1;
             let mut work = Vec::with_capacity(batch.len());
             for job in batch.drain(..) {
                 if !close_replies.is_empty() {
@@ -714,6 +703,18 @@ impl Writer {
                     detail: error.to_string(),
                 }),
             });
+        }
+    }
+
+    /// Adds queued jobs to `batch`. Under concurrent load (`busy`: the last transaction had more
+    /// than one write, or more than one is waiting now) it then sleeps for [`GATHER_WINDOW`] and
+    /// adds what arrived meanwhile. A write arriving alone after a lone write is not held back,
+    /// so sequential calls pay no gathering delay.
+    fn gather(&self, receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, busy: bool) {
+        drain_into(receiver, batch, self.max_batch);
+        if (busy || batch.len() > 1) && batch.len() < self.max_batch {
+            std::thread::sleep(GATHER_WINDOW);
+            drain_into(receiver, batch, self.max_batch);
         }
     }
 
@@ -852,46 +853,46 @@ impl Writer {
     }
 }
 
-/// How long the writer keeps polling its queue after a batch before it sleeps. A call writes
-/// twice, before and after its execution, tens of microseconds apart; waking a sleeping thread
-/// costs about as much again on a virtual machine, so the writer stays awake for a moment. It
-/// yields the CPU while polling, and sleeps once the window has passed.
+/// How long the writer keeps polling its queue after a lone write before it sleeps. A call
+/// writes twice, before and after its execution, tens of microseconds apart; waking a sleeping
+/// thread costs about as much again on a virtual machine, so the writer stays awake for a moment
+/// (yielding the CPU between polls). Under concurrent load it does not poll: it sleeps until a
+/// write arrives, then gathers (see [`GATHER_WINDOW`]).
 const SPIN_WINDOW: Duration = Duration::from_micros(100);
 
-/// When a batch starts with more than one write queued (several calls are writing at once), the
-/// writer keeps collecting for up to this long before it commits. Every transaction rewrites
-/// whole pages of the table and its indexes, so under load fewer, larger transactions write less
-/// (6.8 instead of 4.2 writes per transaction at 64 calls in flight, ~10% more calls per second,
-/// and less wear on an SD card). A lone write is never held back.
+/// Under concurrent writes the writer sleeps this long before each commit, so that the calls
+/// arriving meanwhile share the transaction. Every transaction rewrites whole pages of the table
+/// and its indexes, so fewer, larger transactions cost less CPU per call; sleeping instead of
+/// polling leaves the CPU to the calls themselves, and writes queued while the writer sleeps
+/// cost their senders no wake-up.
 const GATHER_WINDOW: Duration = Duration::from_micros(100);
 
-/// What [`poll_until`] found.
-enum Polled {
-    Job(Job),
-    TimeUp,
-    Closed,
-}
-
-/// Polls the queue (yielding the CPU between tries) until a job arrives or `until` passes.
-fn poll_until(receiver: &mut mpsc::Receiver<Job>, until: Instant) -> Polled {
-    loop {
+/// Moves queued jobs into `batch` until it holds `max` or the queue is empty.
+fn drain_into(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize) {
+    while batch.len() < max {
         match receiver.try_recv() {
-            Ok(job) => return Polled::Job(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => return Polled::Closed,
-            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
-                return Polled::TimeUp;
-            }
-            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
     }
 }
 
-/// The next job: polls for [`SPIN_WINDOW`], then blocks.
-fn next_job(receiver: &mut mpsc::Receiver<Job>) -> Option<Job> {
-    match poll_until(receiver, Instant::now() + SPIN_WINDOW) {
-        Polled::Job(job) => Some(job),
-        Polled::TimeUp => receiver.blocking_recv(),
-        Polled::Closed => None,
+/// The next job. After a lone write it polls the queue for [`SPIN_WINDOW`] before blocking;
+/// when `busy` it blocks at once.
+fn next_job(receiver: &mut mpsc::Receiver<Job>, busy: bool) -> Option<Job> {
+    if busy {
+        return receiver.blocking_recv();
+    }
+    let until = Instant::now() + SPIN_WINDOW;
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
+                return receiver.blocking_recv();
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
+        }
     }
 }
 
