@@ -193,6 +193,74 @@ async fn latency(url: &str, backend: SocketAddr, calls: u64) -> Result<(), Error
     Ok(())
 }
 
+/// CPU time (ns) of this process's threads, summed by thread name: read from
+/// `/proc/self/task/*/schedstat` (empty where that does not exist).
+fn thread_cpu() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue;
+        };
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        *by_name.entry(name.trim().to_owned()).or_default() += ns;
+    }
+    by_name
+}
+
+/// The machine's CPU time stolen by the hypervisor and its total, in clock ticks (`/proc/stat`).
+fn machine_steal() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (ticks.get(7).copied().unwrap_or(0), ticks.iter().sum())
+}
+
+/// Prints the CPU time per call spent by each kind of thread between two [`thread_cpu`]
+/// readings (the gateway, the benchmark's agents and its backend share the runtime threads;
+/// the store's threads are the gateway's alone), and the share of the machine stolen meanwhile.
+fn print_cpu_per_call(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    steal: ((u64, u64), (u64, u64)),
+    calls: u64,
+) {
+    let calls = calls.max(1) as f64;
+    let mut parts = Vec::new();
+    let mut total = 0.0;
+    for (name, &ns) in after {
+        let spent = ns.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / 1e3;
+        total += spent;
+        if spent / calls >= 0.5 {
+            parts.push(format!("{name} {:.1}", spent / calls));
+        }
+    }
+    let ((steal0, all0), (steal1, all1)) = steal;
+    let stolen =
+        100.0 * steal1.saturating_sub(steal0) as f64 / all1.saturating_sub(all0).max(1) as f64;
+    println!(
+        "  CPU per call: {:.1} µs ({}); machine time stolen by the hypervisor: {stolen:.1}%",
+        total / calls,
+        parts.join(", ")
+    );
+}
+
 async fn throughput(url: &str, seconds: u64) -> Result<(), Error> {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -221,16 +289,19 @@ async fn throughput(url: &str, seconds: u64) -> Result<(), Error> {
         }));
     }
     let start = Instant::now();
+    let (cpu_before, steal_before) = (thread_cpu(), machine_steal());
     for task in tasks {
         task.await??;
     }
     let elapsed = start.elapsed();
+    let (cpu_after, steal_after) = (thread_cpu(), machine_steal());
     let total = done.load(Ordering::Relaxed);
     println!(
         "throughput: {total} allowed calls in {:.2} s with 64 in flight = {:.0} calls/s",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
     );
+    print_cpu_per_call(&cpu_before, &cpu_after, (steal_before, steal_after), total);
     Ok(())
 }
 
@@ -242,6 +313,7 @@ async fn direct_throughput(backend: SocketAddr, seconds: u64) -> Result<(), Erro
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
+    let (cpu_before, steal_before) = (thread_cpu(), machine_steal());
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let (client, url, done) = (client.clone(), url.clone(), Arc::clone(&done));
@@ -263,6 +335,8 @@ async fn direct_throughput(backend: SocketAddr, seconds: u64) -> Result<(), Erro
         start.elapsed().as_secs_f64(),
         total as f64 / start.elapsed().as_secs_f64()
     );
+    let (cpu_after, steal_after) = (thread_cpu(), machine_steal());
+    print_cpu_per_call(&cpu_before, &cpu_after, (steal_before, steal_after), total);
     Ok(())
 }
 
