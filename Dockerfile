@@ -14,6 +14,8 @@ WORKDIR /src
 
 # The workspace: manifests first so dependency builds are cached between source edits.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (the allocator's compile-time memory default, see gateway/src/allocator.rs).
+COPY .cargo .cargo
 COPY agent-gate-manifest agent-gate-manifest
 COPY agent-gate-macros agent-gate-macros
 COPY agent-gate agent-gate

@@ -38,6 +38,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The allocator of the `agent-gate` binary, so that the in-process numbers are its numbers.
+#[global_allocator]
+static ALLOCATOR: agent_gate_gateway::allocator::Allocator =
+    agent_gate_gateway::allocator::Allocator;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const PERMISSIONS: &str = "defaults:\n  - pattern: \"ha_get_*\"\n    action: allow\n";

@@ -370,6 +370,7 @@ impl GatewayBuilder {
             ),
             None => tracing::info!(websocket = %format!("{scheme}://{ws_addr}"), "ready"),
         }
+        crate::allocator::release_free_memory();
         Ok(RunningGateway {
             core,
             ws_addr,

@@ -2,6 +2,7 @@
 //!
 //! Each module owns one concept:
 //!
+//! - [`allocator`]: the process allocator (mimalloc) and its memory settings.
 //! - [`app`]: the library entry point: `Gateway::builder(..).start()` and the running gateway.
 //! - [`approvals`]: the `Approver` trait, decisions on pending requests, an in-process approver.
 //! - [`cli`]: the `agent-gate` command line (clap tree, `check`, `policy explain`).
@@ -16,6 +17,7 @@
 //! - [`store`]: the SQLite store: the request state machine and the append-only audit log.
 //! - [`simulator`]: simulated services (an in-process Home Assistant) for tests and `agent-gate demo`.
 
+pub mod allocator;
 pub mod app;
 pub mod approvals;
 mod calendar;
