@@ -123,7 +123,8 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn agent(url: &str, token: &str) -> Result<Ws, Error> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    // Nagle off, as the agent-gate SDK does: pipelined requests must not wait for ACKs.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
     ws.send(Message::text(
         json!({"jsonrpc": "2.0", "method": "auth", "params": {"token": token}, "id": 0})
             .to_string(),
