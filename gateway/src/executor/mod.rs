@@ -81,8 +81,8 @@ enum Auth {
 struct ServiceClient {
     name: String,
     client: Client,
-    /// The service URL without a trailing slash (may include a path prefix).
-    base: String,
+    /// The service URL, parsed once (may include a path prefix; no query or fragment).
+    base: Url,
     auth: Auth,
     timeout: Duration,
     health: HealthCheck,
@@ -199,6 +199,38 @@ impl Executor {
     }
 }
 
+/// `base` (a service URL without query or fragment) with `path_and_query` appended to its path.
+///
+/// Equivalent to parsing the joined text, but only the new path and query are parsed: a call
+/// does not pay for parsing the scheme and host again (host parsing includes IDNA mapping).
+fn join_url(base: &Url, path_and_query: &str) -> Option<Url> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    if path.contains('#') || query.is_some_and(|q| q.contains('#')) {
+        // A fragment: rare enough to take the general parser's reading of it.
+        let separator = if path_and_query.starts_with('/') {
+            ""
+        } else {
+            "/"
+        };
+        let base = base.as_str().trim_end_matches('/');
+        return Url::parse(&format!("{base}{separator}{path_and_query}")).ok();
+    }
+    let prefix = base.path().trim_end_matches('/');
+    let mut full = String::with_capacity(prefix.len() + path.len() + 1);
+    full.push_str(prefix);
+    if !path.starts_with('/') {
+        full.push('/');
+    }
+    full.push_str(path);
+    let mut url = base.clone();
+    url.set_path(&full);
+    url.set_query(query);
+    Some(url)
+}
+
 fn method(method: Method) -> reqwest::Method {
     match method {
         Method::Get => reqwest::Method::GET,
@@ -298,7 +330,7 @@ impl ServiceClient {
         Ok(Self {
             name,
             client,
-            base,
+            base: parsed,
             auth,
             timeout: config.timeout,
             health: config.health.clone(),
@@ -310,12 +342,7 @@ impl ServiceClient {
 
     /// The full URL of `path_and_query` (which starts with `/`) under the service URL.
     fn url(&self, path_and_query: &str) -> Result<Url, ExecutionError> {
-        let joined = if path_and_query.starts_with('/') {
-            format!("{}{path_and_query}", self.base)
-        } else {
-            format!("{}/{path_and_query}", self.base)
-        };
-        Url::parse(&joined).map_err(|_| ExecutionError::Transport {
+        join_url(&self.base, path_and_query).ok_or_else(|| ExecutionError::Transport {
             service: self.name.clone(),
             detail:
                 "the request URL could not be built from services.<name>.url and the tool's path"
@@ -555,6 +582,38 @@ fn redact_urls(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Joining by path and query gives the URL that parsing the joined text gives.
+    #[test]
+    fn joined_urls_match_parsing_the_joined_text() {
+        let bases = [
+            "http://127.0.0.1:8123",
+            "https://ha.example.org/prefix",
+            "http://user:pw@host:1/a/b",
+            "http://Bücher.example",
+        ];
+        let tails = [
+            "/api/states/sensor.temp",
+            "api/states/x",
+            "/api/services/light/turn_on?entity_id=light.k%C3%BCche&x=1",
+            "/api/history/period/2026-01-01T00:00:00%2B00:00?filter_entity_id=a,b",
+            "/a b/ü?q=a b",
+            "/api/../x/./y",
+            "/",
+            "/p?",
+            "/p#frag",
+        ];
+        for base in bases {
+            let parsed = Url::parse(base.trim_end_matches('/')).unwrap();
+            for tail in tails {
+                let separator = if tail.starts_with('/') { "" } else { "/" };
+                let expected =
+                    Url::parse(&format!("{}{separator}{tail}", base.trim_end_matches('/')))
+                        .unwrap();
+                assert_eq!(join_url(&parsed, tail), Some(expected), "{base} + {tail}");
+            }
+        }
+    }
 
     #[test]
     fn urls_are_redacted() {
