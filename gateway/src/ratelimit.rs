@@ -23,24 +23,54 @@ use tokio::time::Instant;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// A sliding one-minute window of request times for one agent.
+/// Requests closer together than this share one entry of an agent's window (with their count),
+/// so that a window holds at most a minute / `BUCKET` entries however high the limit is. A
+/// shared entry expires a minute after its last request: requests leave the window up to
+/// `BUCKET` late, never early.
+const BUCKET: Duration = Duration::from_millis(10);
+
 #[derive(Debug)]
+struct Bucket {
+    first: Instant,
+    last: Instant,
+    count: usize,
+}
+
+#[derive(Debug, Default)]
 struct Window {
-    hits: VecDeque<Instant>,
+    buckets: VecDeque<Bucket>,
+    hits: usize,
 }
 
 impl Window {
     fn prune(&mut self, now: Instant) {
-        while let Some(first) = self.hits.front() {
-            if now.saturating_duration_since(*first) >= WINDOW {
-                self.hits.pop_front();
+        while let Some(front) = self.buckets.front() {
+            if now.saturating_duration_since(front.last) >= WINDOW {
+                self.hits -= front.count;
+                self.buckets.pop_front();
             } else {
                 break;
             }
         }
     }
+
+    fn record(&mut self, now: Instant) {
+        self.hits += 1;
+        if let Some(back) = self.buckets.back_mut()
+            && now.saturating_duration_since(back.first) < BUCKET
+        {
+            back.count += 1;
+            back.last = back.last.max(now);
+            return;
+        }
+        self.buckets.push_back(Bucket {
+            first: now,
+            last: now,
+            count: 1,
+        });
+    }
 }
 
-/// Per-agent limit on requests per minute (sliding window, as upstream).
 #[derive(Debug)]
 pub struct RequestLimiter {
     max_per_minute: u32,
@@ -74,27 +104,22 @@ impl RequestLimiter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !windows.contains_key(agent) {
-            windows.insert(
-                agent.to_owned(),
-                Window {
-                    hits: VecDeque::new(),
-                },
-            );
+            windows.insert(agent.to_owned(), Window::default());
         }
         let Some(window) = windows.get_mut(agent) else {
             return Ok(());
         };
         window.prune(now);
         let max = usize::try_from(self.max_per_minute).unwrap_or(usize::MAX);
-        if window.hits.len() >= max {
+        if window.hits >= max {
             let retry = window
-                .hits
+                .buckets
                 .front()
-                .map(|first| WINDOW.saturating_sub(now.saturating_duration_since(*first)))
+                .map(|oldest| WINDOW.saturating_sub(now.saturating_duration_since(oldest.last)))
                 .unwrap_or(WINDOW);
             return Err(retry);
         }
-        window.hits.push_back(now);
+        window.record(now);
         Ok(())
     }
 }
@@ -196,6 +221,37 @@ mod tests {
         assert_eq!(limiter.check("pi").unwrap_err(), Duration::from_secs(30));
         tokio::time::advance(Duration::from_secs(30)).await;
         assert!(limiter.check("pi").is_ok());
+    }
+
+    /// A high limit at a high rate: requests close together share an entry, every one is still
+    /// counted, and they leave the window a minute after the last of their entry.
+    #[tokio::test(start_paused = true)]
+    async fn close_requests_share_entries_and_all_count() {
+        let limiter = RequestLimiter::new(10_000);
+        for _ in 0..1_000 {
+            for _ in 0..10 {
+                assert!(limiter.check("pi").is_ok());
+            }
+            tokio::time::advance(Duration::from_millis(1)).await;
+        }
+        let entries = {
+            let windows = limiter.windows.lock().unwrap();
+            let window = &windows["pi"];
+            assert_eq!(window.hits, 10_000);
+            window.buckets.len()
+        };
+        // 1,000 ms of requests in 10 ms entries.
+        assert_eq!(entries, 100);
+        // The 10,001st is refused until the first entry's last request is a minute old: it
+        // was made at 9 ms and it is now 1,000 ms.
+        assert_eq!(
+            limiter.check("pi").unwrap_err(),
+            Duration::from_millis(60_000 - 991)
+        );
+        tokio::time::advance(Duration::from_millis(60_000 - 991)).await;
+        assert!(limiter.check("pi").is_ok());
+        // The first entry's hundred were freed, one was taken.
+        assert_eq!(limiter.windows.lock().unwrap()["pi"].hits, 9_901);
     }
 
     #[tokio::test(start_paused = true)]
