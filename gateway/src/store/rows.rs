@@ -1,7 +1,6 @@
 //! Mapping between SQL rows and the store's types, the canonical argument digest, and the
 //! read queries shared by the reader pool and the writer (which reads inside its transactions).
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use rusqlite::{Connection, Row, params};
@@ -29,11 +28,12 @@ pub(crate) fn args_digest(tool: &str, args: &Value) -> String {
     hasher.update(tool.as_bytes());
     hasher.update([0u8]);
     hasher.update(canonical.as_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = hasher.finalize();
     let mut hex = String::with_capacity(64);
     for byte in digest.iter() {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{byte:02x}");
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     hex
 }
