@@ -22,13 +22,13 @@ use tokio::time::Instant;
 
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// A sliding one-minute window of request times for one agent.
 /// Requests closer together than this share one entry of an agent's window (with their count),
 /// so that a window holds at most a minute / `BUCKET` entries however high the limit is. A
 /// shared entry expires a minute after its last request: requests leave the window up to
 /// `BUCKET` late, never early.
 const BUCKET: Duration = Duration::from_millis(10);
 
+/// Requests of one agent that came within [`BUCKET`] of `first`.
 #[derive(Debug)]
 struct Bucket {
     first: Instant,
@@ -36,6 +36,7 @@ struct Bucket {
     count: usize,
 }
 
+/// A sliding one-minute window of request times for one agent.
 #[derive(Debug, Default)]
 struct Window {
     buckets: VecDeque<Bucket>,
@@ -71,6 +72,7 @@ impl Window {
     }
 }
 
+/// Per-agent limit on requests per minute (sliding window, as upstream).
 #[derive(Debug)]
 pub struct RequestLimiter {
     max_per_minute: u32,

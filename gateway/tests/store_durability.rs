@@ -221,23 +221,21 @@ fn sigkill_mid_stream_loses_nothing_acknowledged() {
     runtime().block_on(assert_acknowledged_writes_survived(&db, &acked));
 }
 
+/// Records an allowed request `id` of agent `pi` (tool `t`) with `args`.
+async fn insert_allowed(store: &Store, id: &str, args: serde_json::Value) {
+    store
+        .insert_request(NewRequest::allowed("pi", id, "t", args, "t()"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn dropping_without_close_keeps_every_committed_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gate.db");
     let store = Store::open(&path).await.unwrap();
     for i in 0..50 {
-        let id = format!("r{i}");
-        store
-            .insert_request(NewRequest::allowed(
-                "pi",
-                id.as_str(),
-                "t",
-                json!({"i": i}),
-                "t()",
-            ))
-            .await
-            .unwrap();
+        insert_allowed(&store, &format!("r{i}"), json!({"i": i})).await;
     }
     let clone = store.clone();
     drop(store);
@@ -259,17 +257,7 @@ async fn dropping_without_close_keeps_every_committed_write() {
 /// Writes `count` requests one after another, checking `after_each(stats)` after every answer.
 async fn sequential_writes(store: &Store, count: usize, after_each: impl Fn(StoreStats)) {
     for i in 0..count {
-        let id = format!("s{i}");
-        store
-            .insert_request(NewRequest::allowed(
-                "pi",
-                id.as_str(),
-                "t",
-                json!({"i": i}),
-                "t()",
-            ))
-            .await
-            .unwrap();
+        insert_allowed(store, &format!("s{i}"), json!({"i": i})).await;
         after_each(store.stats());
     }
 }
@@ -336,17 +324,12 @@ async fn the_write_ahead_log_is_checkpointed_and_restarted() {
     // (4 MiB) log the sync thread lets grow before copying it into the database file.
     let padding = "x".repeat(2048);
     for i in 0..3000 {
-        let id = format!("c{i}");
-        store
-            .insert_request(NewRequest::allowed(
-                "pi",
-                id.as_str(),
-                "t",
-                json!({"i": i, "padding": padding}),
-                "t()",
-            ))
-            .await
-            .unwrap();
+        insert_allowed(
+            &store,
+            &format!("c{i}"),
+            json!({"i": i, "padding": padding}),
+        )
+        .await;
     }
     stats_eventually(&store, "no checkpoint", |stats| stats.checkpoints > 0).await;
     // The log restarted from its beginning instead of growing with every write (without

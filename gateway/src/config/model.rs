@@ -848,10 +848,7 @@ fn storage(ctx: &mut Ctx, f: &Field<'_>) -> StorageConfig {
     let Some(obj) = ctx.obj(f) else { return s };
     obj.check_keys(ctx, &["type", "path", "sync"]);
     if let Some(name) = ctx.string(&obj.field("sync")) {
-        match [SyncMode::Background, SyncMode::Always]
-            .into_iter()
-            .find(|mode| mode.as_str() == name)
-        {
+        match SyncMode::ALL.into_iter().find(|mode| mode.as_str() == name) {
             Some(mode) => s.sync = mode,
             None => ctx.error(
                 &obj.field("sync").path,

@@ -208,7 +208,7 @@ fn join_url(base: &Url, path_and_query: &str) -> Option<Url> {
         Some((path, query)) => (path, Some(query)),
         None => (path_and_query, None),
     };
-    if path.contains('#') || query.is_some_and(|q| q.contains('#')) {
+    if path_and_query.contains('#') {
         // A fragment: rare enough to take the general parser's reading of it.
         let separator = if path_and_query.starts_with('/') {
             ""
@@ -244,9 +244,10 @@ fn method(method: Method) -> reqwest::Method {
 impl ServiceClient {
     fn new(config: &ServiceConfig) -> Result<Self, ExecutorError> {
         let name = config.name.clone();
-        let base = config.url.trim_end_matches('/').to_owned();
-        let parsed = Url::parse(&base).map_err(|_| ExecutorError::InvalidUrl {
-            service: name.clone(),
+        let parsed = Url::parse(config.url.trim_end_matches('/')).map_err(|_| {
+            ExecutorError::InvalidUrl {
+                service: name.clone(),
+            }
         })?;
         // A query or fragment in the service URL would end up in the middle of every
         // request URL once the tool's path is appended.

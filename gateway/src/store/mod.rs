@@ -93,6 +93,9 @@ pub enum SyncMode {
 }
 
 impl SyncMode {
+    /// Every mode, in the order the documentation lists them.
+    pub const ALL: [SyncMode; 2] = [SyncMode::Background, SyncMode::Always];
+
     /// The name used in `config.yaml` (`storage.sync`).
     pub fn as_str(self) -> &'static str {
         match self {

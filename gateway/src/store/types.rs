@@ -891,6 +891,7 @@ pub struct StoreStats {
     pub syncs: u64,
     /// How many of the first transactions are known to be on disk (covered by a finished sync).
     pub synced_transactions: u64,
-    /// Checkpoints run by the sync threads (copying the write-ahead log into the database file).
+    /// Passive checkpoints run (copying the write-ahead log into the database file): by the sync
+    /// threads, or by the writer when the log has outgrown them.
     pub checkpoints: u64,
 }

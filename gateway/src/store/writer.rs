@@ -1172,6 +1172,19 @@ mod tests {
         (dir, conn)
     }
 
+    /// The opcodes of `sql`'s bytecode (`EXPLAIN`), with every parameter bound to NULL.
+    fn opcodes(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+        explain
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(1)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// Each hot statement's bytecode, against the current schema, opens no temporary b-tree.
     #[test]
     fn hot_statements_build_no_temporary_btree() {
@@ -1183,15 +1196,7 @@ mod tests {
             MARK_DELIVERED_SQL,
             SET_APPROVER_REFS_SQL,
         ] {
-            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
-            let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
-            let opcodes: Vec<String> = explain
-                .query_map(rusqlite::params_from_iter(nulls), |row| {
-                    row.get::<_, String>(1)
-                })
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let opcodes = opcodes(&conn, sql);
             assert!(
                 opcodes.iter().any(|op| op == "Halt"),
                 "no bytecode for {sql}"
@@ -1208,21 +1213,9 @@ mod tests {
     #[test]
     fn an_audit_append_writes_one_btree() {
         let (_dir, conn) = migrated();
-        let mut explain = conn
-            .prepare(&format!("EXPLAIN {INSERT_AUDIT_SQL}"))
-            .unwrap();
-        let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
-        let opened: Vec<String> = explain
-            .query_map(rusqlite::params_from_iter(nulls), |row| {
-                row.get::<_, String>(1)
-            })
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
-            .into_iter()
-            .filter(|op| op == "OpenWrite")
-            .collect();
-        assert_eq!(opened.len(), 1, "{opened:?}");
+        let opcodes = opcodes(&conn, INSERT_AUDIT_SQL);
+        let opened: Vec<&String> = opcodes.iter().filter(|op| *op == "OpenWrite").collect();
+        assert_eq!(opened.len(), 1, "{opcodes:?}");
     }
 
     /// `get_pending_results` reads the partial index of undelivered results, not the table.
