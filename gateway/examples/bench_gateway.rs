@@ -450,8 +450,11 @@ async fn in_process(
     throughput(&url, seconds).await?;
     let stats = gateway.store().stats();
     println!(
-        "store: {} writes in {} transactions (largest batch {})",
-        stats.writes, stats.transactions, stats.largest_batch
+        "store: {} writes in {} transactions (largest batch {}), {:.1} WAL pages per commit",
+        stats.writes,
+        stats.transactions,
+        stats.largest_batch,
+        stats.wal_frames as f64 / stats.transactions.max(1) as f64
     );
     gateway.shutdown().await?;
     Ok(())

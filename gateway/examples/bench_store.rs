@@ -135,6 +135,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.largest_batch
     );
     println!(
+        "WAL pages:                {} ({:.1} per commit)",
+        stats.wal_frames,
+        stats.wal_frames as f64 / stats.transactions.max(1) as f64
+    );
+    println!(
         "WAL syncs:                {} ({:.1} writes per sync)",
         stats.syncs,
         stats.writes as f64 / stats.syncs.max(1) as f64

@@ -465,7 +465,7 @@ async fn an_empty_world_readable_file_is_migrated_and_made_private() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, vec!["audit_log", "requests"]);
+    assert_eq!(tables, vec!["audit_log", "requests", "undelivered"]);
 }
 
 /// The v1 schema exactly as shipped (a fixture: it must never change, so that upgrades from real
@@ -521,6 +521,19 @@ async fn an_existing_v1_file_opens_with_its_data() {
             [],
         )
         .unwrap();
+        // Finished requests: one whose outcome the agent has received, two it has not
+        // (inserted newest first, so that only the update time orders them).
+        for (id, delivered, updated) in [("got", 1, 2000), ("later", 0, 4000), ("waiting", 0, 3000)]
+        {
+            conn.execute(
+                "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, \
+                 decision, state, created_at, resolved_by, resolved_at, result, delivered, updated_at) \
+                 VALUES ('pi', ?1, 't', '{}', 'd', 'sig', 'ask', 'executed', 1500, 'tg:1', 1600, \
+                 '{\"ok\":true}', ?2, ?3)",
+                rusqlite::params![id, delivered, updated],
+            )
+            .unwrap();
+        }
     }
     let store = Store::open(&path).await.unwrap();
     let record = store.get_request("pi", "old").await.unwrap().unwrap();
@@ -531,6 +544,24 @@ async fn an_existing_v1_file_opens_with_its_data() {
         record.approver_refs,
         Some(json!({"chat_id": 1, "message_id": 2}))
     );
+    // Delivery marks carry over: what the agent had not received still waits for it.
+    assert!(
+        store
+            .get_request("pi", "got")
+            .await
+            .unwrap()
+            .unwrap()
+            .delivered
+    );
+    let waiting = store.undelivered("pi").await.unwrap();
+    let waiting: Vec<&str> = waiting.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(waiting, vec!["waiting", "later"]);
+    assert_eq!(store.mark_delivered("pi", ["waiting"]).await.unwrap(), 1);
+    assert_eq!(store.undelivered("pi").await.unwrap().len(), 1);
+    // Resolved asks keep their order (ties broken by insertion order).
+    let resolved = store.recently_resolved_asks(10).await.unwrap();
+    let resolved: Vec<&str> = resolved.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(resolved, vec!["waiting", "later", "got"]);
     let audit = store.audit_page(AuditQuery::new()).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].detail, Some(json!({"note": "v1"})));

@@ -314,14 +314,14 @@ async fn audit_pages_filter_and_page_newest_first() {
 }
 
 #[tokio::test]
-async fn recent_decisions_exclude_pending_and_are_newest_decision_first() {
+async fn recently_resolved_asks_are_human_decisions_newest_first() {
     let (_dir, store) = open().await;
-    store
-        .insert_request(
-            NewRequest::pending("pi", "asking", "t", json!({}), "t()", at(9_000)).created_at(at(0)),
-        )
-        .await
-        .unwrap();
+    let ask = |id: &str, created: i64| {
+        NewRequest::pending("pi", id, "t", json!({}), "t()", at(9_000)).created_at(at(created))
+    };
+    // Still pending: not resolved.
+    store.insert_request(ask("asking", 0)).await.unwrap();
+    // Decided by the policy alone: not asks.
     store
         .insert_request(NewRequest::denied("pi", "denied", "t", json!({}), "t()").created_at(at(1)))
         .await
@@ -330,31 +330,30 @@ async fn recent_decisions_exclude_pending_and_are_newest_decision_first() {
         .insert_request(NewRequest::allowed("pi", "done", "t", json!({}), "t()").created_at(at(2)))
         .await
         .unwrap();
-    store
-        .insert_request(
-            NewRequest::pending("pi", "approved", "t", json!({}), "t()", at(9_000))
-                .created_at(at(3)),
-        )
-        .await
-        .unwrap();
     assert!(
         store
-            .transition(Transition::approve("pi", "approved", "tg:1").at(at(4)))
+            .transition(Transition::executed("pi", "done", json!({})).at(at(7)))
             .await
             .unwrap()
     );
-    assert!(
-        store
-            .transition(Transition::executed("pi", "done", json!({})).at(at(5)))
-            .await
-            .unwrap()
-    );
-    let recent = store.recent_decided(10).await.unwrap();
-    assert_eq!(ids(&recent), vec!["approved", "done", "denied"]);
-    assert_eq!(recent[0].resolved_at, Some(at(4)));
+    // Asks resolved by a human: approved at 4, refused at 6, an older one approved at 3.
+    for (id, created) in [("approved", 3), ("refused", 5), ("older", 1)] {
+        store.insert_request(ask(id, created)).await.unwrap();
+    }
+    for transition in [
+        Transition::approve("pi", "approved", "tg:1").at(at(4)),
+        Transition::deny("pi", "refused", "web:alice").at(at(6)),
+        Transition::approve("pi", "older", "tg:1").at(at(3)),
+    ] {
+        assert!(store.transition(transition).await.unwrap());
+    }
+
+    let recent = store.recently_resolved_asks(10).await.unwrap();
+    assert_eq!(ids(&recent), vec!["refused", "approved", "older"]);
+    assert_eq!(recent[1].resolved_at, Some(at(4)));
     assert_eq!(
-        ids(&store.recent_decided(2).await.unwrap()),
-        vec!["approved", "done"]
+        ids(&store.recently_resolved_asks(2).await.unwrap()),
+        vec!["refused", "approved"]
     );
 }
 
@@ -447,6 +446,10 @@ async fn concurrent_writes_share_transactions() {
         after.transactions - before.transactions
     );
     assert!(after.largest_batch >= 100);
+    // Each commit writes every page it changed once, however many writes changed it: 200
+    // requests with their audit records fill a few dozen pages, not a page per write.
+    let pages = after.wal_frames - before.wal_frames;
+    assert!((10..100).contains(&pages), "{pages} pages written");
     assert_eq!(store.undelivered("pi").await.unwrap().len(), 0);
     assert_eq!(
         store

@@ -426,6 +426,10 @@ async fn recovery_fails_interrupted_executions_and_reports_the_rest() {
     assert_eq!(error.code, -32004);
     assert_eq!(error.message, RESTART_DURING_EXECUTION);
     assert_eq!(report.failed[0].state, RequestState::Failed);
+    assert!(!report.failed[0].delivered);
+    // Its outcome waits for the agent, beside the one it had not received before the crash.
+    let waiting = store.undelivered(AGENT).await.unwrap();
+    assert_eq!(ids(&waiting), vec!["done", "running"]);
     // It can never be executed again.
     assert!(
         !store

@@ -22,6 +22,10 @@
 //! - Every state change is ONE conditional `UPDATE … WHERE agent_id = ? AND request_id = ? AND
 //!   state = ?`; [`Store::transition`] returns whether it won. That write decides races (a
 //!   button press against a timeout against a restart), not an in-memory lock.
+//! - A finished request whose outcome its agent has not received is listed in the small
+//!   `undelivered` table (added in the transaction that finishes the request, removed by
+//!   [`Store::mark_delivered`]), so that marking an answer received never rewrites the
+//!   request's row.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), agent_gate_gateway::store::StoreError> {
@@ -491,11 +495,12 @@ impl Store {
             .await
     }
 
-    /// The `limit` most recently decided requests (by policy, a human or the timeout), newest
-    /// decision first; requests still pending are not included.
-    pub async fn recent_decided(&self, limit: u32) -> StoreResult<Vec<RequestRecord>> {
+    /// The `limit` requests that asked a human and were resolved (approved, denied or expired)
+    /// most recently, newest first. Requests the policy decided alone, and those still pending,
+    /// are not included.
+    pub async fn recently_resolved_asks(&self, limit: u32) -> StoreResult<Vec<RequestRecord>> {
         let limit = limit.min(AuditQuery::MAX_LIMIT);
-        self.read(move |conn, path| rows::recent_decided(conn, path, limit))
+        self.read(move |conn, path| rows::recently_resolved_asks(conn, path, limit))
             .await
     }
 

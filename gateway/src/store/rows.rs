@@ -14,10 +14,18 @@ use super::types::{
 };
 use super::writer::finished_state_condition;
 
-/// The columns of `requests`, in the order [`request_from_row`] reads them.
-pub(crate) const REQUEST_COLUMNS: &str = "agent_id, request_id, tool, args, args_digest, signature, decision, rule, state, \
-     created_at, expires_at, resolved_by, resolved_at, result, error_code, error_message, delivered, \
-     approver_refs, updated_at";
+/// The columns of `requests`, in the order [`raw_request`] reads them. `delivered` is derived:
+/// a finished request whose outcome is not waiting in `undelivered`.
+pub(crate) const REQUEST_COLUMNS: &str = concat!(
+    "requests.agent_id, requests.request_id, requests.tool, requests.args, requests.args_digest, \
+     requests.signature, requests.decision, requests.rule, requests.state, requests.created_at, \
+     requests.expires_at, requests.resolved_by, requests.resolved_at, requests.result, \
+     requests.error_code, requests.error_message, (",
+    finished_state_condition!(),
+    " AND NOT EXISTS (SELECT 1 FROM undelivered AS waiting \
+     WHERE waiting.agent_id = requests.agent_id AND waiting.request_id = requests.request_id)), \
+     requests.approver_refs, requests.updated_at"
+);
 
 /// SHA-256 (hex) over the tool name and the canonical JSON (object keys sorted) of the arguments,
 /// so the same call always has the same digest whatever the key order on the wire.
@@ -294,15 +302,12 @@ pub(crate) fn pending_by_expiry(
     )
 }
 
-/// The query of [`undelivered`], which reads the partial index `requests_undelivered`.
+/// The query of [`undelivered`]: the agent's entries in `undelivered`, each with its request.
 pub(crate) fn undelivered_sql() -> String {
     format!(
-        concat!(
-            "SELECT {} FROM requests WHERE agent_id = ?1 AND delivered = 0 AND ",
-            finished_state_condition!(),
-            " ORDER BY updated_at, request_id"
-        ),
-        REQUEST_COLUMNS
+        "SELECT {REQUEST_COLUMNS} FROM undelivered AS pending \
+         JOIN requests ON requests.request_id = pending.request_id AND requests.agent_id = pending.agent_id \
+         WHERE pending.agent_id = ?1 ORDER BY requests.updated_at, requests.request_id"
     )
 }
 
@@ -321,20 +326,21 @@ pub(crate) fn undelivered(
     )
 }
 
-/// The most recently decided requests (policy, human or timeout decision), newest decision first.
-pub(crate) fn recent_decided(
+/// Requests that asked a human and were resolved (approved, denied or expired), most recently
+/// resolved first.
+pub(crate) fn recently_resolved_asks(
     conn: &Connection,
     path: &Path,
     limit: u32,
 ) -> StoreResult<Vec<RequestRecord>> {
     let sql = format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE resolved_at IS NOT NULL \
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE decision = 'ask' AND resolved_at IS NOT NULL \
          ORDER BY resolved_at DESC, rowid DESC LIMIT ?1"
     );
     query_requests(
         conn,
         path,
-        "listing recent decisions",
+        "listing recent approvals",
         &sql,
         params![i64::from(limit)],
     )

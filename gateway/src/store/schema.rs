@@ -108,6 +108,60 @@ CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved'
 DROP INDEX audit_at;
 DROP INDEX audit_agent;
 "#,
+    // v4: `requests` rebuilt so that a call's writes touch few pages (each changed page is
+    // written whole to the log at every commit):
+    // - the key is `(request_id, agent_id)`: gateway-assigned ids begin with the time, so new
+    //   keys go to the end of the index instead of one place per agent;
+    // - whether an outcome reached its agent moves to the small `undelivered` table (a row per
+    //   finished, unreceived outcome, deleted when the agent receives it) instead of a column:
+    //   marking an answer received no longer rewrites the request's row, long after the page
+    //   holding it was last written;
+    // - the index of resolved requests covers only those that asked a human (the approval
+    //   history), not every request the policy decided.
+    r#"
+CREATE TABLE requests_v4 (
+    agent_id      TEXT    NOT NULL,
+    request_id    TEXT    NOT NULL,
+    tool          TEXT    NOT NULL,
+    args          TEXT    NOT NULL,
+    args_digest   TEXT    NOT NULL,
+    signature     TEXT    NOT NULL,
+    decision      TEXT    NOT NULL CHECK (decision = 'allow' OR decision = 'deny' OR decision = 'ask'),
+    rule          TEXT,
+    state         TEXT    NOT NULL CHECK (state = 'pending' OR state = 'approved' OR state = 'executing'
+                                          OR state = 'executed' OR state = 'failed' OR state = 'denied'
+                                          OR state = 'expired'),
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    resolved_by   TEXT,
+    resolved_at   INTEGER,
+    result        TEXT,
+    error_code    INTEGER,
+    error_message TEXT,
+    approver_refs TEXT,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (request_id, agent_id)
+);
+INSERT INTO requests_v4
+SELECT agent_id, request_id, tool, args, args_digest, signature, decision, rule, state, created_at,
+       expires_at, resolved_by, resolved_at, result, error_code, error_message, approver_refs,
+       updated_at
+FROM requests ORDER BY rowid;
+CREATE TABLE undelivered (
+    agent_id   TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    PRIMARY KEY (agent_id, request_id)
+) WITHOUT ROWID;
+INSERT INTO undelivered
+SELECT agent_id, request_id FROM requests
+WHERE delivered = 0 AND (state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired');
+DROP TABLE requests;
+ALTER TABLE requests_v4 RENAME TO requests;
+CREATE INDEX requests_pending_expiry ON requests (expires_at) WHERE state = 'pending';
+CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved';
+CREATE INDEX requests_asks_resolved ON requests (resolved_at)
+    WHERE decision = 'ask' AND resolved_at IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes and understands.

@@ -894,4 +894,7 @@ pub struct StoreStats {
     /// Passive checkpoints run (copying the write-ahead log into the database file): by the sync
     /// threads, or by the writer when the log has outgrown them.
     pub checkpoints: u64,
+    /// Pages appended to the write-ahead log by commits (each commit writes every page it
+    /// changed; divided by `transactions`, the size of a commit).
+    pub wal_frames: u64,
 }

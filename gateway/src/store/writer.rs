@@ -93,6 +93,9 @@ pub(crate) struct PreparedInsert {
     decision: &'static str,
     rule: Option<String>,
     state: &'static str,
+    /// The request is inserted already finished (denied by the policy): its outcome waits for
+    /// the agent.
+    finished: bool,
     created_at: i64,
     expires_at: Option<i64>,
     resolved_by: Option<String>,
@@ -118,6 +121,7 @@ impl PreparedInsert {
         };
         Ok(Self {
             state: state.as_str(),
+            finished: state.is_terminal(),
             resolved_at: (state != RequestState::Pending).then_some(request.created_at.as_millis()),
             audit: PreparedAudit::prepare_all(request.audit)?,
             agent_id: request.agent_id,
@@ -145,6 +149,8 @@ pub(crate) struct PreparedTransition {
     request_id: String,
     from: &'static str,
     to: &'static str,
+    /// `to` ends the request's life: its outcome waits for the agent.
+    finishes: bool,
     at: i64,
     resolves: bool,
     resolved_by: Option<String>,
@@ -173,6 +179,7 @@ impl PreparedTransition {
         Ok(Self {
             from: transition.from.as_str(),
             to: transition.to.as_str(),
+            finishes: transition.to.is_terminal(),
             at: transition.at.as_millis(),
             resolves: transition.from == RequestState::Pending,
             audit: PreparedAudit::prepare_all(transition.audit)?,
@@ -233,6 +240,7 @@ pub(crate) struct Stats {
     syncs: AtomicU64,
     synced_transactions: AtomicU64,
     checkpoints: AtomicU64,
+    wal_frames: AtomicU64,
 }
 
 impl Stats {
@@ -244,6 +252,7 @@ impl Stats {
             syncs: self.syncs.load(Ordering::Relaxed),
             synced_transactions: self.synced_transactions.load(Ordering::Relaxed),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            wal_frames: self.wal_frames.load(Ordering::Relaxed),
         }
     }
 
@@ -569,8 +578,15 @@ impl Writer {
             // Installing a WAL hook also turns SQLite's automatic checkpoint off: the sync
             // threads checkpoint instead.
             let pages = Arc::clone(&wal_pages);
+            let counters = Arc::clone(&stats);
+            // The log's length after the previous commit: a shorter log has restarted.
+            let mut previous = 0;
             conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_log: c_int| {
-                pages.store(u64::try_from(in_log).unwrap_or(0), Ordering::Relaxed);
+                let in_log = u64::try_from(in_log).unwrap_or(0);
+                pages.store(in_log, Ordering::Relaxed);
+                let appended = in_log.checked_sub(previous).unwrap_or(in_log);
+                counters.wal_frames.fetch_add(appended, Ordering::Relaxed);
+                previous = in_log;
                 Ok(())
             }))
             .map_err(|source| StoreError::Sqlite {
@@ -931,12 +947,12 @@ fn sqlite<'a>(
     }
 }
 
-/// The SQL condition "the request is finished", written exactly as in the partial index
-/// `requests_undelivered` (SQLite uses a partial index only for a query repeating its
-/// condition), and as an OR chain, not an `IN` list (see the v2 migration).
+/// The SQL condition "the request is finished" (its outcome is for the agent), as an OR chain,
+/// not an `IN` list (see the v2 migration).
 macro_rules! finished_state_condition {
     () => {
-        "(state = 'executed' OR state = 'failed' OR state = 'denied' OR state = 'expired')"
+        "(requests.state = 'executed' OR requests.state = 'failed' OR requests.state = 'denied' \
+          OR requests.state = 'expired')"
     };
 }
 pub(crate) use finished_state_condition;
@@ -948,7 +964,7 @@ const INSERT_AUDIT_SQL: &str = "INSERT INTO audit_log (at, agent_id, request_id,
 const INSERT_REQUEST_SQL: &str = "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, decision, rule, \
     state, created_at, expires_at, resolved_by, resolved_at, error_code, error_message, approver_refs, updated_at) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?10) \
-    ON CONFLICT (agent_id, request_id) DO NOTHING";
+    ON CONFLICT (request_id, agent_id) DO NOTHING";
 const TRANSITION_SQL: &str = "UPDATE requests SET state = ?4, updated_at = ?5, \
     resolved_by = coalesce(?6, resolved_by), \
     resolved_at = CASE WHEN ?7 THEN ?5 ELSE resolved_at END, \
@@ -956,11 +972,10 @@ const TRANSITION_SQL: &str = "UPDATE requests SET state = ?4, updated_at = ?5, \
     error_code = coalesce(?9, error_code), \
     error_message = coalesce(?10, error_message) \
     WHERE agent_id = ?1 AND request_id = ?2 AND state = ?3";
-const MARK_DELIVERED_SQL: &str = concat!(
-    "UPDATE requests SET delivered = 1 \
-     WHERE agent_id = ?1 AND request_id = ?2 AND delivered = 0 AND ",
-    finished_state_condition!()
-);
+/// A request that has just finished: its outcome waits for the agent.
+const INSERT_UNDELIVERED_SQL: &str =
+    "INSERT OR IGNORE INTO undelivered (agent_id, request_id) VALUES (?1, ?2)";
+const MARK_DELIVERED_SQL: &str = "DELETE FROM undelivered WHERE agent_id = ?1 AND request_id = ?2";
 const SET_APPROVER_REFS_SQL: &str =
     "UPDATE requests SET approver_refs = ?3 WHERE agent_id = ?1 AND request_id = ?2";
 
@@ -1014,6 +1029,9 @@ fn insert_request(
         ])
         .map_err(sqlite(path, OPERATION))?;
     if inserted == 1 {
+        if insert.finished {
+            insert_undelivered(conn, path, &insert.agent_id, &insert.request_id)?;
+        }
         for audit in &insert.audit {
             insert_audit(conn, path, audit)?;
         }
@@ -1056,10 +1074,27 @@ fn transition(conn: &Connection, path: &Path, change: &PreparedTransition) -> St
     if changed != 1 {
         return Ok(false);
     }
+    if change.finishes {
+        insert_undelivered(conn, path, &change.agent_id, &change.request_id)?;
+    }
     for audit in &change.audit {
         insert_audit(conn, path, audit)?;
     }
     Ok(true)
+}
+
+fn insert_undelivered(
+    conn: &Connection,
+    path: &Path,
+    agent_id: &str,
+    request_id: &str,
+) -> StoreResult<()> {
+    const OPERATION: &str = "keeping an outcome for its agent";
+    conn.prepare_cached(INSERT_UNDELIVERED_SQL)
+        .map_err(sqlite(path, OPERATION))?
+        .execute(params![agent_id, request_id])
+        .map_err(sqlite(path, OPERATION))?;
+    Ok(())
 }
 
 fn mark_delivered(
@@ -1098,6 +1133,13 @@ fn set_approver_refs(
 }
 
 fn recover(conn: &Connection, path: &Path, now: Timestamp) -> StoreResult<RecoveryReport> {
+    // Their outcomes ("failed") wait for their agents.
+    conn.execute(
+        "INSERT OR IGNORE INTO undelivered (agent_id, request_id) \
+         SELECT agent_id, request_id FROM requests WHERE state = 'executing'",
+        [],
+    )
+    .map_err(sqlite(path, "keeping the outcomes of interrupted requests"))?;
     let sql = format!(
         "UPDATE requests SET state = 'failed', updated_at = ?1, error_code = ?2, error_message = ?3 \
          WHERE state = 'executing' RETURNING {REQUEST_COLUMNS}"
@@ -1193,6 +1235,7 @@ mod tests {
             INSERT_AUDIT_SQL,
             INSERT_REQUEST_SQL,
             TRANSITION_SQL,
+            INSERT_UNDELIVERED_SQL,
             MARK_DELIVERED_SQL,
             SET_APPROVER_REFS_SQL,
         ] {
@@ -1218,9 +1261,40 @@ mod tests {
         assert_eq!(opened.len(), 1, "{opcodes:?}");
     }
 
-    /// `get_pending_results` reads the partial index of undelivered results, not the table.
+    /// Marking an outcome received deletes its entry in `undelivered`, and writes nothing else:
+    /// the request's row (on a page last written long before) is left alone.
     #[test]
-    fn undelivered_results_come_from_their_partial_index() {
+    fn marking_delivered_writes_only_the_undelivered_table() {
+        let (_dir, conn) = migrated();
+        let opcodes = opcodes(&conn, MARK_DELIVERED_SQL);
+        let opened = opcodes.iter().filter(|op| *op == "OpenWrite").count();
+        assert_eq!(opened, 1, "{opcodes:?}");
+        let undelivered: i64 = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'undelivered'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let mut explain = conn
+            .prepare(&format!("EXPLAIN {MARK_DELIVERED_SQL}"))
+            .unwrap();
+        let roots: Vec<i64> = explain
+            .query_map([rusqlite::types::Null, rusqlite::types::Null], |row| {
+                Ok((row.get::<_, String>(1)?, row.get::<_, i64>(3)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|(op, _)| op == "OpenWrite")
+            .map(|(_, root)| root)
+            .collect();
+        assert_eq!(roots, vec![undelivered]);
+    }
+
+    /// The plan of `get_pending_results`: the agent's entries in `undelivered` by its key, each
+    /// request by the primary key; no scan of `requests`.
+    #[test]
+    fn undelivered_results_are_read_by_key() {
         let (_dir, conn) = migrated();
         let sql = format!("EXPLAIN QUERY PLAN {}", rows::undelivered_sql());
         let mut plan = conn.prepare(&sql).unwrap();
@@ -1232,7 +1306,18 @@ mod tests {
         assert!(
             steps
                 .iter()
-                .any(|step| step.contains("USING INDEX requests_undelivered")),
+                .any(|step| step.starts_with("SEARCH pending USING PRIMARY KEY (agent_id=?)")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.starts_with("SEARCH requests USING INDEX")
+                    && step.contains("(request_id=? AND agent_id=?)")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|step| step.starts_with("SCAN")),
             "{steps:?}"
         );
     }

@@ -51,7 +51,7 @@ use crate::approvals::{
     ApprovalHandle, ApprovalRequest, Approver, ApproverError, BoxFuture, Resolution,
 };
 use crate::config::{DEFAULT_WEB_APPROVER_NAME, Secret, WebApproverConfig};
-use crate::store::{Decision, RequestRecord, Store, StoreError};
+use crate::store::{RequestRecord, Store, StoreError};
 
 pub use auth::{SESSION_COOKIE, SessionLimits};
 
@@ -210,18 +210,11 @@ impl Inner {
 
     /// Requests that needed a human and were decided, newest first.
     async fn history(&self) -> Result<Vec<HistoryView>, StoreError> {
-        // Requests the policy decided alone are not approvals: read a wide window and keep
-        // those that asked a human.
         let records = self
             .store
-            .recent_decided(crate::store::AuditQuery::MAX_LIMIT)
+            .recently_resolved_asks(self.history_limit)
             .await?;
-        Ok(records
-            .iter()
-            .filter(|r| r.decision == Decision::Ask)
-            .take(usize::try_from(self.history_limit).unwrap_or(usize::MAX))
-            .map(HistoryView::from_record)
-            .collect())
+        Ok(records.iter().map(HistoryView::from_record).collect())
     }
 
     fn publish(&self, event: PageEvent) {
