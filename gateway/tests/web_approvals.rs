@@ -6,7 +6,7 @@
 #[path = "web_support/mod.rs"]
 mod support;
 
-use agent_gate_gateway::store::{AuditKind, AuditQuery, RequestState};
+use agent_gate_gateway::store::{AuditKind, AuditQuery, NewRequest, RequestState};
 use serde_json::{Value, json};
 use support::{Browser, WEB_TOKEN, WebHarness, light_on};
 
@@ -421,6 +421,38 @@ async fn deny_gives_the_agent_minus_32001_and_the_form_fallback_works() {
     let (_, history) = browser.get_json("/approvals/api/history").await;
     assert_eq!(history[0]["state"], "denied");
     assert_eq!(history[0]["resolved_by"], "web:alice");
+}
+
+#[tokio::test]
+async fn the_history_keeps_human_decisions_behind_many_policy_decisions() {
+    let h = WebHarness::with_token().await;
+    let mut agent = h.agent().await;
+    let id = h
+        .ask(&mut agent, light_on("light.bedroom"), "web-human")
+        .await;
+    let mut browser = h.session().await;
+    let (status, body) = browser.decide("pi", "web-human", "deny").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent.response(id).await["error"]["code"], -32001);
+    // Then a busy agent: more policy-allowed requests than the history ever reads.
+    let store = h.gateway().store();
+    let inserts = (0..1100).map(|n| {
+        store.insert_request(NewRequest::allowed(
+            "pi",
+            format!("auto-{n}"),
+            "ha_get_state",
+            json!({"entity_id": "light.bedroom"}),
+            "ha_get_state(light.bedroom)",
+        ))
+    });
+    for inserted in futures_util::future::join_all(inserts).await {
+        inserted.unwrap();
+    }
+    let (_, history) = browser.get_json("/approvals/api/history").await;
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["request_id"], "web-human");
+    assert_eq!(history[0]["state"], "denied");
 }
 
 #[tokio::test(start_paused = true)]
