@@ -460,8 +460,15 @@ async fn in_process(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+/// Runs on the `agent-gate` binary's runtime (workers below the store writer's priority; see
+/// `agent_gate_gateway::runtime`), so that the in-process numbers are the binary's.
+fn main() -> Result<(), Error> {
+    agent_gate_gateway::runtime::multi_thread("agent-gate")
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Error> {
     let calls = arg(1, 5000)?;
     let seconds = arg(2, 5)?;
     let backend = backend().await?;

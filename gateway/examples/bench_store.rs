@@ -33,8 +33,14 @@ fn arg(position: usize, default: usize) -> Result<usize, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Runs on the `agent-gate` binary's runtime (see `agent_gate_gateway::runtime`).
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    agent_gate_gateway::runtime::multi_thread("agent-gate")
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let total = arg(1, 100_000)?;
     let in_flight = arg(2, 256)?.max(1);
     let dir = tempfile::tempdir()?;

@@ -171,6 +171,8 @@ async fn serve_insecure_serves_agents_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
+    #[cfg(target_os = "linux")]
+    priorities_favour_the_store_writer(child.id());
 
     let killed = Command::new("kill")
         .arg("-TERM")
@@ -195,4 +197,41 @@ async fn serve_insecure_serves_agents_and_stops_on_sigterm() {
             "service token logged: {line}"
         );
     }
+}
+
+/// In the running binary, runtime workers sit below the process's priority and the store's
+/// threads keep it (see `agent_gate_gateway::runtime`).
+#[cfg(target_os = "linux")]
+fn priorities_favour_the_store_writer(pid: u32) {
+    // (thread id, name, nice) of every thread, from /proc/<pid>/task/<tid>/stat.
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+        // "tid (name) state ppid ...": the fields after the name, nice is the 19th overall.
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_owned();
+        let nice: i32 = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        let tid: u32 = task.file_name().to_str().unwrap().parse().unwrap();
+        threads.push((tid, name, nice));
+    }
+    let process = threads.iter().find(|(tid, ..)| *tid == pid).unwrap().2;
+    let store: Vec<i32> = threads
+        .iter()
+        .filter(|(_, name, _)| name == "agent-gate-stor")
+        .map(|t| t.2)
+        .collect();
+    assert!(
+        !store.is_empty() && store.iter().all(|&n| n == process),
+        "{threads:?}"
+    );
+    let lowered = (process + agent_gate_gateway::runtime::WORKER_NICE_INCREMENT).min(19);
+    assert!(
+        threads
+            .iter()
+            .any(|(_, name, nice)| name == "agent-gate" && *nice == lowered),
+        "no runtime worker below the process: {threads:?}"
+    );
 }

@@ -27,9 +27,7 @@ pub struct DemoArgs {
 /// Runs `agent-gate demo` until a signal stops it.
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     super::serve::init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("agent-gate-demo")
+    let runtime = crate::runtime::multi_thread("agent-gate-demo")
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {

@@ -76,9 +76,7 @@ pub fn approvers_from_config(config: &Config) -> anyhow::Result<Vec<Arc<dyn Appr
 /// Runs `agent-gate serve` until a signal stops it.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("agent-gate")
+    let runtime = crate::runtime::multi_thread("agent-gate")
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(args))?;
