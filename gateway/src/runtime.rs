@@ -12,8 +12,9 @@
 //! machine's own variation is larger). No other thread is lowered, but a new thread inherits
 //! the priority of the thread that starts it: the store's writer and sync threads keep the
 //! process's priority because `serve` and `demo` open the store at start-up from the main
-//! thread, before any worker has started a thread. The price: against other processes of the same priority, the gateway's request handling yields
-//! first. Only on Linux, where a nice value belongs to a thread; elsewhere nothing changes.
+//! thread, before any worker has started a thread. The price: against other processes of the
+//! same priority, the gateway's request handling yields first. Only on Linux, where a nice value
+//! belongs to a thread; elsewhere nothing changes.
 
 use std::cell::Cell;
 use std::io;

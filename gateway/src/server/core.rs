@@ -133,7 +133,7 @@ fn rule_name(reason: &Reason<'_>) -> Option<String> {
 /// digits), then 64 random bits (16 hex digits).
 ///
 /// The time goes first so that ids of consecutive calls sort together: the store's primary key
-/// is `(agent, request id)`, and random keys would land every insert on a different page of
+/// is `(request id, agent)`, and random keys would land every insert on a different page of
 /// that index (measured: half the store's throughput, and worse as the table grows). The
 /// random part keeps ids unique across restarts and clock steps.
 fn new_request_id() -> String {

@@ -12,7 +12,15 @@ use super::types::{
     AuditKind, AuditQuery, AuditRecord, Decision, RequestRecord, RequestState, StoredError,
     Timestamp,
 };
-use super::writer::finished_state_condition;
+
+/// The SQL condition "the request is finished" (its outcome is for the agent), as an OR chain,
+/// not an `IN` list (see the v2 migration).
+macro_rules! finished_state_condition {
+    () => {
+        "(requests.state = 'executed' OR requests.state = 'failed' OR requests.state = 'denied' \
+          OR requests.state = 'expired')"
+    };
+}
 
 /// The columns of `requests`, in the order [`raw_request`] reads them. `delivered` is derived:
 /// a finished request whose outcome is not waiting in `undelivered`.

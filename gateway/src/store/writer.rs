@@ -947,16 +947,6 @@ fn sqlite<'a>(
     }
 }
 
-/// The SQL condition "the request is finished" (its outcome is for the agent), as an OR chain,
-/// not an `IN` list (see the v2 migration).
-macro_rules! finished_state_condition {
-    () => {
-        "(requests.state = 'executed' OR requests.state = 'failed' OR requests.state = 'denied' \
-          OR requests.state = 'expired')"
-    };
-}
-pub(crate) use finished_state_condition;
-
 /// The statements every call runs. None may use a temporary b-tree (see the test below and
 /// the v2 migration): SQLite would build and free one for every row written.
 const INSERT_AUDIT_SQL: &str = "INSERT INTO audit_log (at, agent_id, request_id, kind, signature, decision, rule, actor, detail) \
@@ -1214,17 +1204,23 @@ mod tests {
         (dir, conn)
     }
 
-    /// The opcodes of `sql`'s bytecode (`EXPLAIN`), with every parameter bound to NULL.
-    fn opcodes(conn: &Connection, sql: &str) -> Vec<String> {
+    /// The instructions of `sql`'s bytecode (`EXPLAIN`), as (opcode, P2), with every parameter
+    /// bound to NULL. (P2 of an `OpenWrite` is the root page of the b-tree it opens.)
+    fn explain(conn: &Connection, sql: &str) -> Vec<(String, i64)> {
         let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
         let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
         explain
             .query_map(rusqlite::params_from_iter(nulls), |row| {
-                row.get::<_, String>(1)
+                Ok((row.get::<_, String>(1)?, row.get::<_, i64>(3)?))
             })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
+    }
+
+    /// The opcodes of `sql`'s bytecode.
+    fn opcodes(conn: &Connection, sql: &str) -> Vec<String> {
+        explain(conn, sql).into_iter().map(|(op, _)| op).collect()
     }
 
     /// Each hot statement's bytecode, against the current schema, opens no temporary b-tree.
@@ -1266,9 +1262,13 @@ mod tests {
     #[test]
     fn marking_delivered_writes_only_the_undelivered_table() {
         let (_dir, conn) = migrated();
-        let opcodes = opcodes(&conn, MARK_DELIVERED_SQL);
-        let opened = opcodes.iter().filter(|op| *op == "OpenWrite").count();
-        assert_eq!(opened, 1, "{opcodes:?}");
+        let instructions = explain(&conn, MARK_DELIVERED_SQL);
+        let roots: Vec<i64> = instructions
+            .iter()
+            .filter(|(op, _)| op == "OpenWrite")
+            .map(|&(_, root)| root)
+            .collect();
+        assert_eq!(roots.len(), 1, "{instructions:?}");
         let undelivered: i64 = conn
             .query_row(
                 "SELECT rootpage FROM sqlite_master WHERE name = 'undelivered'",
@@ -1276,18 +1276,6 @@ mod tests {
                 |row| row.get(0),
             )
             .unwrap();
-        let mut explain = conn
-            .prepare(&format!("EXPLAIN {MARK_DELIVERED_SQL}"))
-            .unwrap();
-        let roots: Vec<i64> = explain
-            .query_map([rusqlite::types::Null, rusqlite::types::Null], |row| {
-                Ok((row.get::<_, String>(1)?, row.get::<_, i64>(3)?))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .filter(|(op, _)| op == "OpenWrite")
-            .map(|(_, root)| root)
-            .collect();
         assert_eq!(roots, vec![undelivered]);
     }
 
