@@ -32,7 +32,7 @@ pub(crate) const REQUEST_COLUMNS: &str = concat!(
     finished_state_condition!(),
     " AND NOT EXISTS (SELECT 1 FROM undelivered AS waiting \
      WHERE waiting.agent_id = requests.agent_id AND waiting.request_id = requests.request_id)), \
-     requests.approver_refs, requests.updated_at"
+     requests.approver_refs, requests.updated_at, requests.error_data"
 );
 
 /// SHA-256 (hex) over the tool name and the canonical JSON (object keys sorted) of the arguments,
@@ -129,6 +129,7 @@ struct RawRequest {
     delivered: bool,
     approver_refs: Option<String>,
     updated_at: i64,
+    error_data: Option<String>,
 }
 
 fn raw_request(row: &Row<'_>) -> rusqlite::Result<RawRequest> {
@@ -152,6 +153,7 @@ fn raw_request(row: &Row<'_>) -> rusqlite::Result<RawRequest> {
         delivered: row.get(16)?,
         approver_refs: row.get(17)?,
         updated_at: row.get(18)?,
+        error_data: row.get(19)?,
     })
 }
 
@@ -195,14 +197,20 @@ fn decode_request(path: &Path, raw: RawRequest) -> StoreResult<RequestRecord> {
         Some(text) => Some(parse_json(path, text, "approver_refs", &raw)?),
         None => None,
     };
+    let data = match &raw.error_data {
+        Some(text) => Some(parse_json(path, text, "error_data", &raw)?),
+        None => None,
+    };
     let error = match (raw.error_code, raw.error_message) {
         (Some(code), message) => Some(StoredError {
             code,
             message: message.unwrap_or_default(),
+            data,
         }),
         (None, Some(message)) => Some(StoredError {
             code: super::types::EXECUTION_FAILED_CODE,
             message,
+            data,
         }),
         (None, None) => None,
     };

@@ -162,6 +162,12 @@ CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved'
 CREATE INDEX requests_asks_resolved ON requests (resolved_at)
     WHERE decision = 'ask' AND resolved_at IS NOT NULL;
 "#,
+    // v5: the structured `error.data` of an error outcome (a JSON object: the rule that denied,
+    // the kind, HTTP status and service message of a failed execution), so that an agent that
+    // fetches the outcome later gets the same error as one that waited for it.
+    r#"
+ALTER TABLE requests ADD COLUMN error_data TEXT;
+"#,
 ];
 
 /// The schema version this build writes and understands.

@@ -295,13 +295,18 @@ impl From<AuditKind> for String {
     }
 }
 
-/// An error outcome stored with a request: the JSON-RPC code and a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An error outcome stored with a request: the JSON-RPC code, a message and the structured
+/// `error.data` the agent gets with it (the deciding rule of a policy denial, the kind and
+/// status of an execution failure).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredError {
     /// JSON-RPC error code (e.g. -32004).
     pub code: i64,
     /// Human-readable message.
     pub message: String,
+    /// Structured detail for `error.data` (a JSON object), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 /// Identifies a request: the agent and its request id.
@@ -616,7 +621,16 @@ impl NewRequest {
         self.error = Some(StoredError {
             code,
             message: message.into(),
+            data: None,
         });
+        self
+    }
+
+    /// Sets the structured `error.data` of the stored error (set the error first).
+    pub fn error_data(mut self, data: Value) -> Self {
+        if let Some(error) = &mut self.error {
+            error.data = Some(data);
+        }
         self
     }
 
@@ -796,7 +810,16 @@ impl Transition {
         self.error = Some(StoredError {
             code,
             message: message.into(),
+            data: None,
         });
+        self
+    }
+
+    /// Sets the structured `error.data` of the error outcome (set the error first).
+    pub fn error_data(mut self, data: Value) -> Self {
+        if let Some(error) = &mut self.error {
+            error.data = Some(data);
+        }
         self
     }
 

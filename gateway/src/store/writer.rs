@@ -102,6 +102,7 @@ pub(crate) struct PreparedInsert {
     resolved_at: Option<i64>,
     error_code: Option<i64>,
     error_message: Option<String>,
+    error_data: Option<String>,
     approver_refs: Option<String>,
     audit: Vec<PreparedAudit>,
 }
@@ -115,9 +116,15 @@ impl PreparedInsert {
             Some(value) => Some(rows::json_text(value, "approver message references")?),
             None => None,
         };
-        let (error_code, error_message) = match request.error {
-            Some(error) => (Some(error.code), Some(error.message)),
-            None => (None, None),
+        let (error_code, error_message, error_data) = match request.error {
+            Some(error) => {
+                let data = match &error.data {
+                    Some(data) => Some(rows::json_text(data, "error data")?),
+                    None => None,
+                };
+                (Some(error.code), Some(error.message), data)
+            }
+            None => (None, None, None),
         };
         Ok(Self {
             state: state.as_str(),
@@ -137,6 +144,7 @@ impl PreparedInsert {
             resolved_by: request.resolved_by,
             error_code,
             error_message,
+            error_data,
             approver_refs,
         })
     }
@@ -157,6 +165,7 @@ pub(crate) struct PreparedTransition {
     result: Option<String>,
     error_code: Option<i64>,
     error_message: Option<String>,
+    error_data: Option<String>,
     audit: Vec<PreparedAudit>,
 }
 
@@ -172,9 +181,15 @@ impl PreparedTransition {
             Some(value) => Some(rows::json_text(value, "request result")?),
             None => None,
         };
-        let (error_code, error_message) = match transition.error {
-            Some(error) => (Some(error.code), Some(error.message)),
-            None => (None, None),
+        let (error_code, error_message, error_data) = match transition.error {
+            Some(error) => {
+                let data = match &error.data {
+                    Some(data) => Some(rows::json_text(data, "error data")?),
+                    None => None,
+                };
+                (Some(error.code), Some(error.message), data)
+            }
+            None => (None, None, None),
         };
         Ok(Self {
             from: transition.from.as_str(),
@@ -189,6 +204,7 @@ impl PreparedTransition {
             result,
             error_code,
             error_message,
+            error_data,
         })
     }
 }
@@ -952,15 +968,16 @@ fn sqlite<'a>(
 const INSERT_AUDIT_SQL: &str = "INSERT INTO audit_log (at, agent_id, request_id, kind, signature, decision, rule, actor, detail) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const INSERT_REQUEST_SQL: &str = "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, decision, rule, \
-    state, created_at, expires_at, resolved_by, resolved_at, error_code, error_message, approver_refs, updated_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?10) \
+    state, created_at, expires_at, resolved_by, resolved_at, error_code, error_message, approver_refs, updated_at, error_data) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?10, ?17) \
     ON CONFLICT (request_id, agent_id) DO NOTHING";
 const TRANSITION_SQL: &str = "UPDATE requests SET state = ?4, updated_at = ?5, \
     resolved_by = coalesce(?6, resolved_by), \
     resolved_at = CASE WHEN ?7 THEN ?5 ELSE resolved_at END, \
     result = coalesce(?8, result), \
     error_code = coalesce(?9, error_code), \
-    error_message = coalesce(?10, error_message) \
+    error_message = coalesce(?10, error_message), \
+    error_data = CASE WHEN ?9 IS NULL THEN error_data ELSE ?11 END \
     WHERE agent_id = ?1 AND request_id = ?2 AND state = ?3";
 /// A request that has just finished: its outcome waits for the agent.
 const INSERT_UNDELIVERED_SQL: &str =
@@ -1016,6 +1033,7 @@ fn insert_request(
             insert.error_code,
             insert.error_message,
             insert.approver_refs,
+            insert.error_data,
         ])
         .map_err(sqlite(path, OPERATION))?;
     if inserted == 1 {
@@ -1059,6 +1077,7 @@ fn transition(conn: &Connection, path: &Path, change: &PreparedTransition) -> St
             change.result,
             change.error_code,
             change.error_message,
+            change.error_data,
         ])
         .map_err(sqlite(path, OPERATION))?;
     if changed != 1 {
@@ -1131,8 +1150,8 @@ fn recover(conn: &Connection, path: &Path, now: Timestamp) -> StoreResult<Recove
     )
     .map_err(sqlite(path, "keeping the outcomes of interrupted requests"))?;
     let sql = format!(
-        "UPDATE requests SET state = 'failed', updated_at = ?1, error_code = ?2, error_message = ?3 \
-         WHERE state = 'executing' RETURNING {REQUEST_COLUMNS}"
+        "UPDATE requests SET state = 'failed', updated_at = ?1, error_code = ?2, error_message = ?3, \
+         error_data = ?4 WHERE state = 'executing' RETURNING {REQUEST_COLUMNS}"
     );
     let mut failed = rows::query_requests(
         conn,
@@ -1142,7 +1161,8 @@ fn recover(conn: &Connection, path: &Path, now: Timestamp) -> StoreResult<Recove
         params![
             now.as_millis(),
             EXECUTION_FAILED_CODE,
-            RESTART_DURING_EXECUTION
+            RESTART_DURING_EXECUTION,
+            r#"{"kind":"interrupted","may_have_executed":true}"#
         ],
     )?;
     failed.sort_by_key(|record| (record.created_at, record.key()));
