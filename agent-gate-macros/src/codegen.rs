@@ -259,6 +259,7 @@ fn scalar_type(s: ScalarType) -> &'static str {
 /// The Rust type of an argument's value (without `Option`).
 fn value_type(kind: &ArgType) -> String {
     match kind {
+        ArgType::String { or_list: true, .. } => "__agent_gate::OneOrMany".to_owned(),
         ArgType::String { .. } => scalar_type(ScalarType::String).to_owned(),
         ArgType::Integer => scalar_type(ScalarType::Integer).to_owned(),
         ArgType::Number => scalar_type(ScalarType::Number).to_owned(),
@@ -284,6 +285,7 @@ fn type_doc(arg: &Arg) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        ArgType::String { or_list: true, .. } => "string or list of strings".to_owned(),
         ArgType::String { .. } => "string".to_owned(),
         ArgType::Integer => "integer".to_owned(),
         ArgType::Number => "number".to_owned(),
@@ -584,6 +586,10 @@ fn write_tool(
                 }
                 kind => {
                     let (ty, value) = match kind {
+                        ArgType::String { or_list: true, .. } => (
+                            "impl __agent_gate::Into<__agent_gate::OneOrMany>".to_owned(),
+                            format!("{name}.into()"),
+                        ),
                         ArgType::String { .. } => (
                             "impl __agent_gate::Into<__agent_gate::String>".to_owned(),
                             format!("{name}.into()"),
@@ -650,6 +656,13 @@ fn write_tool(
             continue;
         }
         match &arg.kind {
+            ArgType::String { or_list: true, .. } => {
+                let _ = write!(
+                    params,
+                    ", {name}: impl __agent_gate::Into<__agent_gate::OneOrMany>"
+                );
+                let _ = write!(inits, "{name}: {name}.into(),");
+            }
             ArgType::String { .. } => {
                 let _ = write!(
                     params,

@@ -163,15 +163,17 @@ pub mod parse;
 pub mod request;
 pub mod schema;
 pub mod signature;
+pub mod targets;
 pub mod validate;
 
 pub use diagnostics::{Diagnostic, Location, ManifestError, Severity};
 pub use model::{
-    Arg, ArgType, Decode, HttpMapping, Manifest, Method, Pattern, ResponseType, ScalarType,
-    Service, Template, TemplatePart, Tool, TypeDef,
+    Arg, ArgType, Decode, Dispatch, HttpMapping, Manifest, Method, Pattern, ResponseType,
+    ScalarType, Service, Targets, Template, TemplatePart, Tool, TypeDef,
 };
 pub use parse::Loaded;
 pub use request::{HttpRequestParts, encode_component};
 pub use schema::JSON_SCHEMA_DIALECT;
 pub use signature::{FORBIDDEN_SIGNATURE_CHARS, forbidden_char};
+pub use targets::Judged;
 pub use validate::{ArgError, ArgsError, check_pattern};

@@ -123,8 +123,65 @@ pub struct Tool {
     pub http: HttpMapping,
     /// The response type, if declared.
     pub response: Option<ResponseType>,
+    /// Which arguments carry the things a call affects (`[tools.<name>.targets]`), so the
+    /// policy judges every one of them; `None`: the signature is rendered once.
+    pub targets: Option<Targets>,
     /// Where the tool is defined (its `[tools.<name>]` header).
     pub location: Location,
+}
+
+/// Where a tool's call names the things it affects, and how to find them
+/// (`[tools.<name>.targets]`).
+///
+/// Every argument in [`Targets::args`] is scanned at any depth: strings (split at
+/// [`Targets::separator`], trimmed, lower-cased when [`Targets::lowercase`]) that match
+/// [`Targets::pattern`] are targets, as are such object keys. The policy then judges one
+/// signature per target, with the target in the [`Targets::slot`] placeholder.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// The signature placeholder (an argument name) each target fills in turn.
+    pub slot: String,
+    /// The arguments scanned for targets (the slot's own argument among them).
+    pub args: Vec<String>,
+    /// What a target looks like once normalised (whole-value match).
+    pub pattern: Pattern,
+    /// Lower-case strings before matching (the service does so too).
+    pub lowercase: bool,
+    /// A string may name several targets separated by this text (e.g. `","`).
+    pub separator: Option<String>,
+    /// Object keys that select targets some other way (by area, device, ...): a call
+    /// carrying one at any depth of a scanned argument is refused, since the policy could
+    /// not see what it affects.
+    pub refuse_keys: Vec<String>,
+    /// Values that stand for "every" or "no" target (`all`, `none`): refused as the slot
+    /// argument or under a key named like the slot.
+    pub refuse_values: Vec<String>,
+    /// Generic actions that act on each target through the target's own kind.
+    pub dispatch: Option<Dispatch>,
+    /// Kinds of target (the text before the first `.`) that act on other things in turn
+    /// (scripts, scenes, automations): allowing them allows whatever they do.
+    pub indirect: Vec<String>,
+    /// Where the table is defined.
+    pub location: Location,
+}
+
+/// `dispatch = { arg = "domain", values = ["homeassistant"] }`: when argument `arg` has one
+/// of `values`, the call is also judged with `arg` set to each target's kind (the text of
+/// the target before its first `.`), so `homeassistant.turn_off` on `lock.front_door` meets
+/// the rules written for `lock.*`.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    /// The argument whose value names a generic action.
+    pub arg: String,
+    /// The generic values.
+    pub values: Vec<String>,
+}
+
+impl Targets {
+    /// The kind of a target: its text before the first `.`, if it has one.
+    pub fn kind_of(target: &str) -> Option<&str> {
+        target.split_once('.').map(|(kind, _)| kind)
+    }
 }
 
 impl Tool {
@@ -206,6 +263,8 @@ pub enum ArgType {
         pattern: Option<Pattern>,
         /// The allowed values, if restricted.
         enum_values: Option<Vec<String>>,
+        /// A non-empty list of such strings is accepted too (`or_list = true`).
+        or_list: bool,
     },
     /// A JSON integer (64-bit).
     Integer,
@@ -238,9 +297,18 @@ impl ArgType {
         }
     }
 
-    /// True for string, integer, number and boolean.
+    /// True for string, integer, number and boolean (not for a string that also accepts a
+    /// list, `or_list = true`).
     pub fn is_scalar(&self) -> bool {
-        !matches!(self, ArgType::Object { .. } | ArgType::Array { .. })
+        !matches!(
+            self,
+            ArgType::Object { .. } | ArgType::Array { .. } | ArgType::String { or_list: true, .. }
+        )
+    }
+
+    /// True for a string argument that also accepts a non-empty list of strings.
+    pub fn accepts_list(&self) -> bool {
+        matches!(self, ArgType::String { or_list: true, .. })
     }
 }
 

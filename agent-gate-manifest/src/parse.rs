@@ -10,8 +10,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diagnostics::{Diagnostic, LineIndex, Location, ManifestError, did_you_mean};
 use crate::model::{
-    Arg, ArgType, Decode, HttpMapping, Manifest, Method, Pattern, ResponseType, ScalarType,
-    Service, Template, TemplatePart, Tool, TypeDef,
+    Arg, ArgType, Decode, Dispatch, HttpMapping, Manifest, Method, Pattern, ResponseType,
+    ScalarType, Service, Targets, Template, TemplatePart, Tool, TypeDef,
 };
 use crate::signature::forbidden_char;
 
@@ -36,7 +36,20 @@ const TOOL_KEYS: &[&str] = &[
     "response",
     "http",
     "args",
+    "targets",
 ];
+const TARGETS_KEYS: &[&str] = &[
+    "slot",
+    "args",
+    "pattern",
+    "lowercase",
+    "separator",
+    "refuse_keys",
+    "refuse_values",
+    "dispatch",
+    "indirect",
+];
+const DISPATCH_KEYS: &[&str] = &["arg", "values"];
 const ARG_KEYS: &[&str] = &[
     "type",
     "required",
@@ -45,6 +58,7 @@ const ARG_KEYS: &[&str] = &[
     "description",
     "items",
     "forbid_keys",
+    "or_list",
 ];
 const HTTP_KEYS: &[&str] = &[
     "method",
@@ -527,6 +541,7 @@ fn parse_arg(
     let enum_v = get(table, "enum");
     let items_v = get(table, "items");
     let forbid_v = get(table, "forbid_keys");
+    let or_list_v = get(table, "or_list");
     let only = |ctx: &mut Ctx<'_>, v: Option<&Value<'_>>, key: &str, applies: &str| {
         if let Some(v) = v {
             ctx.error(
@@ -578,9 +593,13 @@ fn parse_arg(
             });
             only(ctx, items_v, "items", "array");
             only(ctx, forbid_v, "forbid_keys", "object");
+            let or_list = or_list_v
+                .and_then(|v| ctx.bool(v, &format!("`or_list` of {what}")))
+                .unwrap_or(false);
             ArgType::String {
                 pattern,
                 enum_values,
+                or_list,
             }
         }
         "integer" | "number" | "boolean" => {
@@ -588,6 +607,7 @@ fn parse_arg(
             only(ctx, enum_v, "enum", "string");
             only(ctx, items_v, "items", "array");
             only(ctx, forbid_v, "forbid_keys", "object");
+            only(ctx, or_list_v, "or_list", "string");
             match type_name.as_str() {
                 "integer" => ArgType::Integer,
                 "number" => ArgType::Number,
@@ -598,6 +618,7 @@ fn parse_arg(
             only(ctx, pattern_v, "pattern", "string");
             only(ctx, enum_v, "enum", "string");
             only(ctx, items_v, "items", "array");
+            only(ctx, or_list_v, "or_list", "string");
             let forbid_keys = forbid_v
                 .and_then(|v| {
                     ctx.string_list(v, &format!("`forbid_keys` of {what}"), "[\"entity_id\"]")
@@ -610,6 +631,7 @@ fn parse_arg(
             only(ctx, pattern_v, "pattern", "string");
             only(ctx, enum_v, "enum", "string");
             only(ctx, forbid_v, "forbid_keys", "object");
+            only(ctx, or_list_v, "or_list", "string");
             let Some(items_v) = items_v else {
                 ctx.error(
                     type_value.span(),
@@ -795,6 +817,7 @@ fn parse_tool(ctx: &mut Ctx<'_>, name: &Spanned<String>, value: &Value<'_>) -> O
                         ArgType::String {
                             pattern: None,
                             enum_values: None,
+                            ..
                         } => {
                             ok = false;
                             ctx.error(
@@ -868,6 +891,34 @@ fn parse_tool(ctx: &mut Ctx<'_>, name: &Spanned<String>, value: &Value<'_>) -> O
         }
     };
 
+    let targets = get(table, "targets")
+        .and_then(|v| parse_targets(ctx, v, &what, &args, signature.as_ref(), &unknown_arg_help));
+    // a list-valued argument may appear in the signature only as the targets' slot, which is
+    // rendered once per item
+    if let Some(template) = &signature {
+        for part in &template.parts {
+            let TemplatePart::Arg(name) = part else {
+                continue;
+            };
+            let Some(arg) = args.iter().find(|a| a.name == *name) else {
+                continue;
+            };
+            let or_list = matches!(arg.kind, ArgType::String { or_list: true, .. });
+            let is_slot = targets.as_ref().is_some_and(|t| t.slot == *name);
+            if or_list && !is_slot {
+                ctx.error(
+                    arg.location.span.clone(),
+                    format!(
+                        "argument `{name}` of {what} accepts a list (`or_list = true`) and is in the signature, but is not the `slot` of `[tools.{tool_name}.targets]`"
+                    ),
+                    format!(
+                        "declare `[tools.{tool_name}.targets]` with `slot = \"{name}\"` so every item is judged, or remove `or_list`"
+                    ),
+                );
+            }
+        }
+    }
+
     // every argument must go somewhere
     if let Some(http) = &http {
         for arg in &args {
@@ -905,12 +956,212 @@ fn parse_tool(ctx: &mut Ctx<'_>, name: &Spanned<String>, value: &Value<'_>) -> O
         signature,
         http: http?,
         response,
+        targets,
         location: ctx.loc(value.span()),
     };
     Some(PendingTool {
         tool,
         service_loc,
         response_loc,
+    })
+}
+
+/// `[tools.<name>.targets]`: which arguments carry what a call affects.
+fn parse_targets(
+    ctx: &mut Ctx<'_>,
+    value: &Value<'_>,
+    what: &str,
+    args: &[Arg],
+    signature: Option<&Template>,
+    unknown_arg_help: &dyn Fn(&str) -> Option<String>,
+) -> Option<Targets> {
+    let owner = format!("`targets` of {what}");
+    let table = ctx.table(value, &owner)?;
+    ctx.check_keys(table, TARGETS_KEYS, &owner);
+    let mut ok = true;
+    let arg_named = |ctx: &mut Ctx<'_>, v: &Value<'_>, name: &str, key: &str| -> bool {
+        if args.iter().any(|a| a.name == name) {
+            true
+        } else {
+            ctx.error_opt(
+                v.span(),
+                format!("`{key}` of {owner} names no argument: `{name}`"),
+                unknown_arg_help(name),
+            );
+            false
+        }
+    };
+    let slot = match get(table, "slot") {
+        Some(v) => {
+            let name = ctx.string(v, &format!("`slot` of {owner}"), "\"entity_id\"")?;
+            if !arg_named(ctx, v, &name, "slot") {
+                return None;
+            }
+            let in_signature = signature.is_some_and(|t| {
+                t.parts
+                    .iter()
+                    .any(|p| matches!(p, TemplatePart::Arg(n) if *n == name))
+            });
+            if !in_signature {
+                ok = false;
+                ctx.error(
+                    v.span(),
+                    format!(
+                        "`slot` `{name}` of {owner} is not a placeholder of the tool's `signature`"
+                    ),
+                    format!("add `{{{name}}}` to `signature`: each target is judged in its place"),
+                );
+            }
+            name
+        }
+        None => {
+            ctx.error(
+                value.span(),
+                format!("{owner} has no `slot`"),
+                "add `slot = \"<argument>\"`: the signature placeholder each target fills",
+            );
+            return None;
+        }
+    };
+    let scanned: Vec<String> = match get(table, "args") {
+        Some(v) => {
+            let list = ctx.string_list(
+                v,
+                &format!("`args` of {owner}"),
+                "[\"entity_id\", \"data\"]",
+            )?;
+            for name in &list {
+                if !arg_named(ctx, v, name.get_ref(), "args") {
+                    ok = false;
+                }
+            }
+            list.into_iter().map(Spanned::into_inner).collect()
+        }
+        None => vec![slot.clone()],
+    };
+    if !scanned.contains(&slot) {
+        ok = false;
+        ctx.error(
+            value.span(),
+            format!("`args` of {owner} does not list the slot `{slot}`"),
+            format!("add \"{slot}\" to `args`: the slot's own value is a target too"),
+        );
+    }
+    let pattern = match get(table, "pattern") {
+        Some(v) => {
+            let text = ctx.string(
+                v,
+                &format!("`pattern` of {owner}"),
+                "'^[a-z0-9_]+\\.[a-z0-9_]+$'",
+            )?;
+            match Pattern::new(&text) {
+                Ok(p) => p,
+                Err(e) => {
+                    ctx.error(
+                        v.span(),
+                        format!(
+                            "invalid regex in `pattern` of {owner}: {}",
+                            regex_message(&e)
+                        ),
+                        "fix the regular expression (Rust `regex` syntax)",
+                    );
+                    return None;
+                }
+            }
+        }
+        None => {
+            ctx.error(
+                value.span(),
+                format!("{owner} has no `pattern`"),
+                "add `pattern = '...'`: what a target looks like, e.g. '^[a-z0-9_]+\\.[a-z0-9_]+$'",
+            );
+            return None;
+        }
+    };
+    let lowercase = get(table, "lowercase")
+        .and_then(|v| ctx.bool(v, &format!("`lowercase` of {owner}")))
+        .unwrap_or(false);
+    let separator = get(table, "separator").and_then(|v| {
+        let text = ctx.string(v, &format!("`separator` of {owner}"), "\",\"")?;
+        if text.is_empty() {
+            ctx.error(
+                v.span(),
+                format!("`separator` of {owner} is empty"),
+                "give the text between targets, e.g. \",\", or remove `separator`",
+            );
+            return None;
+        }
+        Some(text)
+    });
+    let list = |ctx: &mut Ctx<'_>, key: &str, example: &str| -> Vec<String> {
+        get(table, key)
+            .and_then(|v| ctx.string_list(v, &format!("`{key}` of {owner}"), example))
+            .map(|l| l.into_iter().map(Spanned::into_inner).collect())
+            .unwrap_or_default()
+    };
+    let refuse_keys = list(ctx, "refuse_keys", "[\"area_id\", \"device_id\"]");
+    let refuse_values = list(ctx, "refuse_values", "[\"all\", \"none\"]");
+    let indirect = list(ctx, "indirect", "[\"script\", \"scene\"]");
+    let dispatch = match get(table, "dispatch") {
+        Some(v) => {
+            let dwhat = format!("`dispatch` of {owner}");
+            let dtable = ctx.table(v, &dwhat)?;
+            ctx.check_keys(dtable, DISPATCH_KEYS, &dwhat);
+            let arg = match get(dtable, "arg") {
+                Some(av) => {
+                    let name = ctx.string(av, &format!("`arg` of {dwhat}"), "\"domain\"")?;
+                    if !arg_named(ctx, av, &name, "dispatch.arg") {
+                        return None;
+                    }
+                    if name == slot {
+                        ok = false;
+                        ctx.error(
+                            av.span(),
+                            format!("`arg` of {dwhat} is the slot `{slot}` itself"),
+                            "name the argument that holds the generic action, e.g. \"domain\"",
+                        );
+                    }
+                    name
+                }
+                None => {
+                    ctx.error(
+                        v.span(),
+                        format!("{dwhat} has no `arg`"),
+                        "add `arg = \"<argument>\"`",
+                    );
+                    return None;
+                }
+            };
+            let values = match get(dtable, "values") {
+                Some(vv) => ctx
+                    .string_list(vv, &format!("`values` of {dwhat}"), "[\"homeassistant\"]")?
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
+                None => {
+                    ctx.error(
+                        v.span(),
+                        format!("{dwhat} has no `values`"),
+                        "add `values = [\"...\"]`",
+                    );
+                    return None;
+                }
+            };
+            Some(Dispatch { arg, values })
+        }
+        None => None,
+    };
+    ok.then(|| Targets {
+        slot,
+        args: scanned,
+        pattern,
+        lowercase,
+        separator,
+        refuse_keys,
+        refuse_values,
+        dispatch,
+        indirect,
+        location: ctx.loc(value.span()),
     })
 }
 

@@ -22,12 +22,25 @@ fn arg_schema(arg: &Arg, extra_forbidden: &[&str]) -> Value {
         ArgType::String {
             pattern,
             enum_values,
+            or_list,
         } => {
+            let mut one = Map::new();
+            one.insert("type".into(), "string".into());
             if let Some(p) = pattern {
-                s.insert("pattern".into(), p.anchored().into());
+                one.insert("pattern".into(), p.anchored().into());
             }
             if let Some(values) = enum_values {
-                s.insert("enum".into(), values.clone().into());
+                one.insert("enum".into(), values.clone().into());
+            }
+            if *or_list {
+                // a string, or a non-empty list of such strings
+                s.shift_remove("type");
+                let list =
+                    json!({"type": "array", "items": Value::Object(one.clone()), "minItems": 1});
+                s.insert("anyOf".into(), json!([Value::Object(one), list]));
+            } else {
+                one.shift_remove("type");
+                s.extend(one);
             }
         }
         ArgType::Object { forbid_keys } => {
@@ -106,12 +119,16 @@ impl Tool {
                 ArgType::String {
                     pattern,
                     enum_values,
+                    or_list,
                 } => {
                     if let Some(p) = pattern {
                         a.insert("pattern".into(), p.as_str().into());
                     }
                     if let Some(v) = enum_values {
                         a.insert("enum".into(), v.clone().into());
+                    }
+                    if *or_list {
+                        a.insert("or_list".into(), true.into());
                     }
                 }
                 ArgType::Array { items } => {
@@ -138,7 +155,7 @@ impl Tool {
 
     fn canonical(&self) -> Value {
         let args: Vec<Value> = self.args.iter().map(canonical_arg).collect();
-        json!({
+        let mut canonical = json!({
             "name": self.name,
             "service": self.service,
             "description": self.description,
@@ -154,7 +171,25 @@ impl Tool {
                 "decode": self.http.decode.as_str(),
                 "wrap": self.http.wrap,
             },
-        })
+        });
+        // Present only when declared, so manifests without targets keep their hash.
+        if let (Some(t), Value::Object(map)) = (&self.targets, &mut canonical) {
+            map.insert(
+                "targets".into(),
+                json!({
+                    "slot": t.slot,
+                    "args": t.args,
+                    "pattern": t.pattern.as_str(),
+                    "lowercase": t.lowercase,
+                    "separator": t.separator,
+                    "refuse_keys": t.refuse_keys,
+                    "refuse_values": t.refuse_values,
+                    "dispatch": t.dispatch.as_ref().map(|d| json!({"arg": d.arg, "values": d.values})),
+                    "indirect": t.indirect,
+                }),
+            );
+        }
+        canonical
     }
 }
 
@@ -163,6 +198,7 @@ fn canonical_arg(arg: &Arg) -> Value {
         ArgType::String {
             pattern,
             enum_values,
+            ..
         } => (
             pattern.as_ref().map(|p| p.as_str().to_owned()),
             enum_values.clone(),
@@ -173,7 +209,7 @@ fn canonical_arg(arg: &Arg) -> Value {
         ArgType::Array { items } => (None, None, None, Some(items.as_str())),
         _ => (None, None, None, None),
     };
-    json!({
+    let mut canonical = json!({
         "name": arg.name,
         "type": arg.kind.type_name(),
         "required": arg.required,
@@ -182,7 +218,12 @@ fn canonical_arg(arg: &Arg) -> Value {
         "enum": enum_values,
         "forbid_keys": forbid,
         "items": items,
-    })
+    });
+    // Present only when set, so manifests without it keep their hash.
+    if let (true, Value::Object(map)) = (arg.kind.accepts_list(), &mut canonical) {
+        map.insert("or_list".into(), true.into());
+    }
+    canonical
 }
 
 impl TypeDef {

@@ -40,9 +40,16 @@ impl Tool {
     /// are validated first with [`Tool::validate_args`] (so a value with a
     /// forbidden character never reaches a signature); the error is that of
     /// validation.
+    ///
+    /// A tool with `targets` has one signature per target ([`Tool::judged`] gives them all);
+    /// this is the first of them.
     pub fn signature(&self, args: &Map<String, Value>) -> Result<String, ArgsError> {
-        self.validate_args(args)?;
-        Ok(self.render_signature(args))
+        let judged = self.judged(args)?;
+        Ok(judged
+            .signatures
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.render_signature(args)))
     }
 
     /// Renders the signature of already validated arguments.

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::diagnostics::did_you_mean;
-use crate::model::{ArgType, Pattern, ScalarType, Tool};
+use crate::model::{Arg, ArgType, Pattern, ScalarType, Tool};
 use crate::signature::forbidden_char;
 
 /// One invalid argument of a tool call. Display says which argument, what was
@@ -99,6 +99,31 @@ pub enum ArgError {
         /// The value given (quoted).
         value: String,
     },
+    /// A list was given for an argument that accepts one, but it is empty.
+    #[error(
+        "argument `{arg}` of tool `{tool}` is an empty list; pass at least one value, or omit the argument"
+    )]
+    EmptyList {
+        /// The tool.
+        tool: String,
+        /// The argument.
+        arg: String,
+    },
+    /// The call selects what it affects in a way the policy cannot judge (by area, device,
+    /// ..., or every entity at once).
+    #[error("argument `{arg}` of tool `{tool}` {what} at `{at}`; {fix}")]
+    RefusedTarget {
+        /// The tool.
+        tool: String,
+        /// The argument.
+        arg: String,
+        /// Where in the argument (`data.target.area_id`).
+        at: String,
+        /// What was found (`targets by `area_id``, `names every target (`all`)`).
+        what: String,
+        /// How to fix it.
+        fix: String,
+    },
     /// An object argument contains a key its declaration forbids.
     #[error("argument `{arg}` of tool `{tool}` may not contain the key `{key}`; {}", forbidden_key_fix(.key, .argument_key))]
     ForbiddenKey {
@@ -154,6 +179,8 @@ impl ArgError {
             | ArgError::NotInEnum { tool, .. }
             | ArgError::ForbiddenChar { tool, .. }
             | ArgError::BadPathSegment { tool, .. }
+            | ArgError::EmptyList { tool, .. }
+            | ArgError::RefusedTarget { tool, .. }
             | ArgError::ForbiddenKey { tool, .. } => tool,
         }
     }
@@ -168,13 +195,16 @@ impl ArgError {
             | ArgError::NotInEnum { arg, .. }
             | ArgError::ForbiddenChar { arg, .. }
             | ArgError::BadPathSegment { arg, .. }
+            | ArgError::EmptyList { arg, .. }
+            | ArgError::RefusedTarget { arg, .. }
             | ArgError::ForbiddenKey { arg, .. } => arg,
         }
     }
 
     /// A short machine-readable name of the problem (`undeclared`,
     /// `missing`, `wrong_type`, `pattern_mismatch`, `not_in_enum`,
-    /// `forbidden_char`, `bad_path_segment`, `forbidden_key`).
+    /// `forbidden_char`, `bad_path_segment`, `empty_list`, `refused_target`,
+    /// `forbidden_key`).
     pub fn kind(&self) -> &'static str {
         match self {
             ArgError::Undeclared { .. } => "undeclared",
@@ -184,6 +214,8 @@ impl ArgError {
             ArgError::NotInEnum { .. } => "not_in_enum",
             ArgError::ForbiddenChar { .. } => "forbidden_char",
             ArgError::BadPathSegment { .. } => "bad_path_segment",
+            ArgError::EmptyList { .. } => "empty_list",
+            ArgError::RefusedTarget { .. } => "refused_target",
             ArgError::ForbiddenKey { .. } => "forbidden_key",
         }
     }
@@ -248,12 +280,19 @@ fn describe(value: &Value) -> String {
 fn expected(kind: &ArgType) -> String {
     match kind {
         ArgType::String {
-            pattern: Some(p), ..
-        } => format!("a string matching `{}`", p.as_str()),
+            pattern: Some(p),
+            or_list,
+            ..
+        } => format!(
+            "a string matching `{}`{}",
+            p.as_str(),
+            if *or_list { " (or a list of them)" } else { "" }
+        ),
         ArgType::String {
             enum_values: Some(v),
             ..
         } => format!("one of {}", v.join(", ")),
+        ArgType::String { or_list: true, .. } => "a string or a list of strings".to_owned(),
         ArgType::String { .. } => "a string".to_owned(),
         ArgType::Integer => "an integer".to_owned(),
         ArgType::Number => "a number".to_owned(),
@@ -334,46 +373,27 @@ impl Tool {
                 got: describe(value),
             };
             match (&arg.kind, value) {
-                (
-                    ArgType::String {
-                        pattern,
-                        enum_values,
-                    },
-                    Value::String(s),
-                ) => {
-                    if let Some(allowed) = enum_values
-                        && !allowed.iter().any(|a| a == s)
-                    {
-                        errors.push(ArgError::NotInEnum {
+                (ArgType::String { .. }, Value::String(s)) => {
+                    self.check_string(arg, &arg.name, s, &mut errors);
+                }
+                (ArgType::String { or_list: true, .. }, Value::Array(list)) => {
+                    if list.is_empty() {
+                        errors.push(ArgError::EmptyList {
                             tool: self.name.clone(),
                             arg: arg.name.clone(),
-                            allowed: allowed.clone(),
-                            value: shown(s),
-                        });
-                        continue;
-                    }
-                    if let Some(p) = pattern
-                        && let Err(e) = check_pattern(&self.name, &arg.name, s, p)
-                    {
-                        errors.push(e);
-                        continue;
-                    }
-                    if self.in_signature(&arg.name)
-                        && let Some(ch) = forbidden_char(s)
-                    {
-                        errors.push(ArgError::ForbiddenChar {
-                            tool: self.name.clone(),
-                            arg: arg.name.clone(),
-                            ch,
-                            value: shown(s),
                         });
                     }
-                    if self.in_path(&arg.name) && matches!(s.as_str(), "" | "." | "..") {
-                        errors.push(ArgError::BadPathSegment {
-                            tool: self.name.clone(),
-                            arg: arg.name.clone(),
-                            value: shown(s),
-                        });
+                    for (i, item) in list.iter().enumerate() {
+                        let label = format!("{}[{i}]", arg.name);
+                        match item {
+                            Value::String(s) => self.check_string(arg, &label, s, &mut errors),
+                            other => errors.push(ArgError::WrongType {
+                                tool: self.name.clone(),
+                                arg: label,
+                                expected: "a string".to_owned(),
+                                got: describe(other),
+                            }),
+                        }
                     }
                 }
                 (ArgType::Integer, v) if v.is_i64() || v.is_u64() => {}
@@ -424,6 +444,56 @@ impl Tool {
     }
 }
 
+impl Tool {
+    /// The checks of one string value (`label` names it in errors: the argument, or
+    /// `name[i]` for an item of a list): enum, pattern, forbidden signature characters and
+    /// path segments.
+    fn check_string(&self, arg: &Arg, label: &str, s: &str, errors: &mut Vec<ArgError>) {
+        let ArgType::String {
+            pattern,
+            enum_values,
+            ..
+        } = &arg.kind
+        else {
+            return;
+        };
+        if let Some(allowed) = enum_values
+            && !allowed.iter().any(|a| a == s)
+        {
+            errors.push(ArgError::NotInEnum {
+                tool: self.name.clone(),
+                arg: label.to_owned(),
+                allowed: allowed.clone(),
+                value: shown(s),
+            });
+            return;
+        }
+        if let Some(p) = pattern
+            && let Err(e) = check_pattern(&self.name, label, s, p)
+        {
+            errors.push(e);
+            return;
+        }
+        if self.in_signature(&arg.name)
+            && let Some(ch) = forbidden_char(s)
+        {
+            errors.push(ArgError::ForbiddenChar {
+                tool: self.name.clone(),
+                arg: label.to_owned(),
+                ch,
+                value: shown(s),
+            });
+        }
+        if self.in_path(&arg.name) && matches!(s, "" | "." | "..") {
+            errors.push(ArgError::BadPathSegment {
+                tool: self.name.clone(),
+                arg: label.to_owned(),
+                value: shown(s),
+            });
+        }
+    }
+}
+
 fn article(word: &str) -> &'static str {
     if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
@@ -436,6 +506,7 @@ fn article(word: &str) -> &'static str {
 /// reported separately).
 fn expected_type(kind: &ArgType) -> String {
     match kind {
+        ArgType::String { or_list: true, .. } => "a string or a list of strings".to_owned(),
         ArgType::Array { items } => format!("an array of {}s", items.as_str()),
         other => format!("{} {}", article(other.type_name()), other.type_name()),
     }

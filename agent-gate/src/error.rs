@@ -83,6 +83,8 @@ struct Inner {
     suggestion: Option<String>,
     details: Option<Value>,
     available_tools: Vec<String>,
+    rule: Option<String>,
+    execution: Option<ExecutionFailure>,
 }
 
 /// An error from the agent-gate client or the gateway.
@@ -154,6 +156,8 @@ impl Error {
                 suggestion: None,
                 details: None,
                 available_tools: Vec::new(),
+                rule: None,
+                execution: None,
             }),
         }
     }
@@ -230,6 +234,15 @@ impl Error {
             .map(str::to_owned)
             .or_else(|| default_suggestion(&kind).map(str::to_owned));
         let details = error.details().cloned();
+        let rule = error.rule().map(str::to_owned);
+        let execution = error.data.as_deref().and_then(|data| {
+            data.kind.as_ref().map(|kind| ExecutionFailure {
+                kind: kind.clone(),
+                status: data.status,
+                may_have_executed: data.may_have_executed.unwrap_or(true),
+                service_message: data.service_message.clone(),
+            })
+        });
         Error {
             inner: Box::new(Inner {
                 kind,
@@ -238,6 +251,8 @@ impl Error {
                 suggestion,
                 details,
                 available_tools: tools,
+                rule,
+                execution,
             }),
         }
     }
@@ -268,6 +283,16 @@ impl Error {
         self.inner.details.as_ref()
     }
 
+    /// For a policy denial: the pattern of the rule that denied (`error.data.rule`).
+    pub fn rule(&self) -> Option<&str> {
+        self.inner.rule.as_deref()
+    }
+
+    /// For [`ErrorKind::Execution`]: how the service call failed, when the gateway said.
+    pub fn execution_failure(&self) -> Option<&ExecutionFailure> {
+        self.inner.execution.as_ref()
+    }
+
     /// For [`ErrorKind::UnknownTool`]: the gateway's tools, nearest name first.
     pub fn available_tools(&self) -> &[String] {
         &self.inner.available_tools
@@ -287,6 +312,20 @@ impl Error {
     pub fn is_connection(&self) -> bool {
         matches!(self.inner.kind, ErrorKind::Connection)
     }
+}
+
+/// How a service call failed (`error.data` of a `-32004`), see [`Error::execution_failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionFailure {
+    /// `timeout`, `connect`, `http`, `decode` or `interrupted`.
+    pub kind: String,
+    /// The service's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// True when the request may have reached the service, so the action may have happened
+    /// (true when the gateway did not say).
+    pub may_have_executed: bool,
+    /// The service's own message (its response body, at most 4 KiB), when it gave one.
+    pub service_message: Option<String>,
 }
 
 fn default_suggestion(kind: &ErrorKind) -> Option<&'static str> {

@@ -16,7 +16,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeStruct, Serializer};
 use serde_json::Value;
 
-use crate::tools::JsonObject;
+use crate::tools::{JsonObject, OneOrMany};
 
 /// A field of a generated struct, seen by [`serialize_struct`]: its value,
 /// or [`FieldRef::Skip`] for an optional field that is `None`.
@@ -117,6 +117,10 @@ fields! {
     Vec<f64> => |v| FieldRef::Nums(v);
     Vec<bool> => |v| FieldRef::Bools(v);
     JsonObject => |v| FieldRef::Object(v);
+    OneOrMany => |v| match v {
+        OneOrMany::One(one) => FieldRef::Str(one),
+        OneOrMany::Many(many) => FieldRef::Strs(many),
+    };
 }
 
 /// Optional fields: skipped when `None`; absent or `null` reads as `None`.

@@ -26,6 +26,66 @@ use crate::{AgentGateClient, CallOptions, Error, ErrorKind};
 /// A free-form JSON object argument (e.g. Home Assistant service data).
 pub type JsonObject = serde_json::Map<String, Value>;
 
+/// A string argument that also takes a list (`or_list = true` in the manifest), such as
+/// `entity_id` of `ha_call_service`: `"light.kitchen"` or `["light.kitchen", "light.hall"]`.
+///
+/// Built from a `&str`, a `String`, a `Vec` or an array of them, so generated methods accept
+/// `.entity_id("light.kitchen")` and `.entity_id(["light.kitchen", "light.hall"])` alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value, sent as a JSON string.
+    One(String),
+    /// Several values, sent as a JSON array of strings.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, one or many.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+impl From<String> for OneOrMany {
+    fn from(value: String) -> Self {
+        OneOrMany::One(value)
+    }
+}
+
+impl From<&str> for OneOrMany {
+    fn from(value: &str) -> Self {
+        OneOrMany::One(value.to_owned())
+    }
+}
+
+impl From<&String> for OneOrMany {
+    fn from(value: &String) -> Self {
+        OneOrMany::One(value.clone())
+    }
+}
+
+impl<S: Into<String>> From<Vec<S>> for OneOrMany {
+    fn from(values: Vec<S>) -> Self {
+        OneOrMany::Many(values.into_iter().map(Into::into).collect())
+    }
+}
+
+impl<S: Into<String>, const N: usize> From<[S; N]> for OneOrMany {
+    fn from(values: [S; N]) -> Self {
+        OneOrMany::Many(values.into_iter().map(Into::into).collect())
+    }
+}
+
+impl<S: Into<String> + Clone> From<&[S]> for OneOrMany {
+    fn from(values: &[S]) -> Self {
+        OneOrMany::Many(values.iter().cloned().map(Into::into).collect())
+    }
+}
+
 /// The future of a typed tool call.
 pub type ToolFuture<'a, R> = Pin<Box<dyn Future<Output = Result<R, Error>> + Send + 'a>>;
 

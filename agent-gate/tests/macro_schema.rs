@@ -91,6 +91,13 @@ fn sample(schema: &Value) -> Value {
     if let Some(Value::Array(values)) = schema.get("enum") {
         return values[0].clone();
     }
+    // `or_list`: a string or a list of them; the list form is the one a string-only type
+    // would refuse
+    if let Some(Value::Array(forms)) = schema.get("anyOf")
+        && let Some(list) = forms.iter().find(|f| f["type"] == "array")
+    {
+        return sample(list);
+    }
     match schema["type"].as_str() {
         Some("string") => json!("text"),
         Some("integer") => json!(7),

@@ -172,12 +172,33 @@ pub struct ErrorData {
     /// For `-32006` (rate limited): seconds to wait before retrying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<f64>,
+    /// For `-32003` (denied by policy): the pattern of the rule that denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// For `-32003`: the signature the rule matched (for a call that affects several
+    /// entities, the one that was denied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// For `-32004` (execution failed): how it failed: `timeout`, `connect`, `http`,
+    /// `decode` or `interrupted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// For `-32004`: the service's HTTP status, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// For `-32004`: true when the request may have reached the service (so the action may
+    /// have happened: check before trying again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_have_executed: Option<bool>,
+    /// For `-32004`: the service's own message (its response body, at most 4 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_message: Option<String>,
 }
 
 impl ErrorData {
     /// True when no member is set (serialised as an absent `data`).
     pub fn is_empty(&self) -> bool {
-        self.suggestion.is_none() && self.details.is_none() && self.retry_after.is_none()
+        self == &ErrorData::default()
     }
 
     /// Read `data` leniently: an object gives its known members (a member of the
@@ -192,10 +213,24 @@ impl ErrorData {
                 };
                 let retry_after = map.remove("retry_after").and_then(|v| v.as_f64());
                 let details = map.remove("details");
+                let text =
+                    |map: &mut serde_json::Map<String, Value>, key: &str| match map.remove(key) {
+                        Some(Value::String(s)) => Some(s),
+                        _ => None,
+                    };
                 let data = ErrorData {
                     suggestion,
                     details,
                     retry_after,
+                    rule: text(&mut map, "rule"),
+                    signature: text(&mut map, "signature"),
+                    kind: text(&mut map, "kind"),
+                    status: map
+                        .remove("status")
+                        .and_then(|v| v.as_u64())
+                        .and_then(|v| u16::try_from(v).ok()),
+                    may_have_executed: map.remove("may_have_executed").and_then(|v| v.as_bool()),
+                    service_message: text(&mut map, "service_message"),
                 };
                 Some(data)
             }
@@ -256,6 +291,30 @@ impl ErrorObject {
     pub fn with_retry_after(mut self, seconds: f64) -> Self {
         self.data_mut().retry_after = Some(seconds);
         self
+    }
+
+    /// Attach structured members (`rule`, `kind`, `status`, ...) from `data`, a JSON object
+    /// as [`ErrorData::from_value`] reads it; members already set are kept unless `data`
+    /// sets them.
+    pub fn with_data_members(mut self, data: &Value) -> Self {
+        if let Some(extra) = ErrorData::from_value(data.clone()) {
+            let own = self.data_mut();
+            own.suggestion = extra.suggestion.or(own.suggestion.take());
+            own.details = extra.details.or(own.details.take());
+            own.retry_after = extra.retry_after.or(own.retry_after);
+            own.rule = extra.rule.or(own.rule.take());
+            own.signature = extra.signature.or(own.signature.take());
+            own.kind = extra.kind.or(own.kind.take());
+            own.status = extra.status.or(own.status);
+            own.may_have_executed = extra.may_have_executed.or(own.may_have_executed);
+            own.service_message = extra.service_message.or(own.service_message.take());
+        }
+        self
+    }
+
+    /// `data.rule`: the pattern of the rule that denied a request, if any.
+    pub fn rule(&self) -> Option<&str> {
+        self.data.as_ref().and_then(|d| d.rule.as_deref())
     }
 
     fn data_mut(&mut self) -> &mut ErrorData {

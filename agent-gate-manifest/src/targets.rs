@@ -1,0 +1,216 @@
+//! Targets: finding every thing a call can affect (`[tools.<name>.targets]`) and the
+//! signatures the policy judges, one per target.
+//!
+//! A blocklist of keys cannot keep up with a service's schemas (Home Assistant's
+//! `scene.apply` takes `entities`, `group.set` takes `entities`, integrations add more),
+//! so the policy judges what a call *affects*: every target-shaped string anywhere in the
+//! scanned arguments, as a value or as an object key, at any depth.
+
+use serde_json::{Map, Value};
+
+use crate::model::{Targets, TemplatePart, Tool};
+use crate::signature::{forbidden_char, scalar_text};
+use crate::validate::{ArgError, ArgsError};
+
+/// What a call affects and the signatures that judge it ([`Tool::judged`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    /// Every target the call affects, normalised, each once, in the order found (empty for
+    /// tools without `targets` and for calls that name none).
+    pub targets: Vec<String>,
+    /// The signatures to judge, each once: one per target (and per target's own kind for a
+    /// generic action, see [`crate::Dispatch`]); one with an empty slot when there is no
+    /// target; the plain signature for tools without `targets`. Never empty.
+    pub signatures: Vec<String>,
+}
+
+impl Tool {
+    /// Validates `args` ([`Tool::validate_args`]) and finds what the call affects: the
+    /// targets and one signature per target. A call that selects its targets in a way the
+    /// policy cannot see (a refused key such as `area_id`, or a value such as `all`) is an
+    /// error, as is a target that could not appear in a signature.
+    pub fn judged(&self, args: &Map<String, Value>) -> Result<Judged, ArgsError> {
+        self.validate_args(args)?;
+        let Some(spec) = &self.targets else {
+            return Ok(Judged {
+                targets: Vec::new(),
+                signatures: vec![self.render_signature(args)],
+            });
+        };
+        let mut scan = Scan {
+            tool: &self.name,
+            spec,
+            targets: Vec::new(),
+            errors: Vec::new(),
+        };
+        for name in &spec.args {
+            if let Some(value) = args.get(name) {
+                let under_slot = *name == spec.slot;
+                scan.value(name, name, value, under_slot);
+            }
+        }
+        if !scan.errors.is_empty() {
+            return Err(ArgsError {
+                tool: self.name.clone(),
+                errors: scan.errors,
+            });
+        }
+        let targets = scan.targets;
+        let mut signatures: Vec<String> = Vec::new();
+        let mut push = |s: String| {
+            if !signatures.contains(&s) {
+                signatures.push(s);
+            }
+        };
+        if targets.is_empty() {
+            push(self.signature_with(args, &[(spec.slot.as_str(), "")]));
+        }
+        let generic = spec.dispatch.as_ref().filter(|d| {
+            args.get(&d.arg)
+                .and_then(scalar_text)
+                .is_some_and(|v| d.values.contains(&v))
+        });
+        for target in &targets {
+            push(self.signature_with(args, &[(spec.slot.as_str(), target.as_str())]));
+            if let Some(dispatch) = generic
+                && let Some(kind) = Targets::kind_of(target)
+            {
+                push(self.signature_with(
+                    args,
+                    &[
+                        (spec.slot.as_str(), target.as_str()),
+                        (dispatch.arg.as_str(), kind),
+                    ],
+                ));
+            }
+        }
+        Ok(Judged {
+            targets,
+            signatures,
+        })
+    }
+
+    /// The signature with some placeholders given explicitly (the rest from `args`, absent
+    /// ones empty). Nothing is validated: this is for analysing rules (which signatures a
+    /// pattern covers), never for judging a call ([`Tool::judged`] does that).
+    pub fn signature_with(&self, args: &Map<String, Value>, given: &[(&str, &str)]) -> String {
+        let Some(template) = &self.signature else {
+            return self.name.clone();
+        };
+        let mut out = String::with_capacity(self.name.len() + 2 + template.source.len());
+        out.push_str(&self.name);
+        out.push('(');
+        for part in &template.parts {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Arg(name) | TemplatePart::OptionalSegment(name) => {
+                    match given.iter().find(|(n, _)| n == name) {
+                        Some((_, text)) => out.push_str(text),
+                        None => {
+                            if let Some(text) = args.get(name).and_then(scalar_text) {
+                                out.push_str(&text);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.push(')');
+        out
+    }
+}
+
+/// One pass over the scanned arguments.
+struct Scan<'a> {
+    tool: &'a str,
+    spec: &'a Targets,
+    targets: Vec<String>,
+    errors: Vec<ArgError>,
+}
+
+impl Scan<'_> {
+    /// Scans `value` found at `at` (a path such as `data.scene.entities`) of argument `arg`;
+    /// `under_slot`: the value is the slot argument or sits under a key named like it.
+    fn value(&mut self, arg: &str, at: &str, value: &Value, under_slot: bool) {
+        match value {
+            Value::String(text) => self.text(arg, at, text, under_slot),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.value(arg, &format!("{at}[{i}]"), item, under_slot);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    let key_at = format!("{at}.{key}");
+                    let normal = self.normalise(key);
+                    if let Some(refused) = self.spec.refuse_keys.iter().find(|k| **k == normal) {
+                        self.errors.push(ArgError::RefusedTarget {
+                            tool: self.tool.to_owned(),
+                            arg: arg.to_owned(),
+                            at: key_at.clone(),
+                            what: format!("selects what it affects by `{refused}`"),
+                            fix: format!(
+                                "the policy judges each {slot} a call affects, and `{refused}` hides them: name the {slot}s instead (in `{slot}`)",
+                                slot = self.spec.slot
+                            ),
+                        });
+                        continue;
+                    }
+                    self.text(arg, &key_at, key, false);
+                    self.value(arg, &key_at, item, normal == self.spec.slot);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// A string: one or several (split at the separator) candidate targets.
+    fn text(&mut self, arg: &str, at: &str, text: &str, under_slot: bool) {
+        let parts: Vec<&str> = match &self.spec.separator {
+            Some(separator) => text.split(separator.as_str()).collect(),
+            None => vec![text],
+        };
+        for part in parts {
+            let normal = self.normalise(part);
+            if under_slot && self.spec.refuse_values.contains(&normal) {
+                self.errors.push(ArgError::RefusedTarget {
+                    tool: self.tool.to_owned(),
+                    arg: arg.to_owned(),
+                    at: at.to_owned(),
+                    what: format!("names every or no target at once (`{normal}`)"),
+                    fix: format!(
+                        "the policy judges each {slot} a call affects: list the {slot}s instead",
+                        slot = self.spec.slot
+                    ),
+                });
+                continue;
+            }
+            if !self.spec.pattern.is_match(&normal) {
+                continue;
+            }
+            if let Some(ch) = forbidden_char(&normal) {
+                self.errors.push(ArgError::ForbiddenChar {
+                    tool: self.tool.to_owned(),
+                    arg: at.to_owned(),
+                    ch,
+                    value: crate::validate::shown(part),
+                });
+                continue;
+            }
+            if !self.targets.contains(&normal) {
+                self.targets.push(normal);
+            }
+        }
+    }
+
+    /// Trimmed (white space and control characters, a superset of what the service strips)
+    /// and lower-cased when the spec says so.
+    fn normalise(&self, text: &str) -> String {
+        let trimmed = text.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+        if self.spec.lowercase {
+            trimmed.to_lowercase()
+        } else {
+            trimmed.to_owned()
+        }
+    }
+}
