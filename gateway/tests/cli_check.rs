@@ -239,7 +239,7 @@ fn explain_shows_signature_decision_and_rule() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "agent:     default\ntool:      ha_call_service\nsignature: ha_call_service(lock.unlock, lock.front_door)\ndecision:  deny\nrule:      rules[0] in permissions.yaml\npattern:   ha_call_service(lock.*)\nwhy:       Lock control is always denied\n"
+        "agent:     default\ntool:      ha_call_service\nsignature: ha_call_service(lock.unlock, lock.front_door)\ndecision:  deny\nrule:      rules[0] in permissions.yaml\npattern:   ha_call_service(lock.*)\nwhy:       Lock control is always denied\naffects:   lock.front_door\n"
     );
 
     // Agent scoping, and JSON values (an object for data).
@@ -345,4 +345,51 @@ fn explain_with_tools_needs_no_config() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn check_warns_when_scripts_are_allowed_beside_a_deny_rule() {
+    let d = Dir::new();
+    d.write("config.yaml", &good_config(&repo_tools()));
+    // the repository's example permissions: no false warning
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../permissions.example.yaml");
+    d.write(
+        "permissions.yaml",
+        &std::fs::read_to_string(example).unwrap(),
+    );
+    let o = d.run(&["check"], ENV);
+    let out = stdout(&o);
+    let policy_warning = |l: &&str| l.starts_with("warning: permissions.yaml");
+    assert_eq!(out.lines().filter(policy_warning).count(), 0, "{out}");
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+
+    d.write(
+        "permissions.yaml",
+        r#"
+rules:
+  - {pattern: "ha_call_service(lock.*)", action: deny}
+  - {pattern: "ha_call_service(script.*)", action: allow}
+  - {pattern: "ha_call_service(scene.turn_on, *)", action: allow}
+  - {pattern: "ha_call_service(automation.trigger, automation.morning)", action: allow}
+defaults:
+  - {pattern: "*", action: ask}
+"#,
+    );
+    let o = d.run(&["check"], ENV);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let warnings: Vec<&str> = out.lines().filter(policy_warning).collect();
+    assert_eq!(warnings.len(), 2, "{out}");
+    assert!(
+        warnings[0]
+            .contains("rules[1] (pattern \"ha_call_service(script.*)\", allow) allows `script.*`")
+            && warnings[0].contains("rules[0] (pattern \"ha_call_service(lock.*)\", deny)"),
+        "{out}"
+    );
+    assert!(
+        warnings[1].contains("rules[2]") && warnings[1].contains("`scene.*`"),
+        "{out}"
+    );
+    // a specific automation, allowed by name, is not reported
+    assert!(!out.contains("rules[3]"), "{out}");
 }

@@ -115,11 +115,28 @@ fn undeclared_argument_is_refused() {
 #[test]
 fn list_where_a_string_is_expected_is_refused() {
     let f = fixture();
-    let errs = f.refused(
+    // `entity_id` of ha_call_service takes a list (`or_list`): each entity is judged, and the
+    // lock among the lights denies the whole call.
+    let d = f.decide(
         "ha_call_service",
         json!({"domain": "light", "service": "turn_on", "entity_id": ["light.kitchen", "lock.front_door"]}),
     );
-    assert!(matches!(&errs[..], [ArgError::WrongType { arg, .. }] if arg == "entity_id"));
+    assert_eq!(d.action, Action::Deny);
+    assert_eq!(
+        d.signature.as_deref(),
+        Some("ha_call_service(light.turn_on, lock.front_door)")
+    );
+    assert_eq!(d.targets, vec!["light.kitchen", "lock.front_door"]);
+    let errs = f.refused(
+        "ha_call_service",
+        json!({"domain": "light", "service": "turn_on", "entity_id": []}),
+    );
+    assert!(matches!(&errs[..], [ArgError::EmptyList { arg, .. }] if arg == "entity_id"));
+    let errs = f.refused(
+        "ha_call_service",
+        json!({"domain": "light", "service": "turn_on", "entity_id": ["light.kitchen", 7]}),
+    );
+    assert!(matches!(&errs[..], [ArgError::WrongType { arg, .. }] if arg == "entity_id[1]"));
     f.refused(
         "ha_call_service",
         json!({"domain": ["light"], "service": "turn_on"}),

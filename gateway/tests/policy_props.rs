@@ -281,6 +281,79 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Strings that look like entity ids, with the disguises Home Assistant undoes (case,
+/// padding, comma-separated lists), and harmless text.
+fn json_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "lock.front_door",
+            "LOCK.Front_Door",
+            " lock.front_door ",
+            "light.kitchen, lock.back",
+            "sensor.x,switch.y",
+            "\u{1f}cover.garage",
+            "on",
+            "21.5",
+            "none",
+            "a.b.c",
+            "script.run",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z_]{1,6}\\.[a-z0-9_]{1,6}",
+        "[ -~]{0,12}",
+    ]
+}
+
+/// Arbitrary JSON objects (nested objects and lists, entity-shaped keys and values).
+fn json_object() -> impl Strategy<Value = Map<String, Value>> {
+    let leaf = prop_oneof![
+        json_text().prop_map(Value::String),
+        any::<i64>().prop_map(Value::from),
+        any::<bool>().prop_map(Value::Bool),
+        Just(Value::Null),
+    ];
+    let tree = leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((json_text(), inner), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    });
+    prop::collection::vec((json_text(), tree), 0..4).prop_map(|kv| kv.into_iter().collect())
+}
+
+/// The reference: every string value and key of `value` split at commas, trimmed of white
+/// space and control characters, lower-cased, that is `word.word`.
+fn entity_shaped(value: &Value, out: &mut Vec<String>) {
+    fn text(s: &str, out: &mut Vec<String>) {
+        for part in s.split(',') {
+            let t = part
+                .trim_matches(|c: char| c.is_whitespace() || c.is_control())
+                .to_lowercase();
+            let word = |w: &str| {
+                !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            };
+            let shaped = t.split_once('.').is_some_and(|(a, b)| word(a) && word(b));
+            if shaped && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    match value {
+        Value::String(s) => text(s, out),
+        Value::Array(items) => items.iter().for_each(|v| entity_shaped(v, out)),
+        Value::Object(map) => {
+            for (k, v) in map {
+                text(k, out);
+                entity_shaped(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn call_args(
     domain: &str,
     service: &str,
@@ -302,9 +375,10 @@ fn call_args(
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
-    /// For every argument set the manifest accepts, a rule matches the signature exactly when
-    /// the arguments themselves say so: a value can never reach into another position of the
-    /// signature or widen a match.
+    /// For every argument set the manifest accepts, a rule matches a judged signature exactly
+    /// when the arguments themselves say so: a value can never reach into another position of
+    /// the signature or widen a match, and every entity the call names (in `entity_id` or in
+    /// its data) is judged in its own signature.
     #[test]
     fn accepted_values_cannot_change_what_a_rule_matches(
         domain in value(),
@@ -317,26 +391,68 @@ proptest! {
         let tool = m.tool("ha_call_service").unwrap();
         let data = with_data.then(|| json!({ data_key: "lock.front_door" }));
         let args = call_args(&domain, &service, entity.as_deref(), data);
-        let Ok(sig) = tool.signature(&args) else {
+        let Ok(judged) = tool.judged(&args) else {
             return Ok(()); // refused before a signature exists: nothing to match
         };
+        let entity = entity.as_deref();
+        let mut targets: Vec<String> = entity.map(str::to_owned).into_iter().collect();
+        if with_data && !targets.iter().any(|t| t == "lock.front_door") {
+            targets.push("lock.front_door".to_owned());
+        }
+        prop_assert_eq!(&judged.targets, &targets);
         let exact = Pattern::new("ha_call_service(light.turn_on, light.bedroom)").unwrap();
         let locks = Pattern::new("ha_call_service(lock.*)").unwrap();
         let front_door = Pattern::new("ha_call_service(*, lock.front_door)").unwrap();
-        let entity = entity.as_deref();
-        prop_assert_eq!(
-            exact.matches(&sig),
-            domain == "light" && service == "turn_on" && entity == Some("light.bedroom"),
-            "{}", sig
-        );
-        prop_assert_eq!(locks.matches(&sig), domain == "lock", "{}", sig);
-        prop_assert_eq!(front_door.matches(&sig), entity == Some("lock.front_door"), "{}", sig);
-        // The signature parses back into exactly the values given.
-        let inner = sig.strip_prefix("ha_call_service(").and_then(|s| s.strip_suffix(')')).unwrap();
-        let parts: Vec<&str> = inner.split(", ").collect();
-        prop_assert_eq!(parts, vec![format!("{domain}.{service}"), entity.unwrap_or("").to_string()]);
-        // Data never names a target.
+        for sig in &judged.signatures {
+            // The signature parses back into exactly the values given (the generic
+            // `homeassistant` domain is judged under the target's own domain too).
+            let inner = sig.strip_prefix("ha_call_service(").and_then(|s| s.strip_suffix(')')).unwrap();
+            let parts: Vec<&str> = inner.split(", ").collect();
+            prop_assert_eq!(parts.len(), 2, "{}", sig);
+            let (action, target) = (parts[0], parts[1]);
+            let judged_domain = action.strip_suffix(&format!(".{service}")).unwrap_or("?");
+            let dispatched = domain == "homeassistant"
+                && target.split_once('.').is_some_and(|(kind, _)| kind == judged_domain);
+            prop_assert!(judged_domain == domain || dispatched, "{}", sig);
+            if targets.is_empty() {
+                prop_assert_eq!(target, "", "{}", sig);
+            } else {
+                prop_assert!(targets.iter().any(|t| t == target), "{}", sig);
+            }
+            prop_assert_eq!(
+                exact.matches(sig),
+                judged_domain == "light" && service == "turn_on" && target == "light.bedroom",
+                "{}", sig
+            );
+            prop_assert_eq!(locks.matches(sig), judged_domain == "lock", "{}", sig);
+            prop_assert_eq!(front_door.matches(sig), target == "lock.front_door", "{}", sig);
+        }
+        // Every target has a signature of its own.
+        for t in &targets {
+            let tail = format!(", {t})");
+            prop_assert!(judged.signatures.iter().any(|s| s.ends_with(&tail)), "{}", t);
+        }
+        // Data never selects targets by key.
         prop_assert!(!with_data || !["entity_id", "area_id", "device_id", "floor_id", "label_id", "domain"].contains(&data_key));
+    }
+
+    /// For arbitrary JSON service data, every entity-shaped string in it (a value, an object
+    /// key, or a comma-separated part of one, once trimmed and lower-cased) is judged.
+    #[test]
+    fn every_entity_in_service_data_is_judged(data in json_object()) {
+        let m = manifest();
+        let tool = m.tool("ha_call_service").unwrap();
+        let args = call_args("light", "turn_on", None, Some(Value::Object(data.clone())));
+        let Ok(judged) = tool.judged(&args) else {
+            return Ok(()); // refused (a forbidden or refused key): nothing runs
+        };
+        let mut found = Vec::new();
+        entity_shaped(&Value::Object(data), &mut found);
+        for entity in found {
+            prop_assert!(judged.targets.contains(&entity), "{} missing from {:?}", entity, judged.targets);
+            let signature = format!("ha_call_service(light.turn_on, {entity})");
+            prop_assert!(judged.signatures.contains(&signature), "{}", signature);
+        }
     }
 
     /// Through `Policy::decide`: a request is allowed only if its own, validated values match an

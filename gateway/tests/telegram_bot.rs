@@ -31,6 +31,7 @@ fn request(id: &str) -> ApprovalRequest {
         tool: "ha_call_service".into(),
         args: json!({"domain": "light", "service": "turn_on", "entity_id": "light.bedroom"}),
         signature: "ha_call_service(light.turn_on, light.bedroom)".into(),
+        targets: vec!["light.bedroom".into()],
         rule: None,
         created_at: now,
         expires_at: now.saturating_add(Duration::from_secs(900)),

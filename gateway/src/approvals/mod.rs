@@ -45,8 +45,12 @@ pub struct ApprovalRequest {
     pub tool: String,
     /// The arguments (already validated against the manifest).
     pub args: Value,
-    /// The signature the policy judged, e.g. `ha_call_service(light.turn_on, light.bedroom)`.
+    /// The signature the policy judged, e.g. `ha_call_service(light.turn_on, light.bedroom)`
+    /// (for a call that affects several entities: the one that asked).
     pub signature: String,
+    /// Everything the call affects (entity ids), each once, so the approver sees them all;
+    /// empty when the call names none.
+    pub targets: Vec<String>,
     /// The rule that asked for approval (absent when nothing matched: the fallback).
     pub rule: Option<String>,
     /// When the request was made.
@@ -67,11 +71,18 @@ impl ApprovalRequest {
             tool: record.tool.clone(),
             args: record.args.clone(),
             signature: record.signature.clone(),
+            targets: Vec::new(),
             rule: record.rule.clone(),
             created_at: record.created_at,
             expires_at: record.expires_at.unwrap_or(record.created_at),
             approver_refs: record.approver_refs.clone(),
         }
+    }
+
+    /// The same request with what it affects (see [`ApprovalRequest::targets`]).
+    pub fn with_targets(mut self, targets: Vec<String>) -> Self {
+        self.targets = targets;
+        self
     }
 
     /// The references the approver called `name` stored for this request, if any.

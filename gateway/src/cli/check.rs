@@ -200,6 +200,14 @@ fn cross_check(
             .errors
             .extend(p.unknown_agents(&known).iter().map(ToString::to_string));
     }
+    if let (Some(p), Some(m)) = (permissions, manifest) {
+        report.warnings.extend(crate::policy::lint::indirect_allows(
+            &p.file,
+            &p.rules,
+            &p.defaults,
+            m,
+        ));
+    }
     if let (Some(c), Some(m)) = (config, manifest) {
         for tool in m.tools() {
             if !c.services.contains_key(&tool.service) {

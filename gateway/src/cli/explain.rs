@@ -108,6 +108,19 @@ pub fn run(args: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
                     writeln!(out, "rule:      none matched (fallback: ask)")?;
                 }
             }
+            if !decision.targets.is_empty() {
+                writeln!(out, "affects:   {}", decision.targets.join(", "))?;
+            }
+            if decision.judged.len() > 1 {
+                writeln!(
+                    out,
+                    "judged:    {} signatures, the strictest decides:",
+                    decision.judged.len()
+                )?;
+                for (signature, explanation) in &decision.judged {
+                    writeln!(out, "  {signature}: {explanation}")?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         other => {

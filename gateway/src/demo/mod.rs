@@ -62,10 +62,17 @@ pub fn bundled_manifest_text() -> &'static str {
 
 /// The demo's permissions.
 pub const DEMO_PERMISSIONS: &str = r#"# agent-gate demo permissions
+# A call is judged once per entity it affects (entity_id, and every entity id in its data):
+# the first rule catches the lock domain's services (and homeassistant.* on a lock, judged as
+# the lock's own service), the second any other service that names a lock (scene.apply,
+# group.set, ...).
 rules:
   - pattern: "ha_call_service(lock.*)"
     action: deny
     description: "Locks are never operated by agents"
+  - pattern: "ha_call_service(*, lock.*)"
+    action: deny
+    description: "No service may touch a lock"
   - pattern: "ha_fire_event(*)"
     action: deny
     description: "Agents do not fire events"

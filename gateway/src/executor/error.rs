@@ -81,6 +81,9 @@ pub enum ExecutionError {
         /// The configured message for this status (from `services.<name>.errors`), or a
         /// default naming the status with an excerpt of the body.
         message: String,
+        /// The service's own message in full (the `message` of a JSON error body, else the
+        /// body), secret-free and at most [`SERVICE_MESSAGE_BYTES`](super::SERVICE_MESSAGE_BYTES).
+        service_message: Option<String>,
     },
     /// The service answered with a redirect, which the gateway does not follow (it would
     /// carry the credentials to another address).
@@ -180,6 +183,50 @@ impl ExecutionError {
             | Self::Redirect { .. }
             | Self::Connect { .. } => false,
         }
+    }
+}
+
+impl ExecutionError {
+    /// How the call failed, as agents see it in `error.data.kind`: `timeout`, `connect`
+    /// (no connection, or it broke), `http` (the service answered with an error status),
+    /// `decode` (a success status with an unusable body) or `invalid` (refused before
+    /// anything was sent: arguments or configuration).
+    pub fn wire_kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Connect { .. } | Self::Transport { .. } => "connect",
+            Self::Unauthorized { .. } | Self::Status { .. } | Self::Redirect { .. } => "http",
+            Self::InvalidResponse { .. } => "decode",
+            Self::InvalidArguments(_) | Self::UnknownService { .. } => "invalid",
+        }
+    }
+
+    /// The service's own message, when it answered with one.
+    pub fn service_message(&self) -> Option<&str> {
+        match self {
+            Self::Status {
+                service_message, ..
+            } => service_message.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The structured `error.data` members of the failure: `kind`, `status` (when the
+    /// service answered), `may_have_executed` and `service_message` (when it gave one).
+    pub fn data(&self) -> serde_json::Value {
+        let mut data = serde_json::Map::new();
+        data.insert("kind".to_owned(), self.wire_kind().into());
+        if let Some(status) = self.status() {
+            data.insert("status".to_owned(), status.into());
+        }
+        data.insert(
+            "may_have_executed".to_owned(),
+            self.may_have_executed().into(),
+        );
+        if let Some(message) = self.service_message() {
+            data.insert("service_message".to_owned(), message.into());
+        }
+        serde_json::Value::Object(data)
     }
 }
 

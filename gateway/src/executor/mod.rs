@@ -37,6 +37,9 @@ pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// How many characters of a response body an error message quotes.
 pub const BODY_EXCERPT_CHARS: usize = 200;
 
+/// The most of a service's own error message (`error.data.service_message`) kept, in bytes.
+pub const SERVICE_MESSAGE_BYTES: usize = 4096;
+
 /// The result of a service health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthStatus {
@@ -425,6 +428,7 @@ impl ServiceClient {
                 service: self.name.clone(),
                 status: code,
                 message: self.scrub(&message),
+                service_message: self.service_message(body),
             };
         }
         if status.is_redirection() {
@@ -456,7 +460,36 @@ impl ServiceClient {
             service: self.name.clone(),
             status: code,
             message,
+            service_message: self.service_message(body),
         }
+    }
+
+    /// The service's own message in full: the `message` of a JSON `{"message": ...}` body
+    /// (Home Assistant's error shape), else the body as text; secret- and URL-free, cut at
+    /// [`SERVICE_MESSAGE_BYTES`] on a character boundary. `None` for an empty body.
+    fn service_message(&self, body: &[u8]) -> Option<String> {
+        let text = String::from_utf8_lossy(body);
+        let text = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(object)) => match object.get("message") {
+                Some(Value::String(message)) => message.clone(),
+                _ => text.into_owned(),
+            },
+            _ => text.into_owned(),
+        };
+        let scrubbed = self.scrub(text.trim());
+        if scrubbed.is_empty() {
+            return None;
+        }
+        if scrubbed.len() <= SERVICE_MESSAGE_BYTES {
+            return Some(scrubbed);
+        }
+        let mut end = SERVICE_MESSAGE_BYTES - '…'.len_utf8();
+        while !scrubbed.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut short = scrubbed.get(..end).unwrap_or_default().to_owned();
+        short.push('…');
+        Some(short)
     }
 
     /// A short, single-line, secret-free excerpt of a body: the `message` of a JSON

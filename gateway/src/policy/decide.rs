@@ -54,10 +54,16 @@ impl fmt::Display for Reason<'_> {
 pub struct Decision<'p> {
     /// What to do: always [`Action::Deny`] when the request itself is invalid.
     pub action: Action,
-    /// The signature, when one could be built (absent for invalid requests).
+    /// The deciding signature, when one could be built (absent for invalid requests): the
+    /// first one that was denied, else the first that asks, else the first.
     pub signature: Option<String>,
-    /// Why.
+    /// Why (the deciding signature's explanation for a policy decision).
     pub reason: Reason<'p>,
+    /// What the call affects (its targets, e.g. entity ids), each once.
+    pub targets: Vec<String>,
+    /// Every signature judged and its explanation, in order (one per target; empty for
+    /// invalid requests).
+    pub judged: Vec<(String, Explanation<'p>)>,
 }
 
 impl Decision<'_> {
@@ -69,8 +75,9 @@ impl Decision<'_> {
 }
 
 impl Policy {
-    /// Judges a tool request: finds the tool in the manifest, validates the arguments, renders
-    /// the signature and evaluates it for `agent`. Fails closed: any error is a
+    /// Judges a tool request: finds the tool in the manifest, validates the arguments, finds
+    /// what the call affects and evaluates one signature per target for `agent`; the
+    /// strictest decides (any deny, else any ask, else allow). Fails closed: any error is a
     /// [`Action::Deny`] carrying the reason.
     pub fn decide(
         &self,
@@ -91,21 +98,53 @@ impl Policy {
                         .map(str::to_string)
                         .collect(),
                 },
+                targets: Vec::new(),
+                judged: Vec::new(),
             };
         };
-        match t.signature(args) {
-            Ok(signature) => {
-                let explanation = self.explain(agent, &signature);
-                Decision {
-                    action: explanation.action,
-                    signature: Some(signature),
-                    reason: Reason::Policy(explanation),
-                }
+        let judged = match t.judged(args) {
+            Ok(judged) => judged,
+            Err(e) => {
+                return Decision {
+                    action: Action::Deny,
+                    signature: None,
+                    reason: Reason::InvalidArguments(e),
+                    targets: Vec::new(),
+                    judged: Vec::new(),
+                };
             }
-            Err(e) => Decision {
+        };
+        let explained: Vec<(String, Explanation<'_>)> = judged
+            .signatures
+            .into_iter()
+            .map(|signature| {
+                let explanation = self.explain(agent, &signature);
+                (signature, explanation)
+            })
+            .collect();
+        // The strictest judgement decides: any deny, else any ask, else allow.
+        let deciding = [Action::Deny, Action::Ask, Action::Allow]
+            .iter()
+            .find_map(|action| explained.iter().find(|(_, e)| e.action == *action))
+            .or_else(|| explained.first());
+        match deciding {
+            Some((signature, explanation)) => Decision {
+                action: explanation.action,
+                signature: Some(signature.clone()),
+                reason: Reason::Policy(*explanation),
+                targets: judged.targets,
+                judged: explained.clone(),
+            },
+            // `judged` always yields a signature; failing closed all the same.
+            None => Decision {
                 action: Action::Deny,
                 signature: None,
-                reason: Reason::InvalidArguments(e),
+                reason: Reason::UnknownTool {
+                    tool: tool.to_string(),
+                    nearest: Vec::new(),
+                },
+                targets: Vec::new(),
+                judged: Vec::new(),
             },
         }
     }

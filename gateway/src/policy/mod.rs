@@ -19,6 +19,7 @@
 
 mod decide;
 pub mod glob;
+pub mod lint;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

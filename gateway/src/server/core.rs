@@ -129,6 +129,60 @@ fn rule_name(reason: &Reason<'_>) -> Option<String> {
     }
 }
 
+/// What an agent is told of a policy denial: `Denied by policy: <the rule's description>`
+/// (or its pattern, for a rule without one) and `error.data` with the rule's pattern and the
+/// signature it matched.
+fn policy_denial(reason: &Reason<'_>, signature: &str) -> (String, Value) {
+    match reason {
+        Reason::Policy(explanation) => match explanation.decided_by {
+            DecidedBy::Rule(r) => {
+                let why = match &r.rule.description {
+                    Some(description) => description.clone(),
+                    None => format!("rule \"{}\"", r.rule.pattern),
+                };
+                (
+                    format!("Denied by policy: {why}"),
+                    json!({"rule": r.rule.pattern.to_string(), "signature": signature}),
+                )
+            }
+            DecidedBy::Fallback => (
+                "Denied by policy".to_owned(),
+                json!({"signature": signature}),
+            ),
+        },
+        _ => (
+            "Denied by policy".to_owned(),
+            json!({"signature": signature}),
+        ),
+    }
+}
+
+/// The audit detail of a decision on a call that affects several things: every target and
+/// every signature judged with its action. `None` for a call judged once.
+fn judgement_detail(decision: &crate::policy::Decision<'_>) -> Option<Value> {
+    if decision.judged.len() < 2 && decision.targets.len() < 2 {
+        return None;
+    }
+    let judged: Vec<Value> = decision
+        .judged
+        .iter()
+        .map(|(signature, e)| json!({"signature": signature, "action": e.action.as_str()}))
+        .collect();
+    Some(json!({"targets": decision.targets, "judged": judged}))
+}
+
+/// What a stored request affects (its targets), found again from its validated arguments by
+/// the manifest; empty when the tool is gone or names none.
+fn targets_of(manifest: &Manifest, record: &RequestRecord) -> Vec<String> {
+    match (manifest.tool(&record.tool), &record.args) {
+        (Some(tool), Value::Object(args)) => tool
+            .judged(args)
+            .map(|judged| judged.targets)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// A request id for a call that came without one: `gw-`, the time in milliseconds (12 hex
 /// digits), then 64 random bits (16 hex digits).
 ///
@@ -360,12 +414,16 @@ impl Core {
                 "unknown tool `{tool}`"
             ))));
         };
+        let judgement = judgement_detail(&decision);
         let decision_audit = |d: Decision| {
-            let entry = AuditEntry::new(agent, AuditKind::Decision)
+            let mut entry = AuditEntry::new(agent, AuditKind::Decision)
                 .request_id(rid.as_str())
                 .signature(signature.as_str())
                 .decision(d)
                 .actor("policy");
+            if let Some(detail) = &judgement {
+                entry = entry.detail(detail.clone());
+            }
             match &rule {
                 Some(rule) => entry.rule(rule.as_str()),
                 None => entry,
@@ -401,6 +459,7 @@ impl Core {
                 Some(Ok((rid, outcome)))
             }
             Action::Deny => {
+                let (message, data) = policy_denial(&decision.reason, &signature);
                 let mut new = NewRequest::denied(
                     agent,
                     rid.as_str(),
@@ -408,7 +467,8 @@ impl Core {
                     args_value,
                     signature.as_str(),
                 )
-                .error(ErrorCode::DeniedByPolicy.code(), "Denied by policy")
+                .error(ErrorCode::DeniedByPolicy.code(), message.as_str())
+                .error_data(data.clone())
                 .audit(decision_audit(Decision::Deny));
                 if let Some(rule) = &rule {
                     new = new.rule(rule.as_str());
@@ -425,13 +485,15 @@ impl Core {
                     rid,
                     Outcome::Failed {
                         code: ErrorCode::DeniedByPolicy,
-                        message: "Denied by policy".to_owned(),
+                        message,
+                        data: Some(data),
                     },
                 )))
             }
             Action::Ask => {
                 let audit = decision_audit(Decision::Ask);
-                self.ask(link, rid, tool, args_value, signature, rule, audit)
+                let targets = decision.targets.clone();
+                self.ask(link, rid, tool, args_value, signature, targets, rule, audit)
                     .await
             }
         }
@@ -567,6 +629,7 @@ impl Core {
         tool: String,
         args: Value,
         signature: String,
+        targets: Vec<String>,
         rule: Option<String>,
         decision_audit: AuditEntry,
     ) -> Option<Answer> {
@@ -625,6 +688,7 @@ impl Core {
             tool,
             args: Value::Null,
             signature,
+            targets,
             rule,
             created_at: now,
             expires_at,
@@ -762,6 +826,7 @@ impl Core {
         let waiting = lock(&self.notifying).get(&key).cloned();
         let approvers = self.approvers.clone();
         let store = self.store.clone();
+        let manifest = self.manifest.clone();
         self.spawn(async move {
             if let Some(mut done) = waiting {
                 let _ = done.wait_for(|d| *d).await;
@@ -777,7 +842,8 @@ impl Core {
                     return;
                 }
             };
-            let request = ApprovalRequest::from_record(&record);
+            let request =
+                ApprovalRequest::from_record(&record).with_targets(targets_of(&manifest, &record));
             let calls = approvers
                 .iter()
                 .map(|approver| approver.resolved(&request, &resolution));
@@ -854,6 +920,7 @@ impl Core {
                     &Outcome::Failed {
                         code: ErrorCode::DeniedByHuman,
                         message: "Denied by user".to_owned(),
+                        data: None,
                     },
                 );
             }
@@ -865,6 +932,7 @@ impl Core {
                     &Outcome::Failed {
                         code: ErrorCode::ApprovalTimeout,
                         message: "Approval timed out".to_owned(),
+                        data: None,
                     },
                 );
             }
@@ -889,6 +957,7 @@ impl Core {
             let transition =
                 Transition::new(agent, rid, RequestState::Approved, RequestState::Failed)
                     .error(ErrorCode::ExecutionFailed.code(), message.as_str())
+                    .error_data(json!({"kind": "invalid", "may_have_executed": false}))
                     .audit(
                         AuditEntry::new(agent, AuditKind::Failed)
                             .request_id(rid)
@@ -901,6 +970,7 @@ impl Core {
                     &Outcome::Failed {
                         code: ErrorCode::ExecutionFailed,
                         message,
+                        data: Some(json!({"kind": "invalid", "may_have_executed": false})),
                     },
                 ),
                 Ok(false) => {}
@@ -954,6 +1024,7 @@ impl Core {
             }
             Err(error) => {
                 let message = error.to_string();
+                let data = error.data();
                 tracing::warn!(agent, request_id = rid, tool = %tool.name, error = %message, "execution failed");
                 let transition = Transition::failed(
                     agent,
@@ -961,13 +1032,15 @@ impl Core {
                     ErrorCode::ExecutionFailed.code(),
                     message.as_str(),
                 )
-                .audit(audit(AuditKind::Failed).detail(json!({"error": message})));
+                .error_data(data.clone())
+                .audit(audit(AuditKind::Failed).detail(json!({"error": message, "data": data})));
                 if let Err(error) = self.store.transition(transition).await {
                     tracing::error!(%error, agent, request_id = rid, "could not record an execution failure");
                 }
                 Outcome::Failed {
                     code: ErrorCode::ExecutionFailed,
                     message,
+                    data: Some(data),
                 }
             }
         }
@@ -1118,7 +1191,12 @@ impl Decider for Core {
     fn pending(self: Arc<Self>) -> BoxFuture<'static, Vec<ApprovalRequest>> {
         Box::pin(async move {
             match self.store.pending_unexpired(Timestamp::now()).await {
-                Ok(records) => records.iter().map(ApprovalRequest::from_record).collect(),
+                Ok(records) => records
+                    .iter()
+                    .map(|r| {
+                        ApprovalRequest::from_record(r).with_targets(targets_of(&self.manifest, r))
+                    })
+                    .collect(),
                 Err(error) => {
                     tracing::error!(%error, "could not list pending requests");
                     Vec::new()

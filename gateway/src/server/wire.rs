@@ -19,6 +19,8 @@ pub(crate) enum Outcome {
         code: ErrorCode,
         /// What happened.
         message: String,
+        /// Structured `error.data` members (the denying rule, the kind of a failure), if any.
+        data: Option<Value>,
     },
 }
 
@@ -38,11 +40,32 @@ impl Outcome {
                 return None;
             }
         };
-        let (code, message) = match &record.error {
-            Some(e) => (ErrorCode::from_code(e.code), e.message.clone()),
-            None => (default_code, default_code.description().to_owned()),
+        let (code, message, data) = match &record.error {
+            Some(e) => (
+                ErrorCode::from_code(e.code),
+                e.message.clone(),
+                e.data.clone(),
+            ),
+            None => (default_code, default_code.description().to_owned(), None),
         };
-        Some(Outcome::Failed { code, message })
+        Some(Outcome::Failed {
+            code,
+            message,
+            data,
+        })
+    }
+
+    /// The error object of a failed outcome.
+    pub(crate) fn error_object(
+        code: ErrorCode,
+        message: String,
+        data: Option<&Value>,
+    ) -> ErrorObject {
+        let error = ErrorObject::new(code, message);
+        match data {
+            Some(data) => error.with_data_members(data),
+            None => error,
+        }
     }
 
     /// The JSON-RPC answer to the `tool_request` with JSON-RPC id `id`.
@@ -55,9 +78,14 @@ impl Outcome {
                 result.insert("request_id".to_owned(), Value::from(request_id));
                 Response::success(id, Value::Object(result))
             }
-            Outcome::Failed { code, message } => Response::error(
+            Outcome::Failed {
+                code,
+                message,
+                data,
+            } => Response::error(
                 Some(id),
-                ErrorObject::new(code, message).with_details(json!({ "request_id": request_id })),
+                Outcome::error_object(code, message, data.as_ref())
+                    .with_details(json!({ "request_id": request_id })),
             ),
         }
     }
@@ -75,7 +103,11 @@ pub(crate) fn pending_result(record: &RequestRecord) -> Option<PendingResult> {
             },
             None,
         ),
-        Outcome::Failed { code, message } => {
+        Outcome::Failed {
+            code,
+            message,
+            data,
+        } => {
             let status = match code {
                 ErrorCode::DeniedByHuman
                 | ErrorCode::DeniedByPolicy
@@ -87,7 +119,7 @@ pub(crate) fn pending_result(record: &RequestRecord) -> Option<PendingResult> {
                     status,
                     data: Value::from(message.clone()),
                 },
-                Some(ErrorObject::new(code, message)),
+                Some(Outcome::error_object(code, message, data.as_ref())),
             )
         }
     };

@@ -51,6 +51,8 @@ pub struct Options {
     pub limits: ServerLimits,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub insecure: bool,
+    /// The permissions file's text (default [`PERMISSIONS`]).
+    pub permissions: Option<String>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             limits: ServerLimits::default(),
             tls: None,
             insecure: true,
+            permissions: None,
         }
     }
 }
@@ -138,8 +141,12 @@ pub fn load_config(dir: &Path, ha: std::net::SocketAddr, options: &Options) -> C
 }
 
 pub fn load_policy(dir: &Path) -> Policy {
+    load_policy_text(dir, PERMISSIONS)
+}
+
+pub fn load_policy_text(dir: &Path, text: &str) -> Policy {
     let path = dir.join("permissions.yaml");
-    std::fs::write(&path, PERMISSIONS).unwrap();
+    std::fs::write(&path, text).unwrap();
     Policy::load(&path).expect("test permissions are valid")
 }
 
@@ -149,8 +156,12 @@ impl Harness {
     }
 
     pub async fn start_with(options: Options) -> Self {
+        Self::start_with_home(options, HomeAssistant::demo(DEFAULT_TOKEN)).await
+    }
+
+    /// A gateway in front of `home` (a simulator built with [`DEFAULT_TOKEN`]).
+    pub async fn start_with_home(options: Options, home: HomeAssistant) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let home = HomeAssistant::demo(DEFAULT_TOKEN);
         let (_, ha_server) = home.spawn("127.0.0.1:0").await.unwrap();
         let approver = Arc::new(ChannelApprover::new("test"));
         let mut harness = Self {
@@ -167,7 +178,10 @@ impl Harness {
 
     pub async fn launch(&self) -> Result<RunningGateway, GatewayError> {
         let config = load_config(self.dir.path(), self.ha_server.addr(), &self.options);
-        let policy = load_policy(self.dir.path());
+        let policy = load_policy_text(
+            self.dir.path(),
+            self.options.permissions.as_deref().unwrap_or(PERMISSIONS),
+        );
         Gateway::builder(config, policy, manifest())
             .approver(self.approver.clone())
             .insecure(self.options.insecure)

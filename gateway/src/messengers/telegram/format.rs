@@ -25,6 +25,9 @@ const MAX_TOOL: usize = 128;
 const MAX_SIGNATURE: usize = 700;
 const MAX_AGENT: usize = 128;
 const MAX_RULE: usize = 256;
+/// How many affected entities a message lists, and how long each may be.
+const MAX_TARGETS: usize = 30;
+const MAX_TARGET: usize = 100;
 const MAX_ARGS: usize = 2000;
 const MAX_REASON: usize = 300;
 
@@ -77,6 +80,22 @@ fn request_body(request: &ApprovalRequest) -> String {
         escape_html(&truncate(&request.key.agent_id, MAX_AGENT)),
         escape_html(&truncate(&request.key.request_id, MAX_AGENT)),
     );
+    if !request.targets.is_empty() {
+        let mut affects = request
+            .targets
+            .iter()
+            .take(MAX_TARGETS)
+            .map(|t| format!("<code>{}</code>", escape_html(&truncate(t, MAX_TARGET))))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if request.targets.len() > MAX_TARGETS {
+            affects.push_str(&format!(
+                " and {} more (see the web page)",
+                request.targets.len() - MAX_TARGETS
+            ));
+        }
+        body.push_str(&format!("<b>Affects:</b> {affects}\n"));
+    }
     if let Some(rule) = &request.rule {
         body.push_str(&format!(
             "<b>Rule:</b> <code>{}</code>\n",
@@ -265,6 +284,7 @@ mod tests {
             tool: "ha_call_service".into(),
             args,
             signature: "ha_call_service(light.turn_on, light.bedroom)".into(),
+            targets: vec!["light.bedroom".into()],
             rule: Some("ask: ha_call_service(light.*)".into()),
             created_at: Timestamp::from_millis(1_795_000_000_000),
             expires_at: Timestamp::from_millis(1_795_000_900_000),

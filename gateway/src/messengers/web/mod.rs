@@ -234,6 +234,8 @@ pub struct PendingView {
     pub tool: String,
     /// The signature the policy judged.
     pub signature: String,
+    /// Everything the call affects (entity ids).
+    pub targets: Vec<String>,
     /// The arguments (from the agent: untrusted).
     pub args: Value,
     /// The rule that asked for approval.
@@ -251,6 +253,7 @@ impl PendingView {
             request_id: request.key.request_id.clone(),
             tool: request.tool.clone(),
             signature: request.signature.clone(),
+            targets: request.targets.clone(),
             args: request.args.clone(),
             rule: request.rule.clone(),
             created_at: crate::server::rfc3339(request.created_at),

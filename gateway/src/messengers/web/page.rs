@@ -35,6 +35,7 @@ ul{list-style:none;margin:0;padding:0}
 .card{background:var(--card);border:1px solid var(--line);border-radius:.6rem;padding:.75rem;margin:.6rem 0}
 .sig{font-weight:600;overflow-wrap:anywhere}
 .meta{color:var(--muted);font-size:.85rem;overflow-wrap:anywhere}
+.affects{font-size:.9rem;overflow-wrap:anywhere}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85rem;background:var(--bg);border-radius:.4rem;padding:.5rem;margin:.5rem 0;max-height:16rem;overflow:auto}
 .actions{display:flex;gap:.5rem}
 button{font:inherit;border:0;border-radius:.45rem;padding:.6rem 1rem;min-width:6rem;cursor:pointer;color:#fff}
@@ -62,6 +63,7 @@ const SCRIPT: &str = r#"
   function pendingCard(r){
     var li=el("li","card");li.dataset.agent=r.agent_id;li.dataset.request=r.request_id;
     li.appendChild(el("div","sig",r.signature));
+    if(r.targets&&r.targets.length)li.appendChild(el("div","affects","affects "+r.targets.join(", ")));
     li.appendChild(el("div","meta","agent "+r.agent_id+" \u00b7 request "+r.request_id+(r.rule?" \u00b7 "+r.rule:"")));
     li.appendChild(el("div","meta","expires "+when(r.expires_at)));
     li.appendChild(el("pre","args",JSON.stringify(r.args,null,2)));
@@ -152,7 +154,7 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
     let _ = write!(
         out,
         "<li class=\"card\" data-agent=\"{agent}\" data-request=\"{rid}\">\
-         <div class=\"sig\">{sig}</div>\
+         <div class=\"sig\">{sig}</div>{affects}\
          <div class=\"meta\">agent {agent} · request {rid}{rule}</div>\
          <div class=\"meta\">expires {expires}</div>\
          <pre class=\"args\">{args}</pre>\
@@ -166,6 +168,14 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
         agent = escape(&request.agent_id),
         rid = escape(&request.request_id),
         sig = escape(&request.signature),
+        affects = if request.targets.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<div class=\"affects\">affects {}</div>",
+                escape(&request.targets.join(", "))
+            )
+        },
         expires = escape(&request.expires_at),
         args = escape(&args),
         csrf = escape(csrf),
@@ -311,6 +321,7 @@ mod tests {
             request_id: evil.to_owned(),
             tool: evil.to_owned(),
             signature: evil.to_owned(),
+            targets: vec![evil.to_owned()],
             args: json!({ "entity_id": evil, evil: 1 }),
             rule: Some(evil.to_owned()),
             created_at: evil.to_owned(),

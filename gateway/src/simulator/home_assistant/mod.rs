@@ -47,6 +47,7 @@
 
 mod demo;
 mod http;
+mod scenes;
 mod services;
 mod template;
 mod world;

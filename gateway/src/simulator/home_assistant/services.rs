@@ -23,10 +23,18 @@ pub(crate) enum ServiceError {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Integer { min: i64, max: i64 },
-    Number { min: f64, max: f64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Number {
+        min: f64,
+        max: f64,
+    },
     Text,
     RgbColor,
+    /// Any JSON value (a mapping or list checked by the service itself).
+    Any,
 }
 
 #[derive(Debug)]
@@ -110,7 +118,102 @@ const LOCK_FIELDS: &[Field] = &[Field {
     kind: Kind::Text,
 }];
 
+const SCENE_APPLY_FIELDS: &[Field] = &[
+    Field {
+        key: "entities",
+        name: "Entities state",
+        description: "List of entities and their target state.",
+        required: true,
+        kind: Kind::Any,
+    },
+    TRANSITION,
+];
+
+const SCENE_CREATE_FIELDS: &[Field] = &[
+    Field {
+        key: "scene_id",
+        name: "Scene entity ID",
+        description: "The entity ID of the new scene.",
+        required: true,
+        kind: Kind::Text,
+    },
+    Field {
+        key: "entities",
+        name: "Entities state",
+        description: "List of entities and their target state.",
+        required: false,
+        kind: Kind::Any,
+    },
+    Field {
+        key: "snapshot_entities",
+        name: "Snapshot entities",
+        description: "List of entities to be included in the snapshot.",
+        required: false,
+        kind: Kind::Any,
+    },
+];
+
+const GROUP_SET_FIELDS: &[Field] = &[
+    Field {
+        key: "object_id",
+        name: "Object ID",
+        description: "Object ID of this group.",
+        required: true,
+        kind: Kind::Text,
+    },
+    Field {
+        key: "name",
+        name: "Name",
+        description: "Name of the group.",
+        required: false,
+        kind: Kind::Text,
+    },
+    Field {
+        key: "entities",
+        name: "Entities",
+        description: "List of all members in the group.",
+        required: false,
+        kind: Kind::Any,
+    },
+];
+
 const SERVICES: &[Service] = &[
+    Service {
+        domain: "scene",
+        service: "turn_on",
+        name: "Activate",
+        description: "Activates a scene.",
+        targets: true,
+        allow_extra: false,
+        fields: &[TRANSITION],
+    },
+    Service {
+        domain: "scene",
+        service: "apply",
+        name: "Apply",
+        description: "Activates a scene with configuration.",
+        targets: false,
+        allow_extra: false,
+        fields: SCENE_APPLY_FIELDS,
+    },
+    Service {
+        domain: "scene",
+        service: "create",
+        name: "Create",
+        description: "Creates a new scene.",
+        targets: false,
+        allow_extra: false,
+        fields: SCENE_CREATE_FIELDS,
+    },
+    Service {
+        domain: "group",
+        service: "set",
+        name: "Set",
+        description: "Creates/Updates a group.",
+        targets: false,
+        allow_extra: false,
+        fields: GROUP_SET_FIELDS,
+    },
     Service {
         domain: "homeassistant",
         service: "turn_on",
@@ -452,6 +555,7 @@ fn selector(kind: Kind) -> Value {
         Kind::Number { min, max } => json!({"number": {"min": min, "max": max}}),
         Kind::Text => json!({"text": null}),
         Kind::RgbColor => json!({"color_rgb": null}),
+        Kind::Any => json!({"object": null}),
     }
 }
 
@@ -471,6 +575,7 @@ fn check_value(kind: Kind, key: &str, value: &Value) -> Result<(), ServiceError>
         Kind::RgbColor => value.as_array().is_some_and(|items| {
             items.len() == 3 && items.iter().all(|c| c.as_u64().is_some_and(|c| c <= 255))
         }),
+        Kind::Any => true,
     };
     if ok {
         Ok(())
@@ -544,7 +649,8 @@ fn targets(
     if raw.iter().any(|id| !valid_entity_id(id)) {
         return Err(invalid());
     }
-    Ok(raw)
+    // Entity services expand groups to their members, as Home Assistant does.
+    Ok(super::scenes::expand_groups(world, raw))
 }
 
 /// Calls a service: validates the data, applies the effect to every targeted entity of
@@ -582,11 +688,23 @@ pub(crate) fn call(
         world.notifications.push(fields);
         return Ok(Vec::new());
     }
+    match (domain, service_name) {
+        ("scene", "apply") => return super::scenes::apply(world, &fields, &context, &origin),
+        ("scene", "create") => return super::scenes::create(world, &fields, &context, &origin),
+        ("group", "set") => return super::scenes::set_group(world, &fields, &context, &origin),
+        _ => {}
+    }
     let mut changed = Vec::new();
     for entity_id in entity_ids {
         let Some(current) = world.entities.get(&entity_id).cloned() else {
             continue;
         };
+        if current.domain() == "scene" && domain == "scene" && service_name == "turn_on" {
+            changed.extend(super::scenes::activate(
+                world, &entity_id, &context, &origin,
+            )?);
+            continue;
+        }
         let (entity_domain, entity_service) = if domain == "homeassistant" {
             match generic_service(current.domain(), service_name) {
                 Some(target) => target,
@@ -640,10 +758,10 @@ fn generic_service(entity_domain: &str, service: &str) -> Option<(&'static str, 
     Some(target)
 }
 
-type Effect = Option<(String, Map<String, Value>)>;
+pub(crate) type Effect = Option<(String, Map<String, Value>)>;
 
 /// The new state and attributes of `entity` after `domain.service` with `data`.
-fn effect(
+pub(crate) fn effect(
     world: &mut World,
     entity: &StateObject,
     domain: &str,

@@ -161,6 +161,8 @@ pub(crate) struct World {
     pub notifications: Vec<Map<String, Value>>,
     /// Events fired through `/api/events/<type>`.
     pub events: Vec<(String, Value)>,
+    /// The states each scene sets (`scene.<id>` → entity id → state or `{state, ...attributes}`).
+    pub scenes: IndexMap<String, Map<String, Value>>,
     id_counter: u64,
     last_id_millis: i64,
 }
@@ -176,6 +178,7 @@ impl World {
             remembered_brightness: IndexMap::new(),
             notifications: Vec::new(),
             events: Vec::new(),
+            scenes: IndexMap::new(),
             id_counter: 0,
             last_id_millis: 0,
         }
