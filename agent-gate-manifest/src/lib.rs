@@ -79,6 +79,7 @@
 //! | `signature` | optional template, e.g. `"{domain}.{service}, {entity_id}"`; absent = the signature is the bare tool name |
 //! | `response` | optional; `"TypeName"` or `"[TypeName]"` (a list) naming a declared type |
 //! | `http` | required; the HTTP mapping (below) |
+//! | `targets` | optional table: which arguments name what a call affects, so the policy judges each (below) |
 //! | `args.<name>` | the arguments; **declaration order is the order of positional parameters in generated code** |
 //!
 //! ## Arguments: `[tools.<tool>.args.<name>]` (and type fields)
@@ -92,6 +93,7 @@
 //! | `enum` | strings only: the allowed values (non-empty, no duplicates) |
 //! | `items` | arrays only and required for them: `string`, `integer`, `number` or `boolean` |
 //! | `forbid_keys` | objects only: top-level keys the object may not contain |
+//! | `or_list` | strings only, default `false`: a non-empty list of such strings is accepted too (each item checked like the string); such an argument may appear in a signature only as the `targets` slot |
 //!
 //! **Patterns match whole values.** A pattern written `^...$` (no top-level
 //! `|`, no multi-line flag) is used as is; any other pattern `P` is used as
@@ -123,6 +125,30 @@
 //!   contains a glob metacharacter `* ? [ ] { } !`, a parenthesis, a comma, a
 //!   backslash or a control character ([`FORBIDDEN_SIGNATURE_CHARS`]), even if
 //!   it matches its pattern; `enum` values are checked the same way at load.
+//!
+//! ## Targets: `[tools.<name>.targets]`
+//!
+//! A call can reach a thing through arguments its signature does not show (Home
+//! Assistant's `scene.apply` names entities in its service data). `targets`
+//! declares where a tool's calls name what they affect; [`Tool::judged`] finds
+//! every target and renders one signature per target, and the policy judges
+//! each (the strictest answer wins).
+//!
+//! | key | meaning |
+//! | --- | --- |
+//! | `slot` | required: the signature placeholder (an argument) each target fills in turn |
+//! | `args` | the arguments scanned (default: the slot's); strings, lists and objects are scanned at any depth, object keys included |
+//! | `pattern` | required: what a target looks like (whole-value regex, after normalising) |
+//! | `lowercase` | lower-case strings before matching (default `false`); they are always trimmed of white space and control characters |
+//! | `separator` | a string may name several targets separated by this text (e.g. `","`) |
+//! | `refuse_keys` | object keys that select targets some other way (`area_id`, ...): a call carrying one at any depth is refused |
+//! | `refuse_values` | values that mean every or no target (`all`, `none`): refused as the slot or under a key named like it |
+//! | `dispatch` | `{ arg, values }`: when `arg` has one of `values` (a generic action), each target is also judged with `arg` set to the target's kind (its text before the first `.`) |
+//! | `indirect` | kinds of target that act on other things in turn (scripts, scenes); `agent-gate check` warns when a rule allows them all |
+//!
+//! A call that names no target is judged once with an empty slot. A
+//! target-shaped string is judged even where the service would ignore it:
+//! judging too much can only ask or deny more, never less.
 //!
 //! ## HTTP mapping: `http = { ... }`
 //!

@@ -966,6 +966,15 @@ fn parse_tool(ctx: &mut Ctx<'_>, name: &Spanned<String>, value: &Value<'_>) -> O
     })
 }
 
+/// The type of an argument as errors name it (`string or list` for `or_list` strings).
+fn kind_label(kind: &ArgType) -> &'static str {
+    if kind.accepts_list() {
+        "string or list (or_list = true)"
+    } else {
+        kind.type_name()
+    }
+}
+
 /// `[tools.<name>.targets]`: which arguments carry what a call affects.
 fn parse_targets(
     ctx: &mut Ctx<'_>,
@@ -1248,7 +1257,7 @@ fn parse_http(
                 };
                 if !arg.kind.is_scalar() {
                     good = false;
-                    ctx.error(span.clone(), format!("argument `{}` of {what} is of type `{}` and cannot appear in a path", h.name, arg.kind.type_name()), "put it in `body` instead");
+                    ctx.error(span.clone(), format!("argument `{}` of {what} is of type `{}` and cannot appear in a path", h.name, kind_label(&arg.kind)), "put it in `body` instead");
                 }
                 if h.optional && arg.required {
                     good = false;
@@ -1288,7 +1297,7 @@ fn parse_http(
                     }
                     Some(arg) if !arg.kind.is_scalar() => {
                         ok = false;
-                        ctx.error(av.span(), format!("argument `{arg_name}` of {what} is of type `{}` and cannot be a query parameter", arg.kind.type_name()), "query parameters take strings, integers, numbers and booleans; put it in `body` instead");
+                        ctx.error(av.span(), format!("argument `{arg_name}` of {what} is of type `{}` and cannot be a query parameter", kind_label(&arg.kind)), "query parameters take strings, integers, numbers and booleans; put it in `body` instead");
                     }
                     Some(_) => query.push((param.get_ref().to_string(), arg_name)),
                 }

@@ -214,3 +214,101 @@ impl Scan<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::Manifest;
+
+    const SOURCE: &str = r#"
+[services.ha]
+description = "HA"
+
+[tools.call]
+service = "ha"
+description = "Call a service."
+signature = "{domain}.{service}, {entity_id}"
+http = { method = "POST", path = "/s/{domain}/{service}", body = ["entity_id"], body_merge = "data" }
+targets = { slot = "entity_id", args = ["entity_id", "data"], pattern = '^[a-z0-9_]+\.[a-z0-9_]+$', lowercase = true, separator = ",", refuse_keys = ["area_id"], refuse_values = ["all"], dispatch = { arg = "domain", values = ["homeassistant"] } }
+args.domain = { type = "string", pattern = "^[a-z_]+$" }
+args.service = { type = "string", pattern = "^[a-z_]+$" }
+args.entity_id = { type = "string", required = false, or_list = true, pattern = '^[a-z0-9_]+\.[a-z0-9_]+$' }
+args.data = { type = "object", required = false }
+"#;
+
+    fn judged(args: serde_json::Value) -> Result<super::Judged, crate::ArgsError> {
+        let loaded = Manifest::from_str(SOURCE, "tools.toml").unwrap();
+        let tool = loaded.manifest.tool("call").unwrap().clone();
+        tool.judged(args.as_object().unwrap())
+    }
+
+    #[test]
+    fn every_target_gets_its_signature_in_order_once() {
+        let j = judged(json!({
+            "domain": "light", "service": "turn_on",
+            "entity_id": ["light.a", "light.b"],
+            "data": {"x": [" LIGHT.B ", {"light.c": "sensor.d, light.a"}]}
+        }))
+        .unwrap();
+        assert_eq!(j.targets, ["light.a", "light.b", "light.c", "sensor.d"]);
+        assert_eq!(
+            j.signatures,
+            [
+                "call(light.turn_on, light.a)",
+                "call(light.turn_on, light.b)",
+                "call(light.turn_on, light.c)",
+                "call(light.turn_on, sensor.d)"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_target_is_one_signature_with_an_empty_slot() {
+        let j = judged(json!({"domain": "light", "service": "turn_on", "data": {"x": "2.5 kg"}}))
+            .unwrap();
+        assert!(j.targets.is_empty());
+        assert_eq!(j.signatures, ["call(light.turn_on, )"]);
+    }
+
+    #[test]
+    fn generic_actions_are_judged_under_the_target_s_kind_too() {
+        let j = judged(
+            json!({"domain": "homeassistant", "service": "turn_off", "entity_id": "lock.door"}),
+        )
+        .unwrap();
+        assert_eq!(
+            j.signatures,
+            [
+                "call(homeassistant.turn_off, lock.door)",
+                "call(lock.turn_off, lock.door)"
+            ]
+        );
+    }
+
+    #[test]
+    fn refused_keys_and_values_name_where_they_are() {
+        let e =
+            judged(json!({"domain": "a", "service": "b", "data": {"x": [{"Area_ID ": "hall"}]}}))
+                .unwrap_err();
+        let [crate::ArgError::RefusedTarget { at, .. }] = &e.errors[..] else {
+            panic!("{e:?}")
+        };
+        assert_eq!(at, "data.x[0].Area_ID ");
+        assert!(
+            e.to_string()
+                .contains("selects what it affects by `area_id`"),
+            "{e}"
+        );
+        let e =
+            judged(json!({"domain": "a", "service": "b", "data": {"y": {"entity_id": " ALL"}}}))
+                .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("names every or no target at once (`all`)"),
+            "{e}"
+        );
+        // `all` elsewhere is plain data
+        assert!(judged(json!({"domain": "a", "service": "b", "data": {"mode": "all"}})).is_ok());
+    }
+}

@@ -83,6 +83,18 @@ fn broken_manifests() {
             "unbalanced braces in templates",
             tool("signature = \"{x\"\nhttp = { method = \"GET\", path = \"/a/x}\" }\nargs.x = { type = \"string\", pattern = \"^a$\" }\n"),
         ),
+        (
+            "targets: a slot outside the signature, unknown arguments, a bad pattern",
+            tool("signature = \"{a}\"\nhttp = { method = \"POST\", path = \"/a/{a}\", body = [\"b\"] }\nargs.a = { type = \"string\", pattern = \"^[a-z]+$\" }\nargs.b = { type = \"string\", required = false, pattern = \"^[a-z.]+$\" }\ntargets = { slot = \"b\", args = [\"b\", \"c\"], pattern = \"^[a-z\" }\n"),
+        ),
+        (
+            "targets: no slot, an unknown key",
+            tool("signature = \"{a}, {b}\"\nhttp = { method = \"POST\", path = \"/a/{a}\", body = [\"b\"] }\nargs.a = { type = \"string\", pattern = \"^[a-z]+$\" }\nargs.b = { type = \"string\", pattern = \"^[a-z.]+$\" }\ntargets = { args = [\"b\"], flavour = 1 }\n"),
+        ),
+        (
+            "or_list: on a non-string, in a path, and in a signature without targets",
+            tool("signature = \"{a}\"\nhttp = { method = \"POST\", path = \"/a/{p}\", body = [\"a\", \"n\"] }\nargs.a = { type = \"string\", pattern = \"^[a-z]+$\", or_list = true }\nargs.p = { type = \"string\", pattern = \"^[a-z]+$\", or_list = true }\nargs.n = { type = \"integer\", or_list = true }\n"),
+        ),
     ];
     let mut out = String::new();
     for (title, source) in &cases {

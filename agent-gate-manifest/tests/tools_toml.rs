@@ -197,15 +197,19 @@ fn validate_args_refuses_every_bypass() {
         e,
         ["tool `ha_get_states` has no argument `x`; remove it: this tool takes no arguments"]
     );
-    // a list where a string is expected: never coerced
+    // a list where a string is expected: never coerced (entity_id takes a list: `or_list`)
+    cs.validate_args(&obj(
+        json!({"domain": "light", "service": "turn_on", "entity_id": ["light.a", "light.b"]}),
+    ))
+    .unwrap();
     let e = refused(
         cs,
-        json!({"domain": "light", "service": "turn_on", "entity_id": ["light.a", "light.b"]}),
+        json!({"domain": ["light", "switch"], "service": "turn_on", "entity_id": "light.a"}),
     );
     assert_eq!(
         e,
         [
-            "argument `entity_id` of tool `ha_call_service` must be a string, got an array of 2 items; pass a single value, one call per value"
+            "argument `domain` of tool `ha_call_service` must be a string, got an array of 2 items; pass a single value, one call per value"
         ]
     );
     // targets smuggled in service data

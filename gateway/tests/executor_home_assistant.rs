@@ -878,3 +878,55 @@ fn bad_service_settings_are_start_up_errors_without_secrets() {
         ExecutorError::InvalidHealthMethod { .. }
     ));
 }
+
+#[tokio::test]
+async fn a_long_service_message_reaches_the_agent_whole_up_to_4_kib() {
+    let manifest = manifest();
+    let home = demo();
+    let server = serve(&home).await;
+    let executor = executor_for(service(server.url(), bearer(TOKEN)));
+    let call = args(json!({"template": "{{ broken"}));
+    let detail = format!(
+        "Error rendering template: TemplateSyntaxError: unexpected end of template, token={TOKEN}, {}",
+        "é".repeat(3000)
+    );
+    home.inject(Fault::message(400, detail.clone()).once());
+    let error = executor
+        .execute(tool(&manifest, "ha_render_template"), &call)
+        .await
+        .unwrap_err();
+    // the message quotes an excerpt ...
+    assert!(error.to_string().chars().count() < 300, "{error}");
+    // ... and error.data carries the service's own message, secret-free, cut at 4 KiB
+    let data = error.data();
+    assert_eq!(data["kind"], "http");
+    assert_eq!(data["status"], 400);
+    assert_eq!(data["may_have_executed"], false);
+    let message = data["service_message"].as_str().unwrap();
+    assert!(
+        message.len() <= 4096 && message.len() > 4000,
+        "{}",
+        message.len()
+    );
+    assert!(message.starts_with(
+        "Error rendering template: TemplateSyntaxError: unexpected end of template, token=***, é"
+    ));
+    assert!(message.ends_with('…'));
+    assert!(!message.contains(TOKEN));
+    // a short one whole
+    home.inject(
+        Fault::message(
+            400,
+            "Error rendering template: UndefinedError: 'x' is undefined",
+        )
+        .once(),
+    );
+    let error = executor
+        .execute(tool(&manifest, "ha_render_template"), &call)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.data()["service_message"],
+        "Error rendering template: UndefinedError: 'x' is undefined"
+    );
+}

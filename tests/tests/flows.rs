@@ -215,3 +215,39 @@ async fn two_agents_get_their_own_rules() {
     laptop.close().await;
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn errors_say_which_rule_denied_and_how_a_call_failed() {
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(60)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let denied = pi
+        .tool_request(
+            "ha_call_service",
+            json!({"domain": "lock", "service": "unlock", "entity_id": ["lock.front_door"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.message(),
+        "Denied by policy: Locks are never operated by agents"
+    );
+    assert_eq!(denied.rule(), Some("ha_call_service(lock.*)"));
+    let failed = pi
+        .tool_request("ha_get_state", json!({"entity_id": "sensor.nowhere"}))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.kind(), &ErrorKind::Execution);
+    let failure = failed
+        .execution_failure()
+        .expect("the gateway says how it failed");
+    assert_eq!(failure.kind, "http");
+    assert_eq!(failure.status, Some(404));
+    assert!(!failure.may_have_executed);
+    assert_eq!(
+        failure.service_message.as_deref(),
+        Some("Entity not found.")
+    );
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
