@@ -254,11 +254,21 @@ impl GatewayBuilder {
 
         // A `type: web` approver: the approval page, served on the HTTP side.
         let (mut approvers, mut http_routes) = (approvers, http_routes);
+        let mut web_page = None;
         for web in config.approvers.iter().filter_map(|a| match a {
             crate::config::ApproverConfig::Web(web) => Some(web),
             _ => None,
         }) {
             let page = crate::messengers::web::WebApprover::from_config(web, store.clone());
+            // The admin secret `agent-gate approve-link` presents to get a one-time link
+            // (of the first page, if several are configured).
+            if web_page.is_none() {
+                let secret = crate::messengers::web::admin_secret_path(&config.storage.path);
+                if let Err(error) = page.write_admin_secret(&secret) {
+                    tracing::warn!(path = %secret.display(), %error, "cannot write the web approval page's admin secret; `agent-gate approve-link` will not work (the link printed at start-up does)");
+                }
+                web_page = Some(page.clone());
+            }
             http_routes = Some(match http_routes.take() {
                 Some(routes) => routes.merge(page.router()),
                 None => page.router(),
@@ -375,6 +385,7 @@ impl GatewayBuilder {
             core,
             ws_addr,
             health_addr,
+            web_page,
             tls: tls.is_some(),
             accept_task,
             health_task,
@@ -389,6 +400,7 @@ pub struct RunningGateway {
     core: Arc<Core>,
     ws_addr: SocketAddr,
     health_addr: Option<SocketAddr>,
+    web_page: Option<crate::messengers::web::WebApprover>,
     tls: bool,
     accept_task: JoinHandle<()>,
     health_task: Option<JoinHandle<()>>,
@@ -420,6 +432,32 @@ impl RunningGateway {
     /// The address of the HTTP side (`/healthz`), if enabled.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health_addr
+    }
+
+    /// The web approval page (`type: web` in `approvers:`), if there is one.
+    pub fn web_page(&self) -> Option<&crate::messengers::web::WebApprover> {
+        self.web_page.as_ref()
+    }
+
+    /// A fresh one-time login link of the web approval page
+    /// (`http://127.0.0.1:<port>/approvals/link/<token>`, valid once for 10 minutes), if
+    /// there is a page and the HTTP side is on. A listener on every interface is named by
+    /// its loopback address (a page without a token answers only loopback names). The link
+    /// is a credential: print it for the approver, never log it.
+    pub fn approval_link(&self) -> Option<String> {
+        let page = self.web_page.as_ref()?;
+        let addr = self.health_addr?;
+        let host = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        Some(format!(
+            "http://{host}:{}{}",
+            addr.port(),
+            page.issue_link()
+        ))
     }
 
     /// The handle approvers submit decisions through.

@@ -11,7 +11,14 @@
 //! blocks the address for `2^(n-5)` seconds (n = failures in the last minute: 2 s, 4 s, 8 s,
 //! ... capped at [`AuthThrottle::MAX_BLOCK`], 5 minutes). While an address is blocked, its
 //! connections are answered `-32005` with a `retry_after` hint and closed without the token
-//! being looked at. A successful authentication clears the address's record.
+//! being looked at.
+//!
+//! A successful authentication does **not** clear the record: an agent holding one valid
+//! token could otherwise put a good login after every five wrong ones and guess other
+//! agents' tokens at full speed. The failures of an address leave its record only as they
+//! age out of the minute. (The `auth` frame carries only the token, not which agent it is
+//! for, so a wrong token cannot be charged to a target agent: failures are counted per
+//! address.) IPv6 addresses are counted per /64, the block one host usually holds.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -157,6 +164,7 @@ impl AuthThrottle {
 
     /// `Err(retry_after)` if `ip` is blocked now.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let ip = client_key(ip);
         let now = Instant::now();
         let addresses = self.lock();
         match addresses.get(&ip).and_then(|f| f.blocked_until) {
@@ -167,6 +175,7 @@ impl AuthThrottle {
 
     /// Records a failed authentication from `ip`; returns the block it now has, if any.
     pub fn record_failure(&self, ip: IpAddr) -> Option<Duration> {
+        let ip = client_key(ip);
         let now = Instant::now();
         let mut addresses = self.lock();
         // Forget addresses that have been quiet for a minute, so the map cannot grow unbounded.
@@ -198,10 +207,17 @@ impl AuthThrottle {
         failures.blocked_until = Some(now + block);
         Some(block)
     }
+}
 
-    /// Clears the record of `ip` after a successful authentication.
-    pub fn record_success(&self, ip: IpAddr) {
-        self.lock().remove(&ip);
+/// The key an address is counted under: IPv4 (and IPv4-mapped IPv6) as is, other IPv6
+/// addresses by their /64 prefix.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -271,8 +287,22 @@ mod tests {
         assert!(throttle.check(ip).is_ok());
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         assert!(throttle.check(other).is_ok());
-        throttle.record_success(ip);
+        // Only time clears the record (a success does not): the eighth failure within the
+        // minute blocks for 8 s; a minute after the last failure the address starts afresh.
+        assert_eq!(throttle.record_failure(ip), Some(Duration::from_secs(8)));
+        tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(throttle.record_failure(ip), None);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 
     #[tokio::test(start_paused = true)]

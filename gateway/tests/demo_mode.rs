@@ -39,19 +39,32 @@ fn csrf_of(html: &str) -> String {
 /// Approves `request_id` on the approval page as a browser on the same machine does.
 async fn approve_on_the_page(demo: &RunningDemo, request_id: &str) -> (u16, Value) {
     let origin = format!("http://{}", demo.web_addr().expect("web page"));
-    let http = reqwest::Client::new();
-    let page = http.get(demo.approvals_url()).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let cookie = page
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Issue 15: the session comes from the one-time link (a loopback visitor used to get one
+    // by just loading the page).
+    let link = demo.gateway().approval_link().expect("a web page");
+    let opened = http.get(&link).send().await.unwrap();
+    assert_eq!(opened.status(), 303);
+    let cookie = opened
         .headers()
         .get("set-cookie")
-        .expect("a loopback visitor gets a session")
+        .expect("the link gives a session")
         .to_str()
         .unwrap()
         .split(';')
         .next()
         .unwrap()
         .to_owned();
+    let page = http
+        .get(demo.approvals_url())
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains(request_id), "the page lists the request");
     let csrf = csrf_of(&html);

@@ -128,3 +128,44 @@ async fn a_second_auth_on_an_authenticated_connection_is_refused() {
     let answer = client.call("auth", json!({"token": PI_TOKEN})).await;
     assert_eq!(answer["error"]["code"], -32600);
 }
+
+/// One auth attempt: connects, sends `auth` with `token` (ignoring a send error: a blocked
+/// address is answered and closed at once) and returns the first answer.
+async fn try_auth(h: &Harness, token: &str) -> serde_json::Value {
+    use futures_util::SinkExt;
+    let mut client = h.connect().await;
+    let frame = json!({"jsonrpc": "2.0", "method": "auth", "params": {"token": token}, "id": 1});
+    let _ = client
+        .ws
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            frame.to_string(),
+        ))
+        .await;
+    client.recv().await.unwrap_or(serde_json::Value::Null)
+}
+
+/// The attack of issue 15: an agent holding a valid token puts one good login after every
+/// five wrong ones. Before the fix every guess had its token looked at (50 of 50); now the
+/// failures keep counting whatever succeeds in between, so only the five free ones and the
+/// one that starts the block are looked at (a few more if the run is slow enough for a block
+/// to end: each one doubles the next block).
+#[tokio::test]
+async fn a_good_login_in_between_does_not_reset_the_wrong_token_throttle() {
+    let h = Harness::start().await;
+    let mut looked_at = 0;
+    let mut refused_blocked = 0;
+    for _round in 0..10 {
+        for _ in 0..5 {
+            let answer = try_auth(&h, "guess-of-another-agents-token").await;
+            if answer["error"]["message"] == "Invalid token" {
+                looked_at += 1;
+            } else {
+                refused_blocked += 1;
+            }
+        }
+        // The attacker's own valid login.
+        let _ = try_auth(&h, PI_TOKEN).await;
+    }
+    assert!(looked_at <= 12, "{looked_at} of 50 guesses were looked at");
+    assert_eq!(looked_at + refused_blocked, 50);
+}

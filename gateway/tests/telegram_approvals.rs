@@ -583,3 +583,43 @@ async fn a_press_while_the_gateway_stops_asks_to_retry_and_works_after_the_resta
     );
     h.shutdown().await;
 }
+
+/// Issue 15: right-to-left overrides and invisible characters in the arguments are shown
+/// escaped in the approval message, under a warning; the buttons still decide the request.
+#[tokio::test]
+async fn hidden_characters_are_shown_escaped_with_a_warning() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let mut args = light_on("light.bedroom");
+    args["data"] = json!({"note": "harmless\u{202e}txt.exe\u{200b}\u{2066}x\u{00ad}"});
+    agent
+        .tool_with_id("ha_call_service", args, "hidden-1")
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+    for c in ['\u{202e}', '\u{200b}', '\u{2066}', '\u{00ad}'] {
+        assert!(
+            !message.raw_text.contains(c),
+            "U+{:04X} reached the message raw",
+            c as u32
+        );
+    }
+    assert!(
+        message
+            .text
+            .contains(r"harmless\u{202e}txt.exe\u{200b}\u{2066}x\u{ad}"),
+        "{}",
+        message.text
+    );
+    assert!(
+        message.text.contains("hidden characters"),
+        "{}",
+        message.text
+    );
+    // A message without them has no warning.
+    agent
+        .tool_with_id("ha_call_service", light_on("light.kitchen"), "plain-1")
+        .await;
+    let plain = h.telegram.wait_for_sent(2).await;
+    assert!(!plain.text.contains("hidden characters"), "{}", plain.text);
+    h.shutdown().await;
+}

@@ -21,16 +21,30 @@ fn set_cookie(response: &reqwest::Response) -> String {
 }
 
 #[tokio::test]
-async fn without_a_token_loopback_clients_get_the_page_and_a_strict_session_cookie() {
+async fn without_a_token_the_one_time_link_gives_the_page_and_a_strict_session_cookie() {
     let h = WebHarness::loopback().await;
     let mut browser = h.browser();
-    let response = browser.get("/approvals").await;
-    assert_eq!(response.status(), 200);
+    // Issue 15: no credential-free access, even on loopback (this test used to get the page
+    // and a session by just loading it).
+    let anonymous = browser.get("/approvals").await;
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().get("set-cookie").is_none());
+    assert!(
+        anonymous
+            .text()
+            .await
+            .unwrap()
+            .contains("agent-gate approve-link")
+    );
+    let response = browser.get(&h.link_path()).await;
+    assert_eq!(response.status(), 303);
     let cookie = set_cookie(&response);
     assert!(cookie.starts_with("agent_gate_approvals="), "{cookie}");
     assert!(cookie.contains("; HttpOnly"), "{cookie}");
     assert!(cookie.contains("; SameSite=Strict"), "{cookie}");
     assert!(cookie.contains("; Path=/approvals"), "{cookie}");
+    let response = browser.get("/approvals").await;
+    assert_eq!(response.status(), 200);
     let csp = response.headers()["content-security-policy"]
         .to_str()
         .unwrap()
@@ -50,16 +64,17 @@ async fn without_a_token_loopback_clients_get_the_page_and_a_strict_session_cook
     assert!(!support::csrf_of(&html).is_empty());
     assert!(html.contains("Nothing is waiting for a decision."));
 
-    // The JSON endpoints answer loopback clients (no session needed to read).
+    // The JSON endpoints answer the session (issue 15: not anonymous loopback clients).
+    assert_eq!(
+        browser.get_json("/approvals/api/pending").await,
+        (200, json!([]))
+    );
+    assert_eq!(
+        browser.get_json("/approvals/api/history").await,
+        (200, json!([]))
+    );
     let mut script = h.browser();
-    assert_eq!(
-        script.get_json("/approvals/api/pending").await,
-        (200, json!([]))
-    );
-    assert_eq!(
-        script.get_json("/approvals/api/history").await,
-        (200, json!([]))
-    );
+    assert_eq!(script.get_json("/approvals/api/pending").await.0, 401);
     // The page shows up in the health report.
     let health: Value = reqwest::get(h.url("/healthz"))
         .await
@@ -96,10 +111,12 @@ async fn without_a_token_other_host_names_are_refused_against_dns_rebinding() {
         let body = response.text().await.unwrap();
         assert!(body.contains("localhost, 127.0.0.1 or [::1]"), "{body}");
     }
-    // `localhost` works.
+    // `localhost` works (with a session: issue 15).
+    let session = h.session().await;
     let response = http
         .get(h.url("/approvals/api/pending"))
         .header("host", format!("localhost:{}", h.http_addr().port()))
+        .header("cookie", session.cookie.clone().unwrap())
         .send()
         .await
         .unwrap();

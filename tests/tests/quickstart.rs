@@ -70,15 +70,27 @@ async fn the_quickstart_shows_allow_deny_and_ask_against_the_demo() {
     assert_eq!(pending.len(), 1, "the light waits for a human");
     let request_id = pending[0].key.request_id.clone();
     let origin = format!("http://{}", demo.web_addr().unwrap());
-    let http = reqwest::Client::new();
-    let page = http.get(demo.approvals_url()).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"]
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The page has no token: the session comes from a one-time link (issue 15; an anonymous
+    // page load used to be handed one).
+    let link = demo.gateway().approval_link().expect("a web page");
+    let opened = http.get(&link).send().await.unwrap();
+    let cookie = opened.headers()["set-cookie"]
         .to_str()
         .unwrap()
         .split(';')
         .next()
         .unwrap()
         .to_owned();
+    let page = http
+        .get(demo.approvals_url())
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     let csrf = csrf_of(&page.text().await.unwrap());
     let decided = http
         .post(format!(

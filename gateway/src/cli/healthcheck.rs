@@ -39,13 +39,19 @@ pub struct HealthcheckArgs {
 
 /// The URL of the health endpoint of a gateway with this configuration.
 pub fn health_url(config: &Config) -> String {
+    format!("{}/healthz", http_base(config))
+}
+
+/// `http://host:port` of the HTTP side of a gateway with this configuration (a listener on
+/// every interface is reached by its loopback address).
+pub fn http_base(config: &Config) -> String {
     let host = match config.gateway.health_host.as_str() {
         "0.0.0.0" => "127.0.0.1".to_owned(),
         "::" | "[::]" => "[::1]".to_owned(),
         host if host.contains(':') && !host.starts_with('[') => format!("[{host}]"),
         host => host.to_owned(),
     };
-    format!("http://{host}:{}/healthz", config.gateway.health_port)
+    format!("http://{host}:{}", config.gateway.health_port)
 }
 
 /// Runs `agent-gate healthcheck`: 0 when the gateway answers 200, 1 otherwise.

@@ -1,10 +1,11 @@
 //! The `agent-gate` command line: the clap tree and its subcommands (`serve`, the default;
-//! `check`; `policy explain`).
+//! `check`; `policy explain`; `approve-link`; ...).
 //!
 //! Adding a subcommand: add a variant to [`Command`] (its arguments as an `Args` struct, with
 //! [`ConfigPaths`] flattened in if it reads the config files), a module with a
 //! `run(args, out) -> anyhow::Result<ExitCode>` function, and a match arm in [`run`].
 
+pub mod approve_link;
 pub mod check;
 pub mod client;
 pub mod demo;
@@ -50,6 +51,8 @@ pub enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Try agent-gate: a gateway with a simulated Home Assistant and a web approval page.
     Demo(demo::DemoArgs),
+    /// Print a one-time login link of the running gateway's web approval page.
+    ApproveLink(approve_link::ApproveLinkArgs),
 }
 
 /// `agent-gate policy ...`.
@@ -93,6 +96,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Pending(args)) => client::run_pending(&args, out),
         Some(Command::Healthcheck(args)) => healthcheck::run(&args, out),
         Some(Command::Demo(args)) => demo::run(&args, out),
+        Some(Command::ApproveLink(args)) => approve_link::run(&args, out),
         None => serve::run(&serve::ServeArgs::from_env()?, out),
     }
 }

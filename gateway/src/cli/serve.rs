@@ -79,12 +79,12 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let runtime = crate::runtime::multi_thread("agent-gate")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args))?;
+    runtime.block_on(serve(args, out))?;
     writeln!(out, "agent-gate stopped")?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = Config::load(&args.paths.config)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -101,6 +101,17 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         builder = builder.approver(approver);
     }
     let gateway = builder.start().await?;
+    // A web page without a token is opened only through a one-time link: print one (on
+    // stdout, not in the logs).
+    if gateway.web_page().is_some_and(|page| !page.has_token())
+        && let Some(link) = gateway.approval_link()
+    {
+        writeln!(
+            out,
+            "Approval page (one-time link, valid 10 minutes; `agent-gate approve-link` prints a new one): {link}"
+        )?;
+        out.flush()?;
+    }
     wait_for_signal().await?;
     gateway.shutdown().await?;
     Ok(())

@@ -329,6 +329,11 @@ impl RunningDemo {
     pub fn banner(&self) -> String {
         let ws = self.ws_url();
         let approvals = self.approvals_url();
+        let link = self
+            .gateway
+            .approval_link()
+            .unwrap_or_else(|| String::from("(the HTTP side is off)"));
+        let web = self.http_url("");
         let health = self.health_url();
         let keep = if self.temporary {
             "a temporary directory, removed when the demo stops"
@@ -341,6 +346,9 @@ impl RunningDemo {
   Agents connect to    {ws}
   Agent token          {DEMO_TOKEN}   (the fixed demo token; loopback only)
   Approve requests at  {approvals}
+  Open it with         {link}
+                       (a one-time link, valid 10 minutes; for a new one:
+                       agent-gate approve-link --data-dir {data} --url {web})
   Health               {health}
   Database             {data} ({keep})
 

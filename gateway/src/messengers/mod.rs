@@ -3,6 +3,8 @@
 //!
 //! - [`telegram`]: a Telegram bot (long polling, inline Allow / Deny buttons, message edits).
 //! - [`web`]: the approval page on the HTTP side (Allow / Deny buttons, history, live updates).
+//! - [`visible`]: how both show request text: hidden characters escaped, with a warning.
 
 pub mod telegram;
+pub mod visible;
 pub mod web;

@@ -175,8 +175,8 @@ where
     let id = request.id.clone();
     match request.method_call() {
         Ok(MethodCall::Auth(params)) => match core.config.agent_by_token(&params.token) {
+            // A success does not clear the address's failures (see `AuthThrottle`).
             Some(agent) => {
-                core.auth_throttle.record_success(peer.ip());
                 let ok = Response::success(id, serde_json::json!({"status": "authenticated"}));
                 if ws.send(Message::text(to_text(&ok))).await.is_err() {
                     return None;

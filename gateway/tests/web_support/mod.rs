@@ -98,15 +98,29 @@ impl WebHarness {
     /// page's CSRF token.
     pub async fn session(&self) -> Browser {
         let mut browser = self.browser();
-        if let Some(token) = &self.token {
-            let response = browser.login(token).await;
-            assert_eq!(response.status(), 303);
+        match &self.token {
+            Some(token) => {
+                let response = browser.login(token).await;
+                assert_eq!(response.status(), 303);
+            }
+            None => {
+                let response = browser.get(&self.link_path()).await;
+                assert_eq!(response.status(), 303);
+            }
         }
         let page = browser.get("/approvals").await;
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         browser.csrf = Some(csrf_of(&html));
         browser
+    }
+
+    /// The path of a fresh one-time login link (`/approvals/link/...`).
+    pub fn link_path(&self) -> String {
+        let link = self.gateway().approval_link().expect("a web page");
+        link.strip_prefix(&self.origin())
+            .expect("the link is on the page's origin")
+            .to_owned()
     }
 
     /// An agent (`pi`) over a real WebSocket.
@@ -160,10 +174,17 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(origin: String) -> Self {
+        Self::bound(origin, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// A browser whose connections come from `local` (e.g. 127.0.0.2: another client
+    /// address on this machine).
+    pub fn bound(origin: String, local: std::net::IpAddr) -> Self {
         Self {
             origin,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .local_address(local)
                 .build()
                 .unwrap(),
             cookie: None,

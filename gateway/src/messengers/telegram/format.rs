@@ -1,13 +1,15 @@
 //! What the bot writes: approval messages and their final edits in Telegram's HTML parse
-//! mode (every piece of request data escaped, long parts truncated so a message stays under
-//! Telegram's 4096-character limit), the inline keyboard, and the callback data of its
-//! buttons (at most 64 bytes, self-contained so buttons keep working across restarts).
+//! mode (every piece of request data escaped, hidden characters shown as `\u{202e}` under a
+//! warning through [`crate::messengers::visible`], long parts truncated so a message stays
+//! under Telegram's 4096-character limit), the inline keyboard, and the callback data of
+//! its buttons (at most 64 bytes, self-contained so buttons keep working across restarts).
 
 use frankenstein::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::approvals::{ApprovalRequest, Resolution, Verdict};
+use crate::messengers::visible;
 use crate::store::{RequestKey, Timestamp};
 
 /// The longest callback data Telegram accepts, in bytes.
@@ -69,23 +71,44 @@ pub fn format_time(at: Timestamp) -> String {
     )
 }
 
-/// The body shared by the approval message and its edits: what is asked, by whom.
+/// Text an agent chose, as the message shows it: hidden characters escaped, cut to `max`
+/// characters, HTML-escaped.
+fn shown(text: &str, max: usize) -> String {
+    escape_html(&truncate(&visible::escape(text), max))
+}
+
+/// The body shared by the approval message and its edits: what is asked, by whom (with a
+/// warning first when any of it contains hidden characters).
 fn request_body(request: &ApprovalRequest) -> String {
     let args =
         serde_json::to_string_pretty(&request.args).unwrap_or_else(|_| request.args.to_string());
-    let mut body = format!(
+    let hidden = [
+        &request.tool,
+        &request.signature,
+        &request.key.agent_id,
+        &request.key.request_id,
+    ]
+    .iter()
+    .any(|text| visible::has_hidden(text))
+        || request.rule.as_deref().is_some_and(visible::has_hidden)
+        || visible::block_has_hidden(&args);
+    let mut body = String::new();
+    if hidden {
+        body.push_str(&format!("⚠️ <b>{}</b>\n\n", escape_html(visible::WARNING)));
+    }
+    body.push_str(&format!(
         "<b>Tool:</b> <code>{}</code>\n<b>Signature:</b> <code>{}</code>\n<b>Agent:</b> <code>{}</code> (request <code>{}</code>)\n",
-        escape_html(&truncate(&request.tool, MAX_TOOL)),
-        escape_html(&truncate(&request.signature, MAX_SIGNATURE)),
-        escape_html(&truncate(&request.key.agent_id, MAX_AGENT)),
-        escape_html(&truncate(&request.key.request_id, MAX_AGENT)),
-    );
+        shown(&request.tool, MAX_TOOL),
+        shown(&request.signature, MAX_SIGNATURE),
+        shown(&request.key.agent_id, MAX_AGENT),
+        shown(&request.key.request_id, MAX_AGENT),
+    ));
     if !request.targets.is_empty() {
         let mut affects = request
             .targets
             .iter()
             .take(MAX_TARGETS)
-            .map(|t| format!("<code>{}</code>", escape_html(&truncate(t, MAX_TARGET))))
+            .map(|t| format!("<code>{}</code>", shown(t, MAX_TARGET)))
             .collect::<Vec<_>>()
             .join(", ");
         if request.targets.len() > MAX_TARGETS {
@@ -99,7 +122,7 @@ fn request_body(request: &ApprovalRequest) -> String {
     if let Some(rule) = &request.rule {
         body.push_str(&format!(
             "<b>Rule:</b> <code>{}</code>\n",
-            escape_html(&truncate(rule, MAX_RULE))
+            shown(rule, MAX_RULE)
         ));
     }
     if !matches!(&request.args, Value::Null)
@@ -107,7 +130,7 @@ fn request_body(request: &ApprovalRequest) -> String {
     {
         body.push_str(&format!(
             "<b>Arguments:</b>\n<pre><code class=\"language-json\">{}</code></pre>\n",
-            escape_html(&truncate(&args, MAX_ARGS))
+            escape_html(&truncate(&visible::escape_block(&args), MAX_ARGS))
         ));
     }
     body
@@ -347,6 +370,15 @@ mod tests {
     fn huge_arguments_keep_the_message_under_telegrams_limit() {
         let mut req = request(json!({"template": "&<>".repeat(10_000)}));
         req.signature = "s".repeat(10_000);
+        huge_fits(&req);
+        // Hidden characters: the warning and the longer escapes still fit.
+        req.args = json!({"template": "\u{202e}".repeat(10_000)});
+        req.signature = "\u{200b}".repeat(10_000);
+        huge_fits(&req);
+    }
+
+    fn huge_fits(req: &ApprovalRequest) {
+        let mut req = req.clone();
         req.tool = "t".repeat(5_000);
         req.key = RequestKey::new("a".repeat(5_000), "r".repeat(64));
         req.rule = Some("&".repeat(5_000));

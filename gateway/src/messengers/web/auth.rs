@@ -1,6 +1,7 @@
 //! Who may use the approval page: the token check (constant time), browser sessions with
-//! their CSRF tokens, the login throttle, the loopback rule for pages without a token, and
-//! the same-origin check of POSTs.
+//! their CSRF tokens, the per-address throttle of every credential check, the one-time
+//! login links, the loopback rule for pages without a token (with a strict parse of the
+//! `Host` header), and the same-origin check of POSTs.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,12 +28,23 @@ pub struct SessionLimits {
     pub lifetime: Duration,
     /// Sessions kept at most; the oldest is dropped beyond (default 256).
     pub max_sessions: usize,
-    /// Failed logins accepted per [`SessionLimits::login_window`] before logins are refused
-    /// with 429 until the window ends (default 5).
+    /// Failed credential checks (wrong login token, wrong bearer token, invalid one-time
+    /// link, wrong admin secret) accepted from one client address per
+    /// [`SessionLimits::login_window`]; beyond, that address's credential checks are refused
+    /// with 429 until its window ends (default 5). Other addresses are not affected.
     pub max_failed_logins: u32,
     /// The window of the login throttle (default 60 s).
     pub login_window: Duration,
 }
+
+/// How long a one-time login link stays valid.
+pub const LINK_LIFETIME: Duration = Duration::from_secs(600);
+
+/// One-time links kept at most; the oldest is dropped beyond.
+const MAX_LINKS: usize = 32;
+
+/// Client addresses the throttle keeps at most; the stalest is dropped beyond.
+const MAX_TRACKED_ADDRESSES: usize = 4096;
 
 impl Default for SessionLimits {
     fn default() -> Self {
@@ -50,16 +62,19 @@ struct Session {
     expires: Instant,
 }
 
-struct Throttle {
+/// The failed credential checks of one client address in its current window.
+struct Failures {
     window_start: Instant,
-    failures: u32,
+    count: u32,
 }
 
-/// Sessions and the login throttle.
+/// Sessions, one-time links and the per-address throttle.
 pub(super) struct Auth {
     limits: SessionLimits,
     sessions: Mutex<HashMap<String, Session>>,
-    throttle: Mutex<Throttle>,
+    throttle: Mutex<HashMap<IpAddr, Failures>>,
+    /// SHA-256 of each outstanding one-time link token, with its expiry.
+    links: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,7 +82,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A fresh random value (256 bits) as hex.
-fn random_hex() -> String {
+pub(super) fn random_hex() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -91,11 +106,22 @@ pub(super) struct SessionInfo {
     pub(super) csrf: String,
 }
 
-/// Why a login was refused.
+/// Why a credential was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum LoginRefusal {
+    /// The credential was looked at and is wrong.
     WrongToken,
-    Throttled,
+    /// The client's address had too many failures; retry after this long. The credential
+    /// was not looked at.
+    Throttled(Duration),
+}
+
+/// The address a client is counted under (`None`: no peer address known, all such clients
+/// share one count). IPv6 addresses count per /64.
+fn client_key(peer: Option<SocketAddr>) -> IpAddr {
+    peer.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
+        crate::ratelimit::client_key(p.ip())
+    })
 }
 
 impl Auth {
@@ -103,11 +129,102 @@ impl Auth {
         Self {
             limits,
             sessions: Mutex::new(HashMap::new()),
-            throttle: Mutex::new(Throttle {
-                window_start: Instant::now(),
-                failures: 0,
-            }),
+            throttle: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `Err(Throttled(retry_after))` while the client's address has used up its failures.
+    pub(super) fn check_throttle(&self, peer: Option<SocketAddr>) -> Result<(), LoginRefusal> {
+        let now = Instant::now();
+        let throttle = lock(&self.throttle);
+        match throttle.get(&client_key(peer)) {
+            Some(f)
+                if f.count >= self.limits.max_failed_logins
+                    && now.duration_since(f.window_start) < self.limits.login_window =>
+            {
+                let left = self
+                    .limits
+                    .login_window
+                    .saturating_sub(now.duration_since(f.window_start));
+                Err(LoginRefusal::Throttled(left))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed credential check of the client's address. A success elsewhere (or
+    /// from the same address) does not clear it: only the end of the window does.
+    pub(super) fn record_failure(&self, peer: Option<SocketAddr>) {
+        let now = Instant::now();
+        let window = self.limits.login_window;
+        let mut throttle = lock(&self.throttle);
+        if throttle.len() >= MAX_TRACKED_ADDRESSES {
+            throttle.retain(|_, f| now.duration_since(f.window_start) < window);
+            if throttle.len() >= MAX_TRACKED_ADDRESSES {
+                let stalest = throttle
+                    .iter()
+                    .min_by_key(|(_, f)| f.window_start)
+                    .map(|(ip, _)| *ip);
+                if let Some(ip) = stalest {
+                    throttle.remove(&ip);
+                }
+            }
+        }
+        let failures = throttle.entry(client_key(peer)).or_insert(Failures {
+            window_start: now,
+            count: 0,
+        });
+        if now.duration_since(failures.window_start) >= window {
+            failures.window_start = now;
+            failures.count = 0;
+        }
+        failures.count = failures.count.saturating_add(1);
+    }
+
+    /// Checks a credential through the client's throttle: `Ok(())` if the address is not
+    /// blocked and `valid()` says yes; a `false` counts as a failure of the address.
+    pub(super) fn checked(
+        &self,
+        peer: Option<SocketAddr>,
+        valid: impl FnOnce() -> bool,
+    ) -> Result<(), LoginRefusal> {
+        self.check_throttle(peer)?;
+        if valid() {
+            Ok(())
+        } else {
+            self.record_failure(peer);
+            Err(LoginRefusal::WrongToken)
+        }
+    }
+
+    /// A fresh one-time login link token (valid for [`LINK_LIFETIME`], once).
+    pub(super) fn issue_link(&self) -> String {
+        let now = Instant::now();
+        let token = random_hex();
+        let mut links = lock(&self.links);
+        links.retain(|_, expires| *expires > now);
+        while links.len() >= MAX_LINKS {
+            let oldest = links.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k);
+            match oldest {
+                Some(key) => {
+                    links.remove(&key);
+                }
+                None => break,
+            }
+        }
+        links.insert(Sha256::digest(token.as_bytes()).into(), now + LINK_LIFETIME);
+        token
+    }
+
+    /// Uses up a one-time link token: `true` if it was outstanding and unexpired. (Looked up
+    /// by its SHA-256, so the lookup's timing says nothing about the outstanding tokens.)
+    pub(super) fn redeem_link(&self, presented: &str) -> bool {
+        let key: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let now = Instant::now();
+        lock(&self.links)
+            .remove(&key)
+            .is_some_and(|expires| expires > now)
     }
 
     /// Creates a session; returns its id (the cookie value) and CSRF token.
@@ -164,23 +281,14 @@ impl Auth {
         lock(&self.sessions).remove(id);
     }
 
-    /// Checks a login attempt against `token`, counting failures for the throttle.
-    pub(super) fn login(&self, token: &Secret, presented: &str) -> Result<(), LoginRefusal> {
-        let now = Instant::now();
-        let mut throttle = lock(&self.throttle);
-        if now.duration_since(throttle.window_start) >= self.limits.login_window {
-            throttle.window_start = now;
-            throttle.failures = 0;
-        }
-        if throttle.failures >= self.limits.max_failed_logins {
-            return Err(LoginRefusal::Throttled);
-        }
-        if token_matches(token, presented) {
-            Ok(())
-        } else {
-            throttle.failures = throttle.failures.saturating_add(1);
-            Err(LoginRefusal::WrongToken)
-        }
+    /// Checks a login attempt from `peer` against `token`, through the address's throttle.
+    pub(super) fn login(
+        &self,
+        peer: Option<SocketAddr>,
+        token: &Secret,
+        presented: &str,
+    ) -> Result<(), LoginRefusal> {
+        self.checked(peer, || token_matches(token, presented))
     }
 
     /// The `Set-Cookie` value of a session.
@@ -228,21 +336,48 @@ pub(super) fn is_loopback_peer(peer: Option<SocketAddr>) -> bool {
     peer.is_some_and(|p| p.ip().to_canonical().is_loopback())
 }
 
-/// The host name of a `Host` header value (without the port; IPv6 without brackets).
-fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split_once(']').map_or(rest, |(name, _)| name);
+/// The host of a `Host` header value, parsed strictly as an authority without userinfo
+/// (RFC 9110 §7.2: `host [ ":" port ]`): a bracketed IPv6 address, or a name or IPv4 address
+/// of letters, digits, `-` and `.`; the port, if any, 1 to 5 digits. Anything else (`@`,
+/// a second `:`, a path, spaces) is `None`. IPv6 comes without brackets.
+fn host_name(host: &str) -> Option<&str> {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            after => Some(after.strip_prefix(':')?),
+        };
+        (inside, port)
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    if let Some(port) = port
+        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
     }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
+    let name_ok = host.starts_with('[')
+        || (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+    name_ok.then_some(name)
 }
 
 /// Whether the `Host` header names this machine's loopback (`localhost`, 127.x, ::1): a page
-/// without a token answers only such names, so a DNS-rebound name cannot read it.
+/// without a token answers only such names, so a DNS-rebound name cannot read it. The header
+/// is parsed strictly: `127.0.0.1:8080@evil.example` is not loopback.
 pub(super) fn is_loopback_host(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
-    let name = host_name(host);
+    let Some(name) = host_name(host) else {
+        return false;
+    };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -320,6 +455,18 @@ mod tests {
             "evil.example:8080",
             "10.0.0.1:8080",
             "[fe80::1]",
+            "127.0.0.1:8080@evil.example",
+            "localhost@evil.example",
+            "evil.example@127.0.0.1",
+            "127.0.0.1:8080:1",
+            "127.0.0.1:",
+            "127.0.0.1:http",
+            "127.0.0.1:123456",
+            "[::1]:8080@evil.example",
+            "[::1]x",
+            "[::1",
+            "127.0.0.1/evil",
+            "",
         ] {
             assert!(!is_loopback_host(&headers(&[("host", host)])), "{host}");
         }
@@ -416,17 +563,47 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_are_throttled() {
+    fn failed_logins_are_throttled_per_address() {
         let auth = Auth::new(SessionLimits {
             max_failed_logins: 2,
             login_window: Duration::from_secs(3600),
             ..SessionLimits::default()
         });
         let token = Secret::new("right");
-        assert_eq!(auth.login(&token, "right"), Ok(()));
-        assert_eq!(auth.login(&token, "wrong"), Err(LoginRefusal::WrongToken));
-        assert_eq!(auth.login(&token, "wrong"), Err(LoginRefusal::WrongToken));
-        // Even the right token waits for the window to end now.
-        assert_eq!(auth.login(&token, "right"), Err(LoginRefusal::Throttled));
+        let here = Some("192.0.2.1:5000".parse::<SocketAddr>().unwrap());
+        let there = Some("192.0.2.2:5000".parse::<SocketAddr>().unwrap());
+        assert_eq!(auth.login(here, &token, "right"), Ok(()));
+        assert_eq!(
+            auth.login(here, &token, "wrong"),
+            Err(LoginRefusal::WrongToken)
+        );
+        // A success in between does not clear the count.
+        assert_eq!(auth.login(there, &token, "right"), Ok(()));
+        assert_eq!(
+            auth.login(here, &token, "wrong"),
+            Err(LoginRefusal::WrongToken)
+        );
+        // Even the right token waits for the window to end now, from this address only.
+        assert!(matches!(
+            auth.login(here, &token, "right"),
+            Err(LoginRefusal::Throttled(_))
+        ));
+        assert_eq!(auth.login(there, &token, "right"), Ok(()));
+    }
+
+    #[test]
+    fn one_time_links_work_once() {
+        let auth = Auth::new(SessionLimits::default());
+        let link = auth.issue_link();
+        assert_eq!(link.len(), 64);
+        assert!(!auth.redeem_link("not-a-link"));
+        assert!(auth.redeem_link(&link));
+        assert!(!auth.redeem_link(&link));
+        // Only the newest MAX_LINKS are kept.
+        let first = auth.issue_link();
+        for _ in 0..MAX_LINKS {
+            auth.issue_link();
+        }
+        assert!(!auth.redeem_link(&first));
     }
 }

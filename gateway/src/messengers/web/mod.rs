@@ -9,6 +9,8 @@
 //! |---|---|
 //! | `GET /approvals` | the page (or the login form when a token is configured and the browser has no session) |
 //! | `POST /approvals/login` | form field `token`; sets the session cookie |
+//! | `GET /approvals/link/{token}` | a one-time login link: sets the session cookie, redirects to the page |
+//! | `POST /approvals/admin/link` | `Authorization: Bearer <admin secret>`; JSON: a new one-time link (what `agent-gate approve-link` calls) |
 //! | `POST /approvals/logout` | ends the session |
 //! | `POST /approvals/decide` | form fallback without JavaScript: fields `agent`, `request_id`, `verdict`, `csrf` |
 //! | `GET /approvals/api/pending` | JSON: the requests waiting, soonest expiry first |
@@ -21,16 +23,30 @@
 //! - With `token:` configured, a browser logs in once through the form; the session lives in
 //!   an `HttpOnly; SameSite=Strict` cookie (the token itself is never put in a URL, a cookie
 //!   or a log line). Scripts may send `Authorization: Bearer <token>` instead (no cookie,
-//!   hence no CSRF token needed). Tokens are compared in constant time; failed logins are
-//!   throttled.
+//!   hence no CSRF token needed). Tokens are compared in constant time.
 //! - Without a token only loopback clients (peer 127.0.0.0/8 or ::1) are served, and only
-//!   under a loopback host name (`localhost`, `127.0.0.1`, `[::1]`), which defeats DNS
-//!   rebinding. They get a session cookie on their first visit.
+//!   under a loopback host name (`localhost`, `127.0.0.1`, `[::1]`; the `Host` header is
+//!   parsed strictly), which defeats DNS rebinding. Even they need a session, which only a
+//!   **one-time link** gives: a random single-use token, valid for 10 minutes, printed at
+//!   start-up by `serve` and `demo` and issued by `agent-gate approve-link`. So no local
+//!   program can approve by just loading the page. Anonymous visitors get no session, so
+//!   they cannot push the approver's session out of the 256 kept.
+//! - One-time links are issued by `POST /approvals/admin/link` to whoever presents the
+//!   admin secret: a random value the gateway writes at start-up to
+//!   `<data directory>/web-admin.secret` (mode 0600: readable by the gateway's user only)
+//!   and removes at shutdown. Links work whether or not a token is configured.
+//! - Every credential check (login form, bearer header, one-time link, admin secret) goes
+//!   through a throttle **per client address** (IPv6 per /64): after 5 failures in a
+//!   minute that address gets 429 with `Retry-After` until its minute is over; other
+//!   addresses, and sessions already open, are not affected, and a success does not clear
+//!   the count.
 //! - Every POST with a session cookie must carry the session's CSRF token (hidden form field
 //!   `csrf` or header `X-CSRF-Token`) and an `Origin` (or, failing that, `Referer`) of the
 //!   page's own host.
 //!
-//! Everything shown is escaped (tool arguments come from agents), responses carry a strict
+//! Everything shown is escaped (tool arguments come from agents), hidden characters
+//! (bidirectional overrides, invisible and control characters) are shown as `\u{202e}` with
+//! a warning on the card ([`crate::messengers::visible`]), responses carry a strict
 //! Content-Security-Policy with a per-response nonce for the inline style and script, and
 //! the page needs nothing from other hosts.
 //!
@@ -40,6 +56,7 @@ mod auth;
 mod page;
 mod routes;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -51,9 +68,25 @@ use crate::approvals::{
     ApprovalHandle, ApprovalRequest, Approver, ApproverError, BoxFuture, Resolution,
 };
 use crate::config::{DEFAULT_WEB_APPROVER_NAME, Secret, WebApproverConfig};
+use crate::messengers::visible;
 use crate::store::{RequestRecord, Store, StoreError};
 
-pub use auth::{SESSION_COOKIE, SessionLimits};
+pub use auth::{LINK_LIFETIME, SESSION_COOKIE, SessionLimits};
+
+/// The file in the data directory (beside the database) holding the admin secret that
+/// `agent-gate approve-link` presents to get a one-time link.
+pub const ADMIN_SECRET_FILE: &str = "web-admin.secret";
+
+/// The path of the admin endpoint that issues one-time links.
+pub const ADMIN_LINK_PATH: &str = "/approvals/admin/link";
+
+/// Where the admin secret of a gateway whose database is `storage_path` lives.
+pub fn admin_secret_path(storage_path: &Path) -> PathBuf {
+    match storage_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(ADMIN_SECRET_FILE),
+        _ => PathBuf::from(ADMIN_SECRET_FILE),
+    }
+}
 
 /// The approver's name: the key of its health entry (and of its message references, of
 /// which it has none).
@@ -86,6 +119,10 @@ struct Inner {
     events: broadcast::Sender<PageEvent>,
     stopped: CancellationToken,
     auth: auth::Auth,
+    /// What `POST /approvals/admin/link` wants as its bearer token.
+    admin_secret: Secret,
+    /// Where [`WebApprover::write_admin_secret`] put it (removed at stop).
+    admin_secret_file: Mutex<Option<PathBuf>>,
 }
 
 impl std::fmt::Debug for WebApprover {
@@ -145,6 +182,8 @@ impl WebApproverBuilder {
                 events,
                 stopped: CancellationToken::new(),
                 auth: auth::Auth::new(self.sessions),
+                admin_secret: Secret::new(auth::random_hex()),
+                admin_secret_file: Mutex::new(None),
             }),
         }
     }
@@ -184,6 +223,46 @@ impl WebApprover {
     /// Open event streams (pages listening for updates) right now.
     pub fn listeners(&self) -> usize {
         self.inner.events.receiver_count()
+    }
+
+    /// Whether the page has a token (without one, only one-time links log in).
+    pub fn has_token(&self) -> bool {
+        self.inner.token.is_some()
+    }
+
+    /// A fresh one-time login link: its path (`/approvals/link/<token>`), valid once for
+    /// [`LINK_LIFETIME`]. The path is a credential: show it to the approver, never log it.
+    pub fn issue_link(&self) -> String {
+        format!("{BASE_PATH}/link/{}", self.inner.auth.issue_link())
+    }
+
+    /// Writes the admin secret to `path` (replacing the file of an earlier run), readable
+    /// only by this user (mode 0600 on Unix); it is removed when the approver stops.
+    pub fn write_admin_secret(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("secret.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let written = options.open(&tmp).and_then(|mut file| {
+            use std::io::Write;
+            writeln!(file, "{}", self.inner.admin_secret.expose())?;
+            file.sync_all()
+        });
+        if let Err(error) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(error);
+        }
+        *self
+            .inner
+            .admin_secret_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(path.to_owned());
+        Ok(())
     }
 }
 
@@ -244,10 +323,59 @@ pub struct PendingView {
     pub created_at: String,
     /// When it expires (RFC 3339, UTC).
     pub expires_at: String,
+    /// Whether the signature, request id or arguments contain hidden characters
+    /// (bidirectional overrides, invisible or control characters); serialized only when
+    /// true. The page then shows [`PendingView::shown`] and a warning.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hidden_characters: bool,
+    /// The texts to show, hidden characters escaped (only when `hidden_characters`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shown: Option<ShownText>,
+}
+
+/// The texts of a request that contains hidden characters, as approvers are shown them:
+/// every hidden character escaped (`\u{202e}`), see [`crate::messengers::visible`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShownText {
+    /// The signature.
+    pub signature: String,
+    /// The request id.
+    pub request_id: String,
+    /// The arguments as pretty-printed JSON.
+    pub args: String,
+    /// The error, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The warning to show with them.
+    pub warning: &'static str,
+}
+
+impl ShownText {
+    /// `Some` when any of the texts contains hidden characters.
+    fn of(signature: &str, request_id: &str, args: &Value, error: Option<&str>) -> Option<Self> {
+        let args = serde_json::to_string_pretty(args).unwrap_or_default();
+        let hidden = visible::has_hidden(signature)
+            || visible::has_hidden(request_id)
+            || visible::block_has_hidden(&args)
+            || error.is_some_and(visible::has_hidden);
+        hidden.then(|| Self {
+            signature: visible::escape(signature).into_owned(),
+            request_id: visible::escape(request_id).into_owned(),
+            args: visible::escape_block(&args).into_owned(),
+            error: error.map(|e| visible::escape(e).into_owned()),
+            warning: visible::WARNING,
+        })
+    }
 }
 
 impl PendingView {
     fn from_request(request: &ApprovalRequest) -> Self {
+        let shown = ShownText::of(
+            &request.signature,
+            &request.key.request_id,
+            &request.args,
+            None,
+        );
         Self {
             agent_id: request.key.agent_id.clone(),
             request_id: request.key.request_id.clone(),
@@ -258,6 +386,8 @@ impl PendingView {
             rule: request.rule.clone(),
             created_at: crate::server::rfc3339(request.created_at),
             expires_at: crate::server::rfc3339(request.expires_at),
+            hidden_characters: shown.is_some(),
+            shown,
         }
     }
 }
@@ -286,10 +416,23 @@ pub struct HistoryView {
     pub created_at: String,
     /// The error of a failed, denied or expired request.
     pub error: Option<String>,
+    /// As [`PendingView::hidden_characters`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hidden_characters: bool,
+    /// As [`PendingView::shown`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shown: Option<ShownText>,
 }
 
 impl HistoryView {
     fn from_record(record: &RequestRecord) -> Self {
+        let error = record.error.as_ref().map(|e| e.message.clone());
+        let shown = ShownText::of(
+            &record.signature,
+            &record.request_id,
+            &record.args,
+            error.as_deref(),
+        );
         Self {
             agent_id: record.agent_id.clone(),
             request_id: record.request_id.clone(),
@@ -300,7 +443,9 @@ impl HistoryView {
             resolved_by: record.resolved_by.clone(),
             resolved_at: record.resolved_at.map(crate::server::rfc3339),
             created_at: crate::server::rfc3339(record.created_at),
-            error: record.error.as_ref().map(|e| e.message.clone()),
+            error,
+            hidden_characters: shown.is_some(),
+            shown,
         }
     }
 }
@@ -308,7 +453,7 @@ impl HistoryView {
 /// What open pages are told.
 #[derive(Debug, Clone)]
 enum PageEvent {
-    Pending(PendingView),
+    Pending(Box<PendingView>),
     Resolved {
         agent_id: String,
         request_id: String,
@@ -326,7 +471,7 @@ impl PageEvent {
 
     fn data(&self) -> Value {
         match self {
-            PageEvent::Pending(view) => json!(view),
+            PageEvent::Pending(view) => json!(view.as_ref()),
             PageEvent::Resolved {
                 agent_id,
                 request_id,
@@ -361,7 +506,9 @@ impl Approver for WebApprover {
     ) -> BoxFuture<'a, Result<Option<Value>, ApproverError>> {
         Box::pin(async move {
             self.inner
-                .publish(PageEvent::Pending(PendingView::from_request(request)));
+                .publish(PageEvent::Pending(Box::new(PendingView::from_request(
+                    request,
+                ))));
             Ok(None)
         })
     }
@@ -384,6 +531,16 @@ impl Approver for WebApprover {
     fn stop(&self) -> BoxFuture<'_, ()> {
         // Ends the event streams, so open pages do not hold the HTTP side's shutdown.
         self.inner.stopped.cancel();
+        // A stopped gateway issues no links: `approve-link` then says it is not running.
+        let file = self
+            .inner
+            .admin_secret_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(file) = file {
+            let _ = std::fs::remove_file(file);
+        }
         Box::pin(async {})
     }
 }

@@ -1,10 +1,13 @@
 //! The HTML of the approval page, its login form and the result page of the form fallback.
-//! Every value is escaped with [`escape`]; the inline style and script carry the response's
-//! CSP nonce and nothing is loaded from elsewhere.
+//! Every value is escaped with [`escape`]; request text an agent chose (signature, request
+//! id, arguments, errors) is first passed through [`crate::messengers::visible`], so hidden
+//! characters show as `\u{202e}` under a warning. The inline style and script carry the
+//! response's CSP nonce and nothing is loaded from elsewhere.
 
 use std::fmt::Write;
 
 use super::{BASE_PATH, HistoryView, PendingView};
+use crate::messengers::visible;
 
 /// HTML-escapes text for element content and double-quoted attribute values.
 pub(super) fn escape(text: &str) -> String {
@@ -50,6 +53,7 @@ button.plain{background:transparent;color:var(--muted);border:1px solid var(--li
 .empty{color:var(--muted)}
 input[type=password]{font:inherit;width:100%;padding:.6rem;border:1px solid var(--line);border-radius:.45rem;margin:.5rem 0;background:var(--card);color:var(--fg)}
 .error{color:var(--deny);font-weight:600}
+.warn{color:var(--deny);font-weight:600;border:2px solid var(--deny);border-radius:.4rem;padding:.4rem .6rem;margin:.4rem 0}
 "#;
 
 const SCRIPT: &str = r#"
@@ -62,11 +66,13 @@ const SCRIPT: &str = r#"
   function when(iso){var d=new Date(iso);return isNaN(d)?iso:d.toLocaleString();}
   function pendingCard(r){
     var li=el("li","card");li.dataset.agent=r.agent_id;li.dataset.request=r.request_id;
-    li.appendChild(el("div","sig",r.signature));
+    var s=r.shown;
+    if(s)li.appendChild(el("div","warn",s.warning));
+    li.appendChild(el("div","sig",s?s.signature:r.signature));
     if(r.targets&&r.targets.length)li.appendChild(el("div","affects","affects "+r.targets.join(", ")));
-    li.appendChild(el("div","meta","agent "+r.agent_id+" \u00b7 request "+r.request_id+(r.rule?" \u00b7 "+r.rule:"")));
+    li.appendChild(el("div","meta","agent "+r.agent_id+" \u00b7 request "+(s?s.request_id:r.request_id)+(r.rule?" \u00b7 "+r.rule:"")));
     li.appendChild(el("div","meta","expires "+when(r.expires_at)));
-    li.appendChild(el("pre","args",JSON.stringify(r.args,null,2)));
+    li.appendChild(el("pre","args",s?s.args:JSON.stringify(r.args,null,2)));
     var actions=el("div","actions");
     var allow=el("button","allow","Allow");allow.type="button";allow.dataset.verdict="allow";
     var deny=el("button","deny","Deny");deny.type="button";deny.dataset.verdict="deny";
@@ -75,9 +81,11 @@ const SCRIPT: &str = r#"
   }
   function historyItem(r){
     var li=el("li","card");li.dataset.agent=r.agent_id;li.dataset.request=r.request_id;
-    var head=el("div","sig");head.appendChild(el("span","state state-"+r.state,r.state));head.appendChild(document.createTextNode(" "+r.signature));li.appendChild(head);
-    li.appendChild(el("div","meta","agent "+r.agent_id+" \u00b7 request "+r.request_id+(r.resolved_by?" \u00b7 by "+r.resolved_by:"")+(r.resolved_at?" \u00b7 "+when(r.resolved_at):"")));
-    if(r.error)li.appendChild(el("div","meta",r.error));
+    var s=r.shown;
+    if(s)li.appendChild(el("div","warn",s.warning));
+    var head=el("div","sig");head.appendChild(el("span","state state-"+r.state,r.state));head.appendChild(document.createTextNode(" "+(s?s.signature:r.signature)));li.appendChild(head);
+    li.appendChild(el("div","meta","agent "+r.agent_id+" \u00b7 request "+(s?s.request_id:r.request_id)+(r.resolved_by?" \u00b7 by "+r.resolved_by:"")+(r.resolved_at?" \u00b7 "+when(r.resolved_at):"")));
+    if(r.error)li.appendChild(el("div","meta",s&&s.error?s.error:r.error));
     return li;
   }
   function fill(list, items, make, emptyText){
@@ -145,7 +153,9 @@ fn head(out: &mut String, title: &str, nonce: &str, csrf: Option<&str>) {
 /// A pending request's card: the form works without JavaScript (it posts to
 /// `/approvals/decide`); with JavaScript the buttons send the JSON request instead.
 fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
-    let args = serde_json::to_string_pretty(&request.args).unwrap_or_default();
+    let raw_args = serde_json::to_string_pretty(&request.args).unwrap_or_default();
+    let args = visible::escape_block(&raw_args);
+    let warning = warning(request.hidden_characters);
     let rule = request
         .rule
         .as_deref()
@@ -153,9 +163,9 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
         .unwrap_or_default();
     let _ = write!(
         out,
-        "<li class=\"card\" data-agent=\"{agent}\" data-request=\"{rid}\">\
+        "<li class=\"card\" data-agent=\"{agent}\" data-request=\"{rid}\">{warning}\
          <div class=\"sig\">{sig}</div>{affects}\
-         <div class=\"meta\">agent {agent} · request {rid}{rule}</div>\
+         <div class=\"meta\">agent {agent} · request {shown_rid}{rule}</div>\
          <div class=\"meta\">expires {expires}</div>\
          <pre class=\"args\">{args}</pre>\
          <form method=\"post\" action=\"{BASE_PATH}/decide\" class=\"actions\">\
@@ -167,13 +177,14 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
          </form></li>",
         agent = escape(&request.agent_id),
         rid = escape(&request.request_id),
-        sig = escape(&request.signature),
+        shown_rid = escape(&visible::escape(&request.request_id)),
+        sig = escape(&visible::escape(&request.signature)),
         affects = if request.targets.is_empty() {
             String::new()
         } else {
             format!(
                 "<div class=\"affects\">affects {}</div>",
-                escape(&request.targets.join(", "))
+                escape(&visible::escape(&request.targets.join(", ")))
             )
         },
         expires = escape(&request.expires_at),
@@ -182,7 +193,20 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
     );
 }
 
+/// The warning of a card whose request contains hidden characters (empty otherwise).
+fn warning(hidden: bool) -> String {
+    if hidden {
+        format!(
+            "<div class=\"warn\" role=\"alert\">⚠ {}</div>",
+            escape(visible::WARNING)
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn history_item(out: &mut String, item: &HistoryView) {
+    let warning = warning(item.hidden_characters);
     let by = item
         .resolved_by
         .as_deref()
@@ -195,16 +219,21 @@ fn history_item(out: &mut String, item: &HistoryView) {
         .unwrap_or_default();
     let _ = write!(
         out,
-        "<li class=\"card\" data-agent=\"{agent}\" data-request=\"{rid}\">\
+        "<li class=\"card\" data-agent=\"{agent}\" data-request=\"{rid}\">{warning}\
          <div class=\"sig\"><span class=\"state state-{state}\">{state}</span> {sig}</div>\
-         <div class=\"meta\">agent {agent} · request {rid}{by}{at}</div>",
+         <div class=\"meta\">agent {agent} · request {shown_rid}{by}{at}</div>",
         agent = escape(&item.agent_id),
         rid = escape(&item.request_id),
+        shown_rid = escape(&visible::escape(&item.request_id)),
         state = escape(&item.state),
-        sig = escape(&item.signature),
+        sig = escape(&visible::escape(&item.signature)),
     );
     if let Some(error) = &item.error {
-        let _ = write!(out, "<div class=\"meta\">{}</div>", escape(error));
+        let _ = write!(
+            out,
+            "<div class=\"meta\">{}</div>",
+            escape(&visible::escape(error))
+        );
     }
     out.push_str("</li>");
 }
@@ -326,6 +355,8 @@ mod tests {
             rule: Some(evil.to_owned()),
             created_at: evil.to_owned(),
             expires_at: evil.to_owned(),
+            hidden_characters: false,
+            shown: None,
         };
         let history = HistoryView {
             agent_id: evil.to_owned(),
@@ -338,6 +369,8 @@ mod tests {
             resolved_at: Some(evil.to_owned()),
             created_at: evil.to_owned(),
             error: Some(evil.to_owned()),
+            hidden_characters: false,
+            shown: None,
         };
         let html = approvals(&[pending], &[history], evil, evil, evil, true);
         assert!(!html.contains("<script>alert"));

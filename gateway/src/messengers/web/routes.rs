@@ -1,5 +1,7 @@
-//! The axum handlers of the approval page and its API: access checks, CSRF and origin checks
-//! of POSTs, decisions through the [`crate::approvals::ApprovalHandle`], and the event stream.
+//! The axum handlers of the approval page and its API: access checks (every credential
+//! check through the per-address throttle), the one-time login links and the admin endpoint
+//! that issues them, CSRF and origin checks of POSTs, decisions through the
+//! [`crate::approvals::ApprovalHandle`], and the event stream.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, SET_COOKIE,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::request::Parts;
@@ -28,6 +30,8 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route(BASE_PATH, get(show_page))
         .route("/approvals/login", post(login))
+        .route("/approvals/link/{token}", get(link_login))
+        .route("/approvals/admin/link", post(admin_link))
         .route("/approvals/logout", post(logout))
         .route("/approvals/decide", post(decide_form))
         .route("/approvals/api/pending", get(api_pending))
@@ -79,10 +83,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// How a request proved it may use the page.
 enum Access {
-    /// A browser session (login, or a loopback visit when no token is set).
+    /// A browser session (a login with the token, or a one-time link).
     Session(SessionInfo),
-    /// A loopback client without a session (no token configured): may read, not post.
-    Loopback,
     /// `Authorization: Bearer <token>`: a script; no cookie, so no CSRF token needed.
     Bearer,
 }
@@ -91,69 +93,135 @@ enum Access {
 struct Refusal {
     status: StatusCode,
     message: &'static str,
+    /// Seconds to wait (429: the client's address used up its failed credential checks).
+    retry_after: Option<u64>,
 }
 
 const REMOTE: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     message: "the approval page has no token configured, so it answers only clients on this machine (loopback); set `token:` on the web approver to use it from elsewhere",
+    retry_after: None,
 };
 const NOT_LOOPBACK_HOST: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     message: "without a token the approval page answers only under localhost, 127.0.0.1 or [::1]; open it by one of those addresses",
+    retry_after: None,
 };
 const LOGIN_REQUIRED: Refusal = Refusal {
     status: StatusCode::UNAUTHORIZED,
     message: "log in to the approval page first (or send Authorization: Bearer with the approver token)",
+    retry_after: None,
 };
 const WRONG_BEARER: Refusal = Refusal {
     status: StatusCode::UNAUTHORIZED,
     message: "wrong approver token in the Authorization header",
+    retry_after: None,
 };
 const CROSS_ORIGIN: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     message: "cross-origin request refused: the Origin (or Referer) must be this page's own address",
+    retry_after: None,
 };
 const BAD_CSRF: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
     message: "missing or wrong CSRF token; reload the approval page and try again",
+    retry_after: None,
 };
 const NO_SESSION: Refusal = Refusal {
     status: StatusCode::FORBIDDEN,
-    message: "no session: open the approval page first, then decide from it",
+    message: "no session: open the approval page first (through its one-time link when no token is configured: run `agent-gate approve-link`), then decide from it",
+    retry_after: None,
 };
+const LINK_REQUIRED: Refusal = Refusal {
+    status: StatusCode::UNAUTHORIZED,
+    message: "the approval page has no token configured: open it through a one-time link (printed at start-up; run `agent-gate approve-link` on the gateway's machine for a new one)",
+    retry_after: None,
+};
+const BAD_LINK: Refusal = Refusal {
+    status: StatusCode::UNAUTHORIZED,
+    message: "this login link is not valid: it was used already, it expired, or it is mistyped; get a new one with `agent-gate approve-link`",
+    retry_after: None,
+};
+const WRONG_ADMIN_SECRET: Refusal = Refusal {
+    status: StatusCode::UNAUTHORIZED,
+    message: "wrong or missing admin secret: run `agent-gate approve-link` as the gateway's user on its machine",
+    retry_after: None,
+};
+
+/// The refusal of a client whose address used up its failed credential checks.
+fn throttled(retry: std::time::Duration) -> Refusal {
+    Refusal {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message: "too many failed logins or wrong tokens from this address; wait and try again",
+        retry_after: Some((retry.as_secs() + u64::from(retry.subsec_nanos() > 0)).max(1)),
+    }
+}
+
+/// The refusal of a credential check that failed.
+fn refused(refusal: LoginRefusal, wrong: Refusal) -> Refusal {
+    match refusal {
+        LoginRefusal::WrongToken => wrong,
+        LoginRefusal::Throttled(retry) => throttled(retry),
+    }
+}
 
 impl Refusal {
     fn json(&self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        self.with_retry((self.status, Json(json!({ "error": self.message }))).into_response())
     }
 
     fn html(&self) -> Response {
-        html_response(self.status, |nonce| page::result(nonce, self.message))
+        self.with_retry(html_response(self.status, |nonce| {
+            page::result(nonce, self.message)
+        }))
     }
+
+    fn with_retry(&self, mut response: Response) -> Response {
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The loopback rule of a page without a token: a loopback peer, under a loopback name.
+fn loopback_only(caller: &Caller) -> Result<(), Refusal> {
+    if !auth::is_loopback_peer(caller.peer) {
+        return Err(REMOTE);
+    }
+    if !auth::is_loopback_host(&caller.headers) {
+        return Err(NOT_LOOPBACK_HOST);
+    }
+    Ok(())
 }
 
 /// Who may use the page, before any POST-specific check.
 fn access(inner: &Inner, caller: &Caller) -> Result<Access, Refusal> {
     match &inner.token {
         None => {
-            if !auth::is_loopback_peer(caller.peer) {
-                return Err(REMOTE);
-            }
-            if !auth::is_loopback_host(&caller.headers) {
-                return Err(NOT_LOOPBACK_HOST);
-            }
-            Ok(inner
+            loopback_only(caller)?;
+            // No credential-free access, even on loopback: a session comes only from a
+            // one-time link.
+            inner
                 .auth
                 .session(&caller.headers)
-                .map_or(Access::Loopback, Access::Session))
+                .map(Access::Session)
+                .ok_or(LINK_REQUIRED)
         }
         Some(token) => {
             if let Some(presented) = auth::bearer(&caller.headers) {
-                return if auth::token_matches(token, presented) {
-                    Ok(Access::Bearer)
-                } else {
-                    Err(WRONG_BEARER)
-                };
+                return inner
+                    .auth
+                    .checked(caller.peer, || auth::token_matches(token, presented))
+                    .map(|()| Access::Bearer)
+                    .map_err(|r| {
+                        if r == LoginRefusal::WrongToken {
+                            tracing::warn!(peer = ?caller.peer, "web approval request with a wrong bearer token");
+                        }
+                        refused(r, WRONG_BEARER)
+                    });
             }
             inner
                 .auth
@@ -171,10 +239,15 @@ fn check_post(
     caller: &Caller,
     presented_csrf: Option<&str>,
 ) -> Result<Access, Refusal> {
-    let access = access(inner, caller)?;
+    let access = access(inner, caller).map_err(|refusal| {
+        if inner.token.is_none() && refusal.status == StatusCode::UNAUTHORIZED {
+            NO_SESSION
+        } else {
+            refusal
+        }
+    })?;
     match &access {
         Access::Bearer => {}
-        Access::Loopback => return Err(NO_SESSION),
         Access::Session(session) => {
             if !auth::same_origin(&caller.headers) {
                 return Err(CROSS_ORIGIN);
@@ -247,11 +320,17 @@ async fn render_page(inner: &Inner, session: &SessionInfo) -> Response {
 async fn show_page(State(inner): State<Arc<Inner>>, caller: Caller) -> Response {
     match access(&inner, &caller) {
         Ok(Access::Session(session)) => render_page(&inner, &session).await,
-        // A first loopback visit, or a script that proved the token: start a session.
-        Ok(Access::Loopback | Access::Bearer) => {
+        // A script that proved the token: start a session.
+        Ok(Access::Bearer) => {
             let session = inner.auth.create_session();
             let cookie = inner.auth.session_cookie(&session);
             with_cookie(render_page(&inner, &session).await, &cookie)
+        }
+        Err(refusal) if refusal.status == StatusCode::UNAUTHORIZED && inner.token.is_none() => {
+            // Anonymous visitors get no session (they could push out the approver's).
+            html_response(StatusCode::UNAUTHORIZED, |nonce| {
+                page::result(nonce, refusal.message)
+            })
         }
         Err(refusal) if refusal.status == StatusCode::UNAUTHORIZED => {
             html_response(StatusCode::UNAUTHORIZED, |nonce| page::login(nonce, None))
@@ -278,7 +357,7 @@ async fn login(
     if !auth::same_origin(&caller.headers) {
         return CROSS_ORIGIN.html();
     }
-    match inner.auth.login(token, &form.token) {
+    match inner.auth.login(caller.peer, token, &form.token) {
         Ok(()) => {
             let session = inner.auth.create_session();
             tracing::info!(peer = ?caller.peer, actor = %inner.actor, "web approval login");
@@ -290,14 +369,69 @@ async fn login(
                 page::login(nonce, Some("Wrong token."))
             })
         }
-        Err(LoginRefusal::Throttled) => {
-            tracing::warn!(peer = ?caller.peer, "web approval login refused: too many failed logins");
-            html_response(StatusCode::TOO_MANY_REQUESTS, |nonce| {
+        Err(LoginRefusal::Throttled(retry)) => {
+            tracing::warn!(peer = ?caller.peer, "web approval login refused: too many failed logins from this address");
+            let response = html_response(StatusCode::TOO_MANY_REQUESTS, |nonce| {
                 page::login(
                     nonce,
-                    Some("Too many failed logins; wait a minute and try again."),
+                    Some("Too many failed logins from this address; wait a minute and try again."),
                 )
-            })
+            });
+            throttled(retry).with_retry(response)
+        }
+    }
+}
+
+/// `GET /approvals/link/{token}`: a one-time login link. A valid, unused, unexpired token
+/// starts a session and redirects to the page (so the token leaves the address bar); any
+/// other counts as a failed credential check of the client's address.
+async fn link_login(
+    State(inner): State<Arc<Inner>>,
+    caller: Caller,
+    Path(token): Path<String>,
+) -> Response {
+    if inner.token.is_none()
+        && let Err(refusal) = loopback_only(&caller)
+    {
+        return refusal.html();
+    }
+    match inner
+        .auth
+        .checked(caller.peer, || inner.auth.redeem_link(&token))
+    {
+        Ok(()) => {
+            let session = inner.auth.create_session();
+            tracing::info!(peer = ?caller.peer, actor = %inner.actor, "web approval login with a one-time link");
+            with_cookie(see_other(BASE_PATH), &inner.auth.session_cookie(&session))
+        }
+        Err(refusal) => {
+            tracing::warn!(peer = ?caller.peer, "web approval login with an invalid one-time link");
+            refused(refusal, BAD_LINK).html()
+        }
+    }
+}
+
+/// `POST /approvals/admin/link` with `Authorization: Bearer <admin secret>`: issues a
+/// one-time login link (JSON `{"path": "/approvals/link/...", "expires_in_secs": 600}`).
+/// This is what `agent-gate approve-link` calls; the secret is in the data directory,
+/// readable only by the gateway's user.
+async fn admin_link(State(inner): State<Arc<Inner>>, caller: Caller) -> Response {
+    let presented = auth::bearer(&caller.headers).unwrap_or_default();
+    let checked = inner.auth.checked(caller.peer, || {
+        auth::same_secret(inner.admin_secret.expose(), presented)
+    });
+    match checked {
+        Ok(()) => {
+            tracing::info!(peer = ?caller.peer, "one-time approval link issued");
+            Json(json!({
+                "path": format!("{BASE_PATH}/link/{}", inner.auth.issue_link()),
+                "expires_in_secs": auth::LINK_LIFETIME.as_secs(),
+            }))
+            .into_response()
+        }
+        Err(refusal) => {
+            tracing::warn!(peer = ?caller.peer, "one-time link refused: wrong admin secret");
+            refused(refusal, WRONG_ADMIN_SECRET).json()
         }
     }
 }
