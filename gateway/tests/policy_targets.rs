@@ -416,6 +416,19 @@ async fn the_example_permissions_deny_every_path_to_a_lock() {
 }
 
 #[tokio::test]
+async fn the_demo_permissions_deny_every_path_to_a_lock() {
+    let options = Options {
+        permissions: Some(agent_gate_gateway::demo::DEMO_PERMISSIONS.to_owned()),
+        ..Options::default()
+    };
+    let h = Harness::start_with_home(options, home()).await;
+    let through = run_corpus(&h).await;
+    assert!(through.is_empty(), "{}", through.join("\n"));
+    assert_eq!(h.home.state("lock.front_door").unwrap()["state"], "locked");
+    assert_eq!(h.home.service_call_count(), 0);
+}
+
+#[tokio::test]
 async fn the_simulator_really_unlocks_through_a_scene() {
     // Without the lock rules, the same scene.apply opens the door: the corpus above is not
     // refused by the simulator but by the gateway.
