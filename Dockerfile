@@ -17,6 +17,7 @@ COPY Cargo.toml Cargo.lock ./
 # Build settings (the allocator's compile-time memory default, see gateway/src/allocator.rs).
 COPY .cargo .cargo
 COPY agent-gate-manifest agent-gate-manifest
+COPY agent-gate-protocol agent-gate-protocol
 COPY agent-gate-macros agent-gate-macros
 COPY agent-gate agent-gate
 COPY gateway gateway

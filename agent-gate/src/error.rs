@@ -110,9 +110,6 @@ pub struct Error {
     inner: Box<Inner>,
 }
 
-/// The name the issue uses for [`Error`].
-pub type AgentGateError = Error;
-
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.inner;

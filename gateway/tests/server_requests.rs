@@ -74,7 +74,7 @@ async fn without_a_request_id_the_gateway_assigns_one() {
     let answer = agent.tool("ha_get_config", json!({})).await;
     let rid = answer["result"]["request_id"].as_str().unwrap().to_owned();
     assert!(rid.starts_with("gw-") && rid.len() == 31, "{rid}");
-    assert!(agent_gate::protocol::is_valid_request_id(&rid));
+    assert!(agent_gate_protocol::is_valid_request_id(&rid));
     // Ids begin with the time, so later calls sort after earlier ones (the store's index
     // stays append-mostly) and no two are equal.
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;

@@ -134,7 +134,7 @@ pub fn build_args(json: Option<&str>, pairs: &[String]) -> Result<Value, ArgsErr
             Ok(other) => {
                 return Err(ArgsError::Json(format!(
                     "got {}",
-                    agent_gate::protocol::json_type_name(&other)
+                    agent_gate_protocol::json_type_name(&other)
                 )));
             }
             Err(e) => return Err(ArgsError::Json(e.to_string())),
@@ -541,8 +541,8 @@ mod tests {
 
     #[test]
     fn errors_show_code_and_suggestion() {
-        let error = Error::from_error_object(agent_gate::protocol::ErrorObject::new(
-            agent_gate::protocol::ErrorCode::DeniedByPolicy,
+        let error = Error::from_error_object(agent_gate_protocol::ErrorObject::new(
+            agent_gate_protocol::ErrorCode::DeniedByPolicy,
             "Lock control is always denied",
         ));
         let mut text = Vec::new();

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use agent_gate::protocol::{ErrorCode, ErrorObject, Id, MethodCall, Response, parse_request};
+use agent_gate_protocol::{ErrorCode, ErrorObject, Id, MethodCall, Response, parse_request};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};

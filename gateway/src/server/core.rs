@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
-use agent_gate::protocol::{
+use agent_gate_manifest::{Manifest, Tool};
+use agent_gate_protocol::{
     ErrorCode, ErrorObject, Notification, PendingResults, RequestStatusParams, ToolRequestParams,
 };
-use agent_gate_manifest::{Manifest, Tool};
 use serde_json::{Map, Value, json};
 use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;

@@ -1,7 +1,7 @@
 //! From stored outcomes to wire shapes: `tool_request` answers and `get_pending_results`
 //! entries, upstream-compatible (DESIGN.md §4).
 
-use agent_gate::protocol::{
+use agent_gate_protocol::{
     ErrorCode, ErrorObject, Id, PendingOutcome, PendingResult, Response, ResultStatus,
 };
 use serde_json::{Map, Value, json};

@@ -1,4 +1,4 @@
-//! The agent-gate wire protocol (DESIGN.md §4): JSON-RPC 2.0 envelopes over
+//! The agent-gate wire protocol (see `docs/ARCHITECTURE.md`, "Wire protocol"): JSON-RPC 2.0 envelopes over
 //! WebSocket text frames, the four methods with typed params and results, the
 //! error-code table, the `request_status` notification, `request_id`
 //! validation, and parsers for incoming frames on both sides.
@@ -7,7 +7,7 @@
 //! wire-compatible with the upstream Python gateway by construction:
 //!
 //! ```
-//! use agent_gate::protocol::{Request, Response, ToolRequestParams, ToolResult, parse_request, MethodCall};
+//! use agent_gate_protocol::{Request, Response, ToolRequestParams, ToolResult, parse_request, MethodCall};
 //! use serde_json::json;
 //!
 //! // Client side: build a frame.

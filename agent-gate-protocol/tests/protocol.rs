@@ -1,7 +1,7 @@
-//! Wire-format tests for `agent_gate::protocol`: an insta snapshot of every
+//! Wire-format tests for `agent_gate_protocol`: an insta snapshot of every
 //! message shape (the snapshots are the spec), round trips, and malformed frames.
 
-use agent_gate::protocol::*;
+use agent_gate_protocol::*;
 use insta::assert_snapshot;
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! The JSON-RPC error-code table of the agent-gate protocol (DESIGN.md §4).
+//! The JSON-RPC error-code table of the agent-gate protocol.
 
 use std::fmt;
 
