@@ -290,6 +290,13 @@ pub(crate) fn open_checkpointer(path: &Path) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    // A connection learns that the file is in WAL mode (and opens the log) only when it first
+    // reads it; until then `sqlite3_wal_checkpoint_v2` does nothing and reports -1 frames, so
+    // the sync threads' checkpoints never ran and only the writer's (at 4,000 pages) did.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(open_error(path))?;
     Ok(conn)
 }
 
