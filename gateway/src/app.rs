@@ -210,6 +210,7 @@ impl GatewayBuilder {
             }
         };
 
+        Store::check_path(&config.storage.path)?;
         if let Some(dir) = config.storage.path.parent()
             && !dir.as_os_str().is_empty()
         {

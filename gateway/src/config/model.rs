@@ -76,6 +76,29 @@ pub struct GatewayConfig {
     pub health_port: u16,
 }
 
+impl GatewayConfig {
+    /// Whether the WebSocket listener and the HTTP side would bind the same address: the
+    /// same port (other than 0, an ephemeral port) on the same host, or on hosts of which one
+    /// is a wildcard (`0.0.0.0`, `::`) that covers the other. The second bind would fail.
+    pub fn listeners_overlap(&self) -> bool {
+        fn normal(host: &str) -> String {
+            let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+            match host.to_ascii_lowercase().as_str() {
+                "localhost" => "127.0.0.1".to_owned(),
+                other => other.to_owned(),
+            }
+        }
+        fn wildcard(host: &str) -> bool {
+            matches!(host, "0.0.0.0" | "::" | "")
+        }
+        if self.port == 0 || self.port != self.health_port {
+            return false;
+        }
+        let (a, b) = (normal(&self.host), normal(&self.health_host));
+        a == b || wildcard(&a) || wildcard(&b)
+    }
+}
+
 /// `gateway.tls:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
@@ -378,6 +401,15 @@ fn gateway(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
     }
     if let Some(port) = ctx.port(&obj.field("health_port")) {
         gw.health_port = port;
+    }
+    if gw.listeners_overlap() {
+        ctx.error(
+            &obj.field("health_port").path,
+            format!(
+                "the HTTP side ({}:{}) would listen on the agents' port ({}:{}); give gateway.health_port another port",
+                gw.health_host, gw.health_port, gw.host, gw.port
+            ),
+        );
     }
     if let Some(tls) = ctx.obj(&obj.field("tls")) {
         tls.check_keys(ctx, &["cert", "key"]);
