@@ -28,6 +28,8 @@ pub const DEFAULT_STORAGE_PATH: &str = "data/agent-gate.db";
 pub const DEFAULT_TOOLS_PATH: &str = "tools.toml";
 /// Default timeout of a service HTTP call.
 pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on concurrent requests (and so connections) to one service.
+pub const DEFAULT_SERVICE_MAX_CONNECTIONS: usize = 32;
 /// Default Telegram Bot API base URL.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 /// Default name of the web approver (decisions are attributed `web:web`).
@@ -132,6 +134,9 @@ pub struct ServiceConfig {
     pub health: HealthCheck,
     /// Error message templates by HTTP status; `{status}` and `{body}` are replaced.
     pub errors: BTreeMap<u16, String>,
+    /// Most requests (and so connections) to this service at once (default 32); further
+    /// calls wait their turn.
+    pub max_connections: usize,
 }
 
 /// Credentials for a service.
@@ -564,6 +569,7 @@ const SERVICE_KEYS: &[&str] = &[
     "timeout",
     "health",
     "errors",
+    "max_connections",
     "handler",
     "handler_class",
     "tools",
@@ -610,6 +616,10 @@ fn services(
             .map(|h| health(ctx, &h))
             .unwrap_or_default();
         let errors = errors(ctx, &svc.field("errors"));
+        let max_connections = ctx
+            .int(&svc.field("max_connections"), 1, 100_000)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_SERVICE_MAX_CONNECTIONS);
         if let Some(handler) = ctx.string(&svc.field("handler"))
             && handler != "http"
         {
@@ -648,6 +658,7 @@ fn services(
                     timeout,
                     health,
                     errors,
+                    max_connections,
                 },
             );
         }
