@@ -28,6 +28,11 @@ pub const DEFAULT_STORAGE_PATH: &str = "data/agent-gate.db";
 pub const DEFAULT_TOOLS_PATH: &str = "tools.toml";
 /// Default timeout of a service HTTP call.
 pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on connections that have not authenticated yet, in total (see
+/// [`GatewayConfig::max_unauthenticated_connections`]).
+pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 512;
+/// Default cap on connections that have not authenticated yet, per client address.
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 128;
 /// Default cap on concurrent requests (and so connections) to one service.
 pub const DEFAULT_SERVICE_MAX_CONNECTIONS: usize = 32;
 /// Default Telegram Bot API base URL.
@@ -76,6 +81,13 @@ pub struct GatewayConfig {
     pub health_host: String,
     /// Listen port of the HTTP side (default 8080).
     pub health_port: u16,
+    /// Most connections that have not authenticated yet, in total (default 512). When a new
+    /// connection would exceed it, the oldest unauthenticated connection is dropped.
+    /// Authenticated agents do not count.
+    pub max_unauthenticated_connections: usize,
+    /// Most connections that have not authenticated yet from one client address (default
+    /// 128); the address's oldest is dropped first.
+    pub max_unauthenticated_per_address: usize,
 }
 
 impl GatewayConfig {
@@ -390,11 +402,36 @@ fn gateway(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
         tls: None,
         health_host: DEFAULT_HEALTH_HOST.to_string(),
         health_port: DEFAULT_HEALTH_PORT,
+        max_unauthenticated_connections: DEFAULT_MAX_UNAUTHENTICATED,
+        max_unauthenticated_per_address: DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
     };
     let Some(obj) = ctx.obj(&root.field("gateway")) else {
         return gw;
     };
-    obj.check_keys(ctx, &["host", "port", "tls", "health_host", "health_port"]);
+    obj.check_keys(
+        ctx,
+        &[
+            "host",
+            "port",
+            "tls",
+            "health_host",
+            "health_port",
+            "max_unauthenticated_connections",
+            "max_unauthenticated_per_address",
+        ],
+    );
+    if let Some(n) = ctx
+        .int(&obj.field("max_unauthenticated_connections"), 1, 1_000_000)
+        .and_then(|n| usize::try_from(n).ok())
+    {
+        gw.max_unauthenticated_connections = n;
+    }
+    if let Some(n) = ctx
+        .int(&obj.field("max_unauthenticated_per_address"), 1, 1_000_000)
+        .and_then(|n| usize::try_from(n).ok())
+    {
+        gw.max_unauthenticated_per_address = n;
+    }
     if let Some(host) = host(ctx, &obj.field("host")) {
         gw.host = host;
     }

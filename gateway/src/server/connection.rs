@@ -18,8 +18,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::ServerLimits;
+use super::admission::Ticket;
 use super::core::{ConnectionLink, Core, Outbound};
+use super::{Front, ServerLimits};
 
 /// Acknowledged outcomes are marked delivered in batches of this many.
 const ACK_BATCH: usize = 64;
@@ -46,22 +47,36 @@ fn to_text(response: &Response) -> String {
     })
 }
 
-/// Serves one accepted TCP connection until it closes.
+/// Serves one accepted TCP connection until it closes. `ticket` is its place under the caps on
+/// unauthenticated connections: given up once it authenticates; if a newer connection
+/// displaces it first, the connection is dropped.
 pub(crate) async fn serve(
     core: Arc<Core>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     limits: ServerLimits,
+    front: Arc<Front>,
+    ticket: Ticket,
 ) {
     let deadline = Instant::now() + limits.auth_timeout;
     match tls {
-        Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => run(core, stream, peer, deadline, limits).await,
-            Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-        },
-        None => run(core, stream, peer, deadline, limits).await,
+        Some(acceptor) => {
+            let accepted = tokio::select! {
+                biased;
+                () = ticket.evicted() => {
+                    tracing::debug!(%peer, "dropped during the TLS handshake: too many unauthenticated connections");
+                    return;
+                }
+                accepted = timeout_at(deadline, acceptor.accept(stream)) => accepted,
+            };
+            match accepted {
+                Ok(Ok(stream)) => run(core, stream, peer, deadline, limits, front, ticket).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        None => run(core, stream, peer, deadline, limits, front, ticket).await,
     }
 }
 
@@ -71,6 +86,8 @@ async fn run<S>(
     peer: SocketAddr,
     deadline: Instant,
     limits: ServerLimits,
+    front: Arc<Front>,
+    ticket: Ticket,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -81,20 +98,34 @@ async fn run<S>(
         .max_write_buffer_size(limits.max_message_size.saturating_mul(4))
         .max_message_size(Some(limits.max_message_size))
         .max_frame_size(Some(limits.max_message_size));
-    let mut ws = match timeout_at(
-        deadline,
-        tokio_tungstenite::accept_async_with_config(stream, Some(config)),
-    )
-    .await
-    {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "WebSocket handshake failed");
-            return;
-        }
-        Err(_) => return,
+    let handshake = async {
+        let mut ws = match timeout_at(
+            deadline,
+            tokio_tungstenite::accept_async_with_config(stream, Some(config)),
+        )
+        .await
+        {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "WebSocket handshake failed");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let agent = authenticate(&core, &front, &mut ws, peer, deadline, limits).await?;
+        Some((ws, agent))
     };
-    let Some(agent) = authenticate(&core, &mut ws, peer, deadline, limits).await else {
+    let admitted = tokio::select! {
+        biased;
+        () = ticket.evicted() => {
+            tracing::debug!(%peer, "dropped before authenticating: too many unauthenticated connections");
+            None
+        }
+        admitted = handshake => admitted,
+    };
+    // Authenticated (or gone): no longer under the caps on unauthenticated connections.
+    drop(ticket);
+    let Some((ws, agent)) = admitted else {
         return;
     };
     tracing::info!(agent = %agent, %peer, "agent connected");
@@ -104,6 +135,7 @@ async fn run<S>(
 /// Reads the first frame; `Some(agent id)` if it is a valid `auth`.
 async fn authenticate<S>(
     core: &Core,
+    front: &Front,
     ws: &mut WebSocketStream<S>,
     peer: SocketAddr,
     deadline: Instant,
@@ -113,7 +145,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if let Err(retry) = core.auth_throttle.check(peer.ip()) {
-        tracing::warn!(%peer, "connection refused: too many failed authentications from this address");
+        if let Some(suppressed) = front.logs.allow(peer.ip(), "refused") {
+            tracing::warn!(%peer, suppressed, "connection refused: too many failed authentications from this address");
+        }
         let error = ErrorObject::new(
             ErrorCode::NotAuthenticated,
             "Not authenticated: too many failed authentications from this address",
@@ -134,7 +168,7 @@ where
                 .with_suggestion(
                     "send {\"method\": \"auth\", \"params\": {\"token\": ...}} as the first frame",
                 );
-                fail(core, ws, peer, None, error, "timeout").await;
+                fail(core, front, ws, peer, None, error, "timeout").await;
                 return None;
             }
             Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
@@ -144,7 +178,7 @@ where
                     ErrorCode::NotAuthenticated,
                     "Not authenticated: the first frame must be an auth request (a JSON text frame)",
                 );
-                fail(core, ws, peer, None, error, "binary first frame").await;
+                fail(core, front, ws, peer, None, error, "binary first frame").await;
                 return None;
             }
             Ok(Some(Ok(_))) => {}
@@ -162,6 +196,7 @@ where
             );
             fail(
                 core,
+                front,
                 ws,
                 peer,
                 frame_error.id,
@@ -188,7 +223,7 @@ where
                     .with_suggestion(
                         "use the token configured for this agent in the gateway's config.yaml",
                     );
-                fail(core, ws, peer, Some(id), error, "invalid token").await;
+                fail(core, front, ws, peer, Some(id), error, "invalid token").await;
                 None
             }
         },
@@ -200,6 +235,7 @@ where
             .with_suggestion("send {\"method\": \"auth\", \"params\": {\"token\": ...}} first");
             fail(
                 core,
+                front,
                 ws,
                 peer,
                 Some(id),
@@ -214,6 +250,7 @@ where
 
 async fn fail<S>(
     core: &Core,
+    front: &Front,
     ws: &mut WebSocketStream<S>,
     peer: SocketAddr,
     id: Option<Id>,
@@ -223,7 +260,9 @@ async fn fail<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let blocked = core.auth_throttle.record_failure(peer.ip());
-    tracing::warn!(%peer, reason = why, blocked_for = ?blocked, "authentication failed");
+    if let Some(suppressed) = front.logs.allow(peer.ip(), "failed") {
+        tracing::warn!(%peer, reason = why, blocked_for = ?blocked, suppressed, "authentication failed");
+    }
     reject(ws, id, error).await;
 }
 
