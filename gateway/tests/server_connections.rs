@@ -1,6 +1,7 @@
 //! Connection-level defences over real sockets: caps on unauthenticated connections (in total
-//! and per address, oldest dropped first, authenticated agents unaffected) and rate-limited
-//! WARN lines about refused connections.
+//! and per address, oldest dropped first, authenticated agents unaffected), close codes for
+//! bad frames before and after `auth`, notifications never answered, and rate-limited WARN
+//! lines about refused connections.
 
 #[path = "server_support/mod.rs"]
 mod support;
@@ -11,10 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_gate_gateway::server::ServerLimits;
+use futures_util::SinkExt;
 use serde_json::json;
-use support::{Harness, Options};
+use support::{Harness, Options, PI_TOKEN};
 
 use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// Silent connections the attack tests hold open.
 const HELD: usize = 2000;
@@ -169,6 +173,92 @@ async fn silent_connections_from_many_addresses_are_capped_in_total_oldest_first
     // pi (its newest connection replaced the older ones) and laptop.
     assert_eq!(h.gateway().connected_agents(), 2);
     drop((held, newcomers));
+}
+
+// ----- frames ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn notifications_are_never_answered_after_auth() {
+    let h = Harness::start().await;
+    let mut agent = h.agent().await;
+    agent
+        .send(&json!({"jsonrpc": "2.0", "method": "list_tools", "params": {}}))
+        .await;
+    agent
+        .send(&json!({"jsonrpc": "2.0", "method": "no_such_method"}))
+        .await;
+    agent
+        .send(&json!({"jsonrpc": "2.0", "method": "tool_request", "params": {"tool": "ha_get_config", "args": {}}}))
+        .await;
+    // The next frame is the answer to this call: nothing was sent for the notifications.
+    let id = agent.request("list_tools", json!({})).await;
+    let next = agent.recv().await.expect("an answer");
+    assert_eq!(next["id"], json!(id), "a notification was answered: {next}");
+    assert!(agent.backlog.is_empty());
+    // A frame without id that is not a request at all is still an error.
+    agent.send(&json!({"jsonrpc": "2.0"})).await;
+    assert_eq!(agent.recv().await.unwrap()["error"]["code"], -32600);
+}
+
+#[tokio::test]
+async fn a_notification_before_auth_is_not_answered() {
+    let h = Harness::start().await;
+    let mut client = h.connect().await;
+    client
+        .send(&json!({"jsonrpc": "2.0", "method": "auth", "params": {"token": PI_TOKEN}}))
+        .await;
+    // The connection closes (it did not authenticate) without any JSON-RPC answer.
+    let close = client.closed().await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Policy);
+    assert!(client.backlog.is_empty(), "answered: {:?}", client.backlog);
+}
+
+#[tokio::test]
+async fn invalid_utf8_after_auth_closes_with_1007() {
+    let h = Harness::start().await;
+    let mut agent = h.agent().await;
+    send_invalid_utf8(&mut agent.ws).await;
+    let close = agent.closed().await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Invalid);
+}
+
+#[tokio::test]
+async fn invalid_utf8_before_auth_closes_with_1007() {
+    let h = Harness::start().await;
+    let mut client = h.connect().await;
+    send_invalid_utf8(&mut client.ws).await;
+    let close = client
+        .closed()
+        .await
+        .expect("a close frame, not a TCP drop");
+    assert_eq!(close.code, CloseCode::Invalid);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_before_auth_closes_with_1009() {
+    let h = Harness::start_with(Options {
+        limits: ServerLimits {
+            max_message_size: 4096,
+            ..ServerLimits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut client = h.connect().await;
+    client.send_raw(&"x".repeat(8192)).await;
+    let close = client
+        .closed()
+        .await
+        .expect("a close frame, not a TCP drop");
+    assert_eq!(close.code, CloseCode::Size);
+}
+
+/// Sends a text frame whose payload is not UTF-8, below the client's own checks.
+async fn send_invalid_utf8(ws: &mut support::Ws) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let frame = Frame::message(vec![0xff, 0xfe, 0x80], OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).await.expect("sends");
 }
 
 // ----- logs -----------------------------------------------------------------------------

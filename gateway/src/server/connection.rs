@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -132,6 +133,35 @@ async fn run<S>(
     session(core, ws, agent, limits).await;
 }
 
+/// Whether `text` is a JSON-RPC notification: an object with a `method` and no `id`. The
+/// gateway never answers those (JSON-RPC 2.0 §4.1). Only called for frames that failed to
+/// parse as requests.
+fn is_notification(text: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(object)) => {
+            object.contains_key("method") && !object.contains_key("id")
+        }
+        _ => false,
+    }
+}
+
+/// The close frame for a frame the WebSocket layer refused: too big (1009), not UTF-8 (1007)
+/// or breaking the protocol (1002). `None` for a connection that is simply gone.
+fn close_for(error: &WsError) -> Option<CloseFrame> {
+    let (code, reason) = match error {
+        WsError::Capacity(_) => (CloseCode::Size, "message too big"),
+        WsError::Utf8(_) => (CloseCode::Invalid, "text frame is not valid UTF-8"),
+        // A peer that merely vanished is not answered.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
+        WsError::Protocol(_) => (CloseCode::Protocol, "WebSocket protocol error"),
+        _ => return None,
+    };
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
+}
+
 /// Reads the first frame; `Some(agent id)` if it is a valid `auth`.
 async fn authenticate<S>(
     core: &Core,
@@ -171,7 +201,17 @@ where
                 fail(core, front, ws, peer, None, error, "timeout").await;
                 return None;
             }
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Err(error))) => {
+                if let Some(frame) = close_for(&error) {
+                    let blocked = core.auth_throttle.record_failure(peer.ip());
+                    if let Some(suppressed) = front.logs.allow(peer.ip(), "failed") {
+                        tracing::warn!(%peer, reason = %frame.reason, blocked_for = ?blocked, suppressed, "authentication failed");
+                    }
+                    let _ = ws.close(Some(frame)).await;
+                }
+                return None;
+            }
+            Ok(None | Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(Message::Text(text)))) => break text,
             Ok(Some(Ok(Message::Binary(_)))) => {
                 let error = ErrorObject::new(
@@ -186,6 +226,20 @@ where
     };
     let request = match parse_request(text.as_str()) {
         Ok(request) => request,
+        Err(frame_error) if frame_error.id.is_none() && is_notification(text.as_str()) => {
+            // A notification cannot authenticate and is never answered: close without a word.
+            let blocked = core.auth_throttle.record_failure(peer.ip());
+            if let Some(suppressed) = front.logs.allow(peer.ip(), "failed") {
+                tracing::warn!(%peer, reason = "notification as first frame", blocked_for = ?blocked, suppressed, "authentication failed");
+            }
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "not authenticated".into(),
+                }))
+                .await;
+            return None;
+        }
         Err(frame_error) => {
             let error = ErrorObject::new(
                 ErrorCode::NotAuthenticated,
@@ -341,6 +395,12 @@ where
                 closing.cancel();
                 break;
             }
+            Some(Err(error)) if close_for(&error).is_some() => {
+                tracing::warn!(agent = %agent, %error, "invalid frame; closing the connection");
+                *close_frame.lock().unwrap_or_else(PoisonError::into_inner) = close_for(&error);
+                closing.cancel();
+                break;
+            }
             Some(Err(error)) => {
                 tracing::debug!(agent = %agent, %error, "connection error");
                 break;
@@ -392,6 +452,8 @@ async fn handle_text(
 ) {
     let request = match parse_request(text) {
         Ok(request) => request,
+        // Notifications are never answered, not even with an error (JSON-RPC 2.0 §4.1).
+        Err(frame_error) if frame_error.id.is_none() && is_notification(text) => return,
         Err(frame_error) => {
             link.send(to_text(&frame_error.into_response()), Vec::new())
                 .await;
