@@ -37,6 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             expect_status: 200,
         },
         errors: BTreeMap::new(),
+        max_connections: 32,
     };
     let executor = Executor::new([&config])?;
 

@@ -210,6 +210,7 @@ impl GatewayBuilder {
             }
         };
 
+        Store::check_path(&config.storage.path)?;
         if let Some(dir) = config.storage.path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -296,6 +297,23 @@ impl GatewayBuilder {
             return Err(error.into());
         }
 
+        let open_files = server::raise_open_file_limit();
+        let front = server::Front::new(
+            config.gateway.max_unauthenticated_connections,
+            config.gateway.max_unauthenticated_per_address,
+        );
+        if let Some(open_files) = open_files {
+            let cap =
+                u64::try_from(config.gateway.max_unauthenticated_connections).unwrap_or(u64::MAX);
+            if cap.saturating_mul(2) > open_files {
+                tracing::warn!(
+                    open_files,
+                    max_unauthenticated_connections = cap,
+                    "gateway.max_unauthenticated_connections is more than half the open-file limit: silent connections could still exhaust the file handles; lower it or raise the limit (ulimit -n)"
+                );
+            }
+        }
+
         let ws_address = format!("{}:{}", config.gateway.host, config.gateway.port);
         let listener =
             match TcpListener::bind((config.gateway.host.as_str(), config.gateway.port)).await {
@@ -370,6 +388,7 @@ impl GatewayBuilder {
             listener,
             tls.clone(),
             limits,
+            Arc::clone(&front),
         ));
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         match health_addr {
@@ -390,6 +409,7 @@ impl GatewayBuilder {
             accept_task,
             health_task,
             limits,
+            front,
         })
     }
 }
@@ -405,6 +425,7 @@ pub struct RunningGateway {
     accept_task: JoinHandle<()>,
     health_task: Option<JoinHandle<()>>,
     limits: ServerLimits,
+    front: Arc<server::Front>,
 }
 
 impl std::fmt::Debug for RunningGateway {
@@ -473,6 +494,12 @@ impl RunningGateway {
     /// Agents connected now.
     pub fn connected_agents(&self) -> usize {
         self.core.connected_agents()
+    }
+
+    /// Connections accepted that have not authenticated yet (capped by
+    /// `gateway.max_unauthenticated_connections` and `max_unauthenticated_per_address`).
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.front.unauthenticated()
     }
 
     /// Requests waiting for a human now.

@@ -393,3 +393,84 @@ defaults:
     // a specific automation, allowed by name, is not reported
     assert!(!out.contains("rules[3]"), "{out}");
 }
+
+/// Runs `serve --insecure` in `d`, which must refuse to start; returns its stderr. Killed
+/// (and the test failed) if it is still running after a bounded wait.
+fn serve_refuses(d: &Dir) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-gate"))
+        .args(["serve", "--insecure"])
+        .current_dir(d.dir.path())
+        .env_remove("AGENT_GATE_CONFIG")
+        .env_remove("AGENT_GATE_PERMISSIONS")
+        .envs(ENV.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve started with a configuration `check` should have refused");
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    stderr(&output)
+}
+
+#[test]
+fn check_refuses_a_health_port_on_the_agents_port_like_serve() {
+    let d = Dir::new();
+    let gateway = "gateway:\n  host: 127.0.0.1\n  port: 18473\n  health_host: 0.0.0.0\n  health_port: 18473\n";
+    d.write("config.yaml", &(good_config(&repo_tools()) + gateway));
+    d.write("permissions.yaml", GOOD_PERMISSIONS);
+    let o = d.run(&["check"], ENV);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let expected = "gateway.health_port: the HTTP side (0.0.0.0:18473) would listen on the agents' port (127.0.0.1:18473)";
+    assert!(out.contains(expected), "{out}");
+    let refused = serve_refuses(&d);
+    assert!(refused.contains(expected), "{refused}");
+}
+
+#[test]
+fn check_refuses_unusable_storage_paths_like_serve() {
+    let d = Dir::new();
+    d.write("permissions.yaml", GOOD_PERMISSIONS);
+    std::fs::create_dir(d.path("a-directory")).unwrap();
+    d.write("a-file", "not a directory");
+    let not_a_directory = format!("{} is not a directory", d.path("a-file").display());
+    let cases = [
+        ("a-directory", "it is a directory".to_owned()),
+        ("a-file/agent-gate.db", not_a_directory.clone()),
+        ("a-file/deeper/agent-gate.db", not_a_directory),
+    ];
+    for (path, problem) in cases {
+        let storage = format!("storage:\n  path: \"{}\"\n", d.path(path).display());
+        d.write("config.yaml", &(good_config(&repo_tools()) + &storage));
+        let o = d.run(&["check"], ENV);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(1), "{path}: {out}");
+        let expected = format!(
+            "storage.path: {} cannot hold the database: {problem}",
+            d.path(path).display()
+        );
+        assert!(out.contains(&expected), "{path}: {out}");
+        let refused = serve_refuses(&d);
+        assert!(refused.contains(&expected), "{path}: {refused}");
+    }
+    // A missing directory that can be created is fine (serve creates it).
+    let storage = format!(
+        "storage:\n  path: \"{}\"\n",
+        d.path("new/dir/agent-gate.db").display()
+    );
+    d.write("config.yaml", &(good_config(&repo_tools()) + &storage));
+    let o = d.run(&["check"], ENV);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!d.path("new").exists(), "check created a directory");
+}

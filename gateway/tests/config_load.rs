@@ -254,7 +254,7 @@ fn unknown_keys_suggest_the_closest() {
         errors(&yaml),
         vec![
             "config.yaml: rate_limits: unknown key `rate_limits` (did you mean `rate_limit`?); expected one of: gateway, agent, agents, tools, services, storage, messenger, approvers, approval_timeout, rate_limit",
-            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port",
+            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port, max_unauthenticated_connections, max_unauthenticated_per_address",
         ]
     );
 }
@@ -613,4 +613,55 @@ fn duplicate_keys_are_yaml_errors() {
     let e = Config::parse(&yaml, "config.yaml", &no_env()).unwrap_err();
     assert!(matches!(e, ConfigError::Yaml { .. }), "{e:?}");
     assert!(e.to_string().contains("duplicate"), "{e}");
+}
+
+#[test]
+fn connection_caps_have_defaults_and_can_be_set() {
+    let c = load(MINIMAL);
+    assert_eq!(c.gateway.max_unauthenticated_connections, 512);
+    assert_eq!(c.gateway.max_unauthenticated_per_address, 128);
+    assert_eq!(c.services["homeassistant"].max_connections, 32);
+    let set = MINIMAL.replace(
+        "    token: \"ha-token\"\n",
+        "    token: \"ha-token\"\n    max_connections: 4\n",
+    ) + "gateway:\n  max_unauthenticated_connections: 100\n  max_unauthenticated_per_address: 10\n";
+    let c = load(&set);
+    assert_eq!(c.gateway.max_unauthenticated_connections, 100);
+    assert_eq!(c.gateway.max_unauthenticated_per_address, 10);
+    assert_eq!(c.services["homeassistant"].max_connections, 4);
+    let zero = MINIMAL.replace(
+        "    token: \"ha-token\"\n",
+        "    token: \"ha-token\"\n    max_connections: 0\n",
+    ) + "gateway:\n  max_unauthenticated_per_address: 0\n";
+    assert_eq!(
+        errors(&zero),
+        vec![
+            "config.yaml: gateway.max_unauthenticated_per_address: expected an integer 1-1000000, got 0",
+            "config.yaml: services.homeassistant.max_connections: expected an integer 1-100000, got 0",
+        ]
+    );
+}
+
+#[test]
+fn a_health_port_on_the_agents_port_is_an_error() {
+    for (host, health_host) in [
+        ("127.0.0.1", "127.0.0.1"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("127.0.0.1", "localhost"),
+    ] {
+        let yaml = format!(
+            "{MINIMAL}gateway:\n  host: {host}\n  port: 9000\n  health_host: {health_host}\n  health_port: 9000\n"
+        );
+        assert_eq!(
+            errors(&yaml),
+            vec![format!(
+                "config.yaml: gateway.health_port: the HTTP side ({health_host}:9000) would listen on the agents' port ({host}:9000); give gateway.health_port another port"
+            )]
+        );
+    }
+    // Different hosts, neither a wildcard: both binds succeed.
+    let yaml = format!(
+        "{MINIMAL}gateway:\n  host: 127.0.0.2\n  port: 9000\n  health_host: 127.0.0.1\n  health_port: 9000\n"
+    );
+    assert_eq!(load(&yaml).gateway.health_port, 9000);
 }

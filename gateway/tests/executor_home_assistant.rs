@@ -42,6 +42,7 @@ fn service(url: impl Into<String>, auth: Option<ServiceAuth>) -> ServiceConfig {
             expect_status: 200,
         },
         errors: BTreeMap::new(),
+        max_connections: 32,
     }
 }
 

@@ -340,3 +340,130 @@ async fn in_flight_requests_per_connection_are_capped() {
     let ok = agent.tool("ha_get_config", json!({})).await;
     assert_eq!(ok["result"]["status"], "executed");
 }
+
+/// A local HTTP backend that answers every request with `{}` after a short pause and counts
+/// the connections open to it and the requests it is serving at once.
+struct CountingBackend {
+    addr: std::net::SocketAddr,
+    counts: std::sync::Arc<std::sync::Mutex<BackendCounts>>,
+}
+
+#[derive(Debug, Default)]
+struct BackendCounts {
+    open: usize,
+    peak_open: usize,
+    serving: usize,
+    peak_serving: usize,
+    answered: usize,
+}
+
+impl CountingBackend {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(BackendCounts::default()));
+        let shared = std::sync::Arc::clone(&counts);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counts = std::sync::Arc::clone(&shared);
+                tokio::spawn(async move {
+                    {
+                        let mut c = counts.lock().unwrap();
+                        c.open += 1;
+                        c.peak_open = c.peak_open.max(c.open);
+                    }
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    'connection: loop {
+                        // One request head (the gateway's GETs have no body).
+                        while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break 'connection,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buffer.drain(..end);
+                        {
+                            let mut c = counts.lock().unwrap();
+                            c.serving += 1;
+                            c.peak_serving = c.peak_serving.max(c.serving);
+                        }
+                        // Long enough for the calls to pile up, whatever the host's speed.
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        let body = r#"{"entity_id":"sensor.x","state":"1"}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let written = stream.write_all(answer.as_bytes()).await;
+                        {
+                            let mut c = counts.lock().unwrap();
+                            c.serving -= 1;
+                            c.answered += 1;
+                        }
+                        if written.is_err() {
+                            break;
+                        }
+                    }
+                    counts.lock().unwrap().open -= 1;
+                });
+            }
+        });
+        Self { addr, counts }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_are_capped_per_service_and_every_call_completes() {
+    const CALLS: usize = 200;
+    // The default of services.<name>.max_connections.
+    const CAP: usize = 32;
+    let backend = CountingBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default();
+    let config = support::load_config(dir.path(), backend.addr, &options);
+    let gateway = agent_gate_gateway::app::Gateway::builder(
+        config,
+        support::load_policy(dir.path()),
+        support::manifest(),
+    )
+    .insecure(true)
+    .start()
+    .await
+    .unwrap();
+    let mut agent = support::Client::connect(&gateway.ws_url()).await;
+    let auth = agent
+        .call("auth", json!({"token": support::PI_TOKEN}))
+        .await;
+    assert_eq!(auth["result"]["status"], "authenticated");
+    let mut ids = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        ids.push(
+            agent
+                .tool_with_id(
+                    "ha_get_state",
+                    json!({"entity_id": "sensor.x"}),
+                    &format!("many-{i}"),
+                )
+                .await,
+        );
+    }
+    let mut executed = 0;
+    for id in ids {
+        let answer = agent.response(id).await;
+        if answer["result"]["status"] == "executed" {
+            executed += 1;
+        }
+    }
+    assert_eq!(executed, CALLS, "every call completes");
+    {
+        let counts = backend.counts.lock().unwrap();
+        // The start-up health check is one more request.
+        assert_eq!(counts.answered, CALLS + 1);
+        assert!(counts.peak_serving <= CAP, "{counts:?}");
+        assert!(counts.peak_open <= CAP, "{counts:?}");
+    }
+    gateway.shutdown().await.unwrap();
+}

@@ -235,3 +235,70 @@ fn priorities_favour_the_store_writer(pid: u32) {
         "no runtime worker below the process: {threads:?}"
     );
 }
+
+/// The soft and hard `Max open files` of process `pid`, from `/proc/<pid>/limits`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().unwrap().to_owned(),
+        fields.next().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn serve_raises_its_open_file_soft_limit_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (ha, _server) = runtime.block_on(home.spawn("127.0.0.1:0")).unwrap();
+    write_files(dir.path(), ha);
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .arg("--insecure")
+        .arg("-c")
+        .arg(dir.path().join("config.yaml"))
+        .arg("-p")
+        .arg(dir.path().join("permissions.yaml"))
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = limit.rlim_max.min(256);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut ready = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("\"ready\"") {
+            ready = true;
+            break;
+        }
+    }
+    let (soft, hard) = open_file_limits(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ready, "serve did not start");
+    assert_ne!(hard, "256", "the hard limit is too low for this test");
+    assert_eq!(soft, hard, "the soft limit was not raised");
+}

@@ -251,3 +251,88 @@ async fn errors_say_which_rule_denied_and_how_a_call_failed() {
     pi.close().await;
     gateway.shutdown().await.unwrap();
 }
+
+/// More calls outstanding after a reconnection than the gateway lets one connection have in
+/// flight (256): the SDK re-sends them paced, so none is refused with -32006 and every one
+/// gets its human decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reconnection_the_sdk_resends_no_more_than_the_gateways_in_flight_cap() {
+    use std::sync::Arc;
+
+    use agent_gate_gateway::app::Gateway;
+    use agent_gate_gateway::approvals::ChannelApprover;
+    use agent_gate_gateway::config::Config;
+    use agent_gate_gateway::policy::Policy;
+
+    const BEFORE: usize = 200;
+    const DURING: usize = 100;
+    let world = World::new().await;
+    world.write_files(1, 2, 900);
+    let mut config = Config::load(world.config_path()).unwrap();
+    config.gateway.port = 0;
+    config.gateway.health_port = 0;
+    config.approvers.clear();
+    config.rate_limit.max_pending_approvals = 1000;
+    let policy = Policy::load(world.permissions_path()).unwrap();
+    let manifest = agent_gate_manifest::Manifest::load(&config.tools)
+        .unwrap()
+        .manifest;
+    let approver = Arc::new(ChannelApprover::new("test"));
+    let gateway = Gateway::builder(config, policy, manifest)
+        .approver(approver.clone())
+        .insecure(true)
+        .start()
+        .await
+        .unwrap();
+    let proxy = Proxy::start(gateway.ws_addr()).await;
+    let pi = client(&proxy.url(), PI_TOKEN).await;
+    let call = |pi: &agent_gate::AgentGateClient| {
+        let pi = pi.clone();
+        tokio::spawn(async move {
+            pi.tool_request("ha_call_service", light_on("light.kitchen"))
+                .await
+        })
+    };
+    let mut calls: Vec<_> = (0..BEFORE).map(|_| call(&pi)).collect();
+    wait_until("the first calls wait for a human", || {
+        gateway.pending_approvals() == BEFORE
+    })
+    .await;
+    proxy.cut();
+    wait_until("the gateway sees the agent gone", || {
+        gateway.connected_agents() == 0
+    })
+    .await;
+    // More calls while the network is away: 300 outstanding in all.
+    calls.extend((0..DURING).map(|_| call(&pi)));
+    proxy.restore();
+    // Deny every request as it comes up; the calls still waiting in the SDK go out as
+    // earlier ones are answered.
+    let mut asked = 0;
+    while asked < BEFORE + DURING {
+        match tokio::time::timeout(Duration::from_secs(10), approver.next_request()).await {
+            Ok(Some(request)) => {
+                approver.deny(request.key, "bob").await;
+                asked += 1;
+            }
+            _ => break,
+        }
+    }
+    let mut denied = 0;
+    let mut refused = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Err(e) if matches!(e.kind(), ErrorKind::Denied { .. }) => denied += 1,
+            Err(e) if matches!(e.kind(), ErrorKind::RateLimited { .. }) => refused += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(
+        refused, 0,
+        "calls refused with -32006 after the reconnection"
+    );
+    assert_eq!(denied, BEFORE + DURING);
+    assert!(pi.reconnect_count() >= 1);
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}

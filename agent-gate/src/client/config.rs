@@ -34,6 +34,11 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const DEFAULT_BACKOFF_JITTER: f64 = 0.1;
 /// Default limit on calls in flight on one connection.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 16_384;
+/// The gateway's cap on `tool_request`s in flight per connection (more are refused with
+/// -32006). The client never has more than this (or `max_in_flight`, if lower) sent and
+/// unanswered on one connection: further calls, and calls re-sent after a reconnection, wait
+/// for answers first.
+pub const GATEWAY_MAX_IN_FLIGHT: usize = 256;
 /// Default WebSocket ping interval; a connection silent for two intervals is dead.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 

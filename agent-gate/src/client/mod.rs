@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 pub use config::{
     ClientBuilder, ClientConfig, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_JITTER,
     DEFAULT_BACKOFF_MAX, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PING_INTERVAL,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_URL, ENV_CA_CERT, ENV_TOKEN, ENV_URL,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_URL, ENV_CA_CERT, ENV_TOKEN, ENV_URL, GATEWAY_MAX_IN_FLIGHT,
 };
 pub use stream::{CallEvent, CallStream};
 
@@ -125,6 +125,10 @@ struct Entry {
     request_id: Option<String>,
     frame: Utf8Bytes,
     responder: Responder,
+    /// A `tool_request`: counts against the gateway's in-flight cap, so it is paced.
+    paced: bool,
+    /// Sent on the current connection.
+    sent: bool,
 }
 
 #[derive(Default)]
@@ -135,6 +139,12 @@ struct Slot {
     by_request_id: HashMap<String, i64>,
     /// Set once the client is closed or has given up; calls fail with it.
     terminal: Option<Error>,
+    /// Paced calls sent on the current connection and not answered yet.
+    sent: usize,
+    /// Most paced calls in flight on one connection (see [`GATEWAY_MAX_IN_FLIGHT`]).
+    window: usize,
+    /// Paced calls waiting for room in the window, oldest first.
+    waiting: std::collections::VecDeque<i64>,
 }
 
 impl Slot {
@@ -143,7 +153,70 @@ impl Slot {
         if let Some(rid) = &entry.request_id {
             self.by_request_id.remove(rid);
         }
+        if entry.paced && entry.sent {
+            self.sent = self.sent.saturating_sub(1);
+            self.pump();
+        }
         Some(entry)
+    }
+
+    /// Registers a call and sends it now, or once the window has room if it is paced.
+    fn insert(&mut self, id: i64, entry: Entry) {
+        let paced = entry.paced;
+        self.calls.insert(id, entry);
+        if paced {
+            self.waiting.push_back(id);
+            self.pump();
+        } else {
+            self.send_now(id);
+        }
+    }
+
+    /// A fresh connection's queue: everything outstanding is sent again, paced calls oldest
+    /// first and no more of them in flight than the window.
+    fn attach(&mut self, outbox: mpsc::UnboundedSender<Message>) {
+        self.outbox = Some(outbox);
+        self.sent = 0;
+        self.waiting.clear();
+        let mut ids: Vec<i64> = self.calls.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(entry) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            entry.sent = false;
+            if entry.paced {
+                self.waiting.push_back(id);
+            } else {
+                self.send_now(id);
+            }
+        }
+        self.pump();
+    }
+
+    fn send_now(&mut self, id: i64) {
+        let (Some(outbox), Some(entry)) = (&self.outbox, self.calls.get_mut(&id)) else {
+            return;
+        };
+        entry.sent = true;
+        // If the writer is gone the entry stays and is re-sent after the reconnection.
+        let _ = outbox.send(Message::Text(entry.frame.clone()));
+    }
+
+    /// Sends waiting paced calls while the window has room.
+    fn pump(&mut self) {
+        if self.outbox.is_none() {
+            return;
+        }
+        while self.sent < self.window {
+            let Some(id) = self.waiting.pop_front() else {
+                break;
+            };
+            if self.calls.get(&id).is_some_and(|entry| !entry.sent) {
+                self.sent += 1;
+                self.send_now(id);
+            }
+        }
     }
 
     /// Fail every outstanding call with `error` and refuse new ones.
@@ -151,6 +224,8 @@ impl Slot {
         self.outbox = None;
         self.terminal = Some(error.clone());
         self.by_request_id.clear();
+        self.waiting.clear();
+        self.sent = 0;
         for (_, entry) in self.calls.drain() {
             entry.responder.deliver(Err(error.clone()));
         }
@@ -304,7 +379,7 @@ impl Shared {
                 if let Some(error) = &slot.terminal {
                     return Err(error.clone());
                 }
-                if let Some(outbox) = slot.outbox.clone() {
+                if slot.outbox.is_some() {
                     let Some(responder) = responder.take() else {
                         return Err(Error::new(
                             ErrorKind::Protocol,
@@ -314,17 +389,16 @@ impl Shared {
                     if let Some(rid) = &request_id {
                         slot.by_request_id.insert(rid.clone(), id);
                     }
-                    slot.calls.insert(
+                    slot.insert(
                         id,
                         Entry {
                             request_id,
                             frame: frame.clone(),
                             responder,
+                            paced: method == crate::protocol::METHOD_TOOL_REQUEST,
+                            sent: false,
                         },
                     );
-                    // If the writer is gone the entry stays and is re-sent
-                    // after the reconnection.
-                    let _ = outbox.send(Message::Text(frame));
                     return Ok(CallGuard {
                         shared: Arc::clone(self),
                         id,
@@ -452,11 +526,15 @@ impl AgentGateClient {
         let (events, _) = broadcast::channel(64);
         let (shutdown, _) = watch::channel(false);
         let prefix = format!("ag{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+        let window = config.max_in_flight.min(GATEWAY_MAX_IN_FLIGHT);
         let shared = Arc::new(Shared {
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             tls,
-            slot: Mutex::new(Slot::default()),
+            slot: Mutex::new(Slot {
+                window,
+                ..Slot::default()
+            }),
             next_id: AtomicI64::new(1),
             request_prefix: prefix,
             request_counter: AtomicU64::new(1),

@@ -1,14 +1,13 @@
 //! The connection supervisor: runs the current connection, and after an
 //! unexpected loss reconnects with exponential backoff (1 s, 2 s, 4 s … capped,
-//! with a little jitter), re-authenticates, re-sends every outstanding call and
-//! fetches pending results. Gives up after `max_retries` or on an
+//! with a little jitter), re-authenticates, re-sends every outstanding call (no more
+//! `tool_request`s in flight than the gateway allows) and fetches pending results. Gives up after `max_retries` or on an
 //! authentication failure; stops promptly on `close()`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::Message;
 
 use super::config::ClientConfig;
 use super::connection::{OpenError, Running, Ws, open};
@@ -72,13 +71,7 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 /// Attach a fresh connection: new outbox, re-send every outstanding call.
 fn attach(shared: &Arc<Shared>, ws: Ws) -> Running {
     let (tx, rx) = mpsc::unbounded_channel();
-    {
-        let mut slot = shared.lock();
-        for entry in slot.calls.values() {
-            let _ = tx.send(Message::Text(entry.frame.clone()));
-        }
-        slot.outbox = Some(tx);
-    }
+    shared.lock().attach(tx);
     Running::start(Arc::clone(shared), ws, rx)
 }
 

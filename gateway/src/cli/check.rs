@@ -169,6 +169,10 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 
 /// Files the gateway will need at start-up.
 fn check_files(report: &mut Report, c: &Config) {
+    // The same check `serve` runs before it opens the store.
+    if let Err(error) = crate::store::Store::check_path(&c.storage.path) {
+        report.errors.push(format!("{}: {error}", c.file.display()));
+    }
     match &c.gateway.tls {
         Some(tls) => {
             for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {

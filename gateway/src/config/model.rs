@@ -28,6 +28,13 @@ pub const DEFAULT_STORAGE_PATH: &str = "data/agent-gate.db";
 pub const DEFAULT_TOOLS_PATH: &str = "tools.toml";
 /// Default timeout of a service HTTP call.
 pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on connections that have not authenticated yet, in total (see
+/// [`GatewayConfig::max_unauthenticated_connections`]).
+pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 512;
+/// Default cap on connections that have not authenticated yet, per client address.
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 128;
+/// Default cap on concurrent requests (and so connections) to one service.
+pub const DEFAULT_SERVICE_MAX_CONNECTIONS: usize = 32;
 /// Default Telegram Bot API base URL.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 /// Default name of the web approver (decisions are attributed `web:web`).
@@ -74,6 +81,36 @@ pub struct GatewayConfig {
     pub health_host: String,
     /// Listen port of the HTTP side (default 8080).
     pub health_port: u16,
+    /// Most connections that have not authenticated yet, in total (default 512). When a new
+    /// connection would exceed it, the oldest unauthenticated connection is dropped.
+    /// Authenticated agents do not count.
+    pub max_unauthenticated_connections: usize,
+    /// Most connections that have not authenticated yet from one client address (default
+    /// 128); the address's oldest is dropped first.
+    pub max_unauthenticated_per_address: usize,
+}
+
+impl GatewayConfig {
+    /// Whether the WebSocket listener and the HTTP side would bind the same address: the
+    /// same port (other than 0, an ephemeral port) on the same host, or on hosts of which one
+    /// is a wildcard (`0.0.0.0`, `::`) that covers the other. The second bind would fail.
+    pub fn listeners_overlap(&self) -> bool {
+        fn normal(host: &str) -> String {
+            let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+            match host.to_ascii_lowercase().as_str() {
+                "localhost" => "127.0.0.1".to_owned(),
+                other => other.to_owned(),
+            }
+        }
+        fn wildcard(host: &str) -> bool {
+            matches!(host, "0.0.0.0" | "::" | "")
+        }
+        if self.port == 0 || self.port != self.health_port {
+            return false;
+        }
+        let (a, b) = (normal(&self.host), normal(&self.health_host));
+        a == b || wildcard(&a) || wildcard(&b)
+    }
 }
 
 /// `gateway.tls:`.
@@ -109,6 +146,9 @@ pub struct ServiceConfig {
     pub health: HealthCheck,
     /// Error message templates by HTTP status; `{status}` and `{body}` are replaced.
     pub errors: BTreeMap<u16, String>,
+    /// Most requests (and so connections) to this service at once (default 32); further
+    /// calls wait their turn.
+    pub max_connections: usize,
 }
 
 /// Credentials for a service.
@@ -362,11 +402,36 @@ fn gateway(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
         tls: None,
         health_host: DEFAULT_HEALTH_HOST.to_string(),
         health_port: DEFAULT_HEALTH_PORT,
+        max_unauthenticated_connections: DEFAULT_MAX_UNAUTHENTICATED,
+        max_unauthenticated_per_address: DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
     };
     let Some(obj) = ctx.obj(&root.field("gateway")) else {
         return gw;
     };
-    obj.check_keys(ctx, &["host", "port", "tls", "health_host", "health_port"]);
+    obj.check_keys(
+        ctx,
+        &[
+            "host",
+            "port",
+            "tls",
+            "health_host",
+            "health_port",
+            "max_unauthenticated_connections",
+            "max_unauthenticated_per_address",
+        ],
+    );
+    if let Some(n) = ctx
+        .int(&obj.field("max_unauthenticated_connections"), 1, 1_000_000)
+        .and_then(|n| usize::try_from(n).ok())
+    {
+        gw.max_unauthenticated_connections = n;
+    }
+    if let Some(n) = ctx
+        .int(&obj.field("max_unauthenticated_per_address"), 1, 1_000_000)
+        .and_then(|n| usize::try_from(n).ok())
+    {
+        gw.max_unauthenticated_per_address = n;
+    }
     if let Some(host) = host(ctx, &obj.field("host")) {
         gw.host = host;
     }
@@ -378,6 +443,15 @@ fn gateway(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
     }
     if let Some(port) = ctx.port(&obj.field("health_port")) {
         gw.health_port = port;
+    }
+    if gw.listeners_overlap() {
+        ctx.error(
+            &obj.field("health_port").path,
+            format!(
+                "the HTTP side ({}:{}) would listen on the agents' port ({}:{}); give gateway.health_port another port",
+                gw.health_host, gw.health_port, gw.host, gw.port
+            ),
+        );
     }
     if let Some(tls) = ctx.obj(&obj.field("tls")) {
         tls.check_keys(ctx, &["cert", "key"]);
@@ -532,6 +606,7 @@ const SERVICE_KEYS: &[&str] = &[
     "timeout",
     "health",
     "errors",
+    "max_connections",
     "handler",
     "handler_class",
     "tools",
@@ -578,6 +653,10 @@ fn services(
             .map(|h| health(ctx, &h))
             .unwrap_or_default();
         let errors = errors(ctx, &svc.field("errors"));
+        let max_connections = ctx
+            .int(&svc.field("max_connections"), 1, 100_000)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(DEFAULT_SERVICE_MAX_CONNECTIONS);
         if let Some(handler) = ctx.string(&svc.field("handler"))
             && handler != "http"
         {
@@ -616,6 +695,7 @@ fn services(
                     timeout,
                     health,
                     errors,
+                    max_connections,
                 },
             );
         }

@@ -12,6 +12,9 @@
 //!   [`ExecutionError`]: 401/403, other error statuses (with the configured
 //!   `services.<name>.errors` message or a default naming the status and a short,
 //!   sanitized excerpt of the body), a non-JSON success, a timeout, a connection failure.
+//! - At most `services.<name>.max_connections` (default 32) requests to one service are in
+//!   flight at once, and so at most that many connections are open to it; further calls wait
+//!   their turn in arrival order ([`tokio::sync::Semaphore`] is fair).
 //! - No retries: a tool call is sent at most once (it may have effects).
 //! - Credentials never appear in errors or logs: reqwest errors are stripped of their URL
 //!   and every message is scrubbed of the service's secrets.
@@ -93,6 +96,8 @@ struct ServiceClient {
     errors: std::collections::BTreeMap<u16, String>,
     /// Every secret of this service, to scrub from any text that leaves the executor.
     secrets: Vec<String>,
+    /// One permit per request in flight to this service (`services.<name>.max_connections`).
+    slots: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for ServiceClient {
@@ -149,9 +154,10 @@ impl Executor {
                 })?;
         let path = parts.path_and_query();
         tracing::debug!(tool = %tool.name, service = %service.name, method = %parts.method, %path, "executing tool call");
-        let mut request = service
-            .client
-            .request(method(parts.method), service.url(&path)?);
+        let url = service.url(&path)?;
+        // Held until the body is read: the connection is busy until then.
+        let _slot = service.slot().await?;
+        let mut request = service.client.request(method(parts.method), url);
         if let Some(body) = &parts.body {
             request = request.json(body);
         }
@@ -321,8 +327,10 @@ impl ServiceClient {
             service: name.clone(),
             method: config.health.method.clone(),
         })?;
+        let max_connections = config.max_connections.max(1);
         let client = Client::builder()
             .timeout(config.timeout)
+            .pool_max_idle_per_host(max_connections)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .redirect(redirect::Policy::none())
             .user_agent(concat!("agent-gate/", env!("CARGO_PKG_VERSION")))
@@ -341,7 +349,20 @@ impl ServiceClient {
             health_method,
             errors: config.errors.clone(),
             secrets,
+            slots: tokio::sync::Semaphore::new(max_connections),
         })
+    }
+
+    /// Waits for a free slot under `services.<name>.max_connections`.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ExecutionError> {
+        // The semaphore is never closed; the error arm only guards the type.
+        self.slots
+            .acquire()
+            .await
+            .map_err(|_| ExecutionError::Transport {
+                service: self.name.clone(),
+                detail: "the service's connection limit is closed".to_owned(),
+            })
     }
 
     /// The full URL of `path_and_query` (which starts with `/`) under the service URL.
@@ -537,6 +558,14 @@ impl ServiceClient {
         };
         let url = match self.url(&path) {
             Ok(url) => url,
+            Err(error) => {
+                return HealthStatus::Unhealthy {
+                    reason: error.to_string(),
+                };
+            }
+        };
+        let _slot = match self.slot().await {
+            Ok(slot) => slot,
             Err(error) => {
                 return HealthStatus::Unhealthy {
                     reason: error.to_string(),

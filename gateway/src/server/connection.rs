@@ -13,13 +13,15 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::ServerLimits;
+use super::admission::Ticket;
 use super::core::{ConnectionLink, Core, Outbound};
+use super::{Front, ServerLimits};
 
 /// Acknowledged outcomes are marked delivered in batches of this many.
 const ACK_BATCH: usize = 64;
@@ -46,22 +48,36 @@ fn to_text(response: &Response) -> String {
     })
 }
 
-/// Serves one accepted TCP connection until it closes.
+/// Serves one accepted TCP connection until it closes. `ticket` is its place under the caps on
+/// unauthenticated connections: given up once it authenticates; if a newer connection
+/// displaces it first, the connection is dropped.
 pub(crate) async fn serve(
     core: Arc<Core>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     limits: ServerLimits,
+    front: Arc<Front>,
+    ticket: Ticket,
 ) {
     let deadline = Instant::now() + limits.auth_timeout;
     match tls {
-        Some(acceptor) => match timeout_at(deadline, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => run(core, stream, peer, deadline, limits).await,
-            Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-        },
-        None => run(core, stream, peer, deadline, limits).await,
+        Some(acceptor) => {
+            let accepted = tokio::select! {
+                biased;
+                () = ticket.evicted() => {
+                    tracing::debug!(%peer, "dropped during the TLS handshake: too many unauthenticated connections");
+                    return;
+                }
+                accepted = timeout_at(deadline, acceptor.accept(stream)) => accepted,
+            };
+            match accepted {
+                Ok(Ok(stream)) => run(core, stream, peer, deadline, limits, front, ticket).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        None => run(core, stream, peer, deadline, limits, front, ticket).await,
     }
 }
 
@@ -71,6 +87,8 @@ async fn run<S>(
     peer: SocketAddr,
     deadline: Instant,
     limits: ServerLimits,
+    front: Arc<Front>,
+    ticket: Ticket,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -81,29 +99,73 @@ async fn run<S>(
         .max_write_buffer_size(limits.max_message_size.saturating_mul(4))
         .max_message_size(Some(limits.max_message_size))
         .max_frame_size(Some(limits.max_message_size));
-    let mut ws = match timeout_at(
-        deadline,
-        tokio_tungstenite::accept_async_with_config(stream, Some(config)),
-    )
-    .await
-    {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "WebSocket handshake failed");
-            return;
-        }
-        Err(_) => return,
+    let handshake = async {
+        let mut ws = match timeout_at(
+            deadline,
+            tokio_tungstenite::accept_async_with_config(stream, Some(config)),
+        )
+        .await
+        {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "WebSocket handshake failed");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let agent = authenticate(&core, &front, &mut ws, peer, deadline, limits).await?;
+        Some((ws, agent))
     };
-    let Some(agent) = authenticate(&core, &mut ws, peer, deadline, limits).await else {
+    let admitted = tokio::select! {
+        biased;
+        () = ticket.evicted() => {
+            tracing::debug!(%peer, "dropped before authenticating: too many unauthenticated connections");
+            None
+        }
+        admitted = handshake => admitted,
+    };
+    // Authenticated (or gone): no longer under the caps on unauthenticated connections.
+    drop(ticket);
+    let Some((ws, agent)) = admitted else {
         return;
     };
     tracing::info!(agent = %agent, %peer, "agent connected");
     session(core, ws, agent, limits).await;
 }
 
+/// Whether `text` is a JSON-RPC notification: an object with a `method` and no `id`. The
+/// gateway never answers those (JSON-RPC 2.0 §4.1). Only called for frames that failed to
+/// parse as requests.
+fn is_notification(text: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(object)) => {
+            object.contains_key("method") && !object.contains_key("id")
+        }
+        _ => false,
+    }
+}
+
+/// The close frame for a frame the WebSocket layer refused: too big (1009), not UTF-8 (1007)
+/// or breaking the protocol (1002). `None` for a connection that is simply gone.
+fn close_for(error: &WsError) -> Option<CloseFrame> {
+    let (code, reason) = match error {
+        WsError::Capacity(_) => (CloseCode::Size, "message too big"),
+        WsError::Utf8(_) => (CloseCode::Invalid, "text frame is not valid UTF-8"),
+        // A peer that merely vanished is not answered.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
+        WsError::Protocol(_) => (CloseCode::Protocol, "WebSocket protocol error"),
+        _ => return None,
+    };
+    Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    })
+}
+
 /// Reads the first frame; `Some(agent id)` if it is a valid `auth`.
 async fn authenticate<S>(
     core: &Core,
+    front: &Front,
     ws: &mut WebSocketStream<S>,
     peer: SocketAddr,
     deadline: Instant,
@@ -113,7 +175,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if let Err(retry) = core.auth_throttle.check(peer.ip()) {
-        tracing::warn!(%peer, "connection refused: too many failed authentications from this address");
+        if let Some(suppressed) = front.logs.allow(peer.ip(), "refused") {
+            tracing::warn!(%peer, suppressed, "connection refused: too many failed authentications from this address");
+        }
         let error = ErrorObject::new(
             ErrorCode::NotAuthenticated,
             "Not authenticated: too many failed authentications from this address",
@@ -134,17 +198,27 @@ where
                 .with_suggestion(
                     "send {\"method\": \"auth\", \"params\": {\"token\": ...}} as the first frame",
                 );
-                fail(core, ws, peer, None, error, "timeout").await;
+                fail(core, front, ws, peer, None, error, "timeout").await;
                 return None;
             }
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Err(error))) => {
+                if let Some(frame) = close_for(&error) {
+                    let blocked = core.auth_throttle.record_failure(peer.ip());
+                    if let Some(suppressed) = front.logs.allow(peer.ip(), "failed") {
+                        tracing::warn!(%peer, reason = %frame.reason, blocked_for = ?blocked, suppressed, "authentication failed");
+                    }
+                    let _ = ws.close(Some(frame)).await;
+                }
+                return None;
+            }
+            Ok(None | Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(Message::Text(text)))) => break text,
             Ok(Some(Ok(Message::Binary(_)))) => {
                 let error = ErrorObject::new(
                     ErrorCode::NotAuthenticated,
                     "Not authenticated: the first frame must be an auth request (a JSON text frame)",
                 );
-                fail(core, ws, peer, None, error, "binary first frame").await;
+                fail(core, front, ws, peer, None, error, "binary first frame").await;
                 return None;
             }
             Ok(Some(Ok(_))) => {}
@@ -152,6 +226,20 @@ where
     };
     let request = match parse_request(text.as_str()) {
         Ok(request) => request,
+        Err(frame_error) if frame_error.id.is_none() && is_notification(text.as_str()) => {
+            // A notification cannot authenticate and is never answered: close without a word.
+            let blocked = core.auth_throttle.record_failure(peer.ip());
+            if let Some(suppressed) = front.logs.allow(peer.ip(), "failed") {
+                tracing::warn!(%peer, reason = "notification as first frame", blocked_for = ?blocked, suppressed, "authentication failed");
+            }
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "not authenticated".into(),
+                }))
+                .await;
+            return None;
+        }
         Err(frame_error) => {
             let error = ErrorObject::new(
                 ErrorCode::NotAuthenticated,
@@ -162,6 +250,7 @@ where
             );
             fail(
                 core,
+                front,
                 ws,
                 peer,
                 frame_error.id,
@@ -188,7 +277,7 @@ where
                     .with_suggestion(
                         "use the token configured for this agent in the gateway's config.yaml",
                     );
-                fail(core, ws, peer, Some(id), error, "invalid token").await;
+                fail(core, front, ws, peer, Some(id), error, "invalid token").await;
                 None
             }
         },
@@ -200,6 +289,7 @@ where
             .with_suggestion("send {\"method\": \"auth\", \"params\": {\"token\": ...}} first");
             fail(
                 core,
+                front,
                 ws,
                 peer,
                 Some(id),
@@ -214,6 +304,7 @@ where
 
 async fn fail<S>(
     core: &Core,
+    front: &Front,
     ws: &mut WebSocketStream<S>,
     peer: SocketAddr,
     id: Option<Id>,
@@ -223,7 +314,9 @@ async fn fail<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let blocked = core.auth_throttle.record_failure(peer.ip());
-    tracing::warn!(%peer, reason = why, blocked_for = ?blocked, "authentication failed");
+    if let Some(suppressed) = front.logs.allow(peer.ip(), "failed") {
+        tracing::warn!(%peer, reason = why, blocked_for = ?blocked, suppressed, "authentication failed");
+    }
     reject(ws, id, error).await;
 }
 
@@ -302,6 +395,12 @@ where
                 closing.cancel();
                 break;
             }
+            Some(Err(error)) if close_for(&error).is_some() => {
+                tracing::warn!(agent = %agent, %error, "invalid frame; closing the connection");
+                *close_frame.lock().unwrap_or_else(PoisonError::into_inner) = close_for(&error);
+                closing.cancel();
+                break;
+            }
             Some(Err(error)) => {
                 tracing::debug!(agent = %agent, %error, "connection error");
                 break;
@@ -353,6 +452,8 @@ async fn handle_text(
 ) {
     let request = match parse_request(text) {
         Ok(request) => request,
+        // Notifications are never answered, not even with an error (JSON-RPC 2.0 §4.1).
+        Err(frame_error) if frame_error.id.is_none() && is_notification(text) => return,
         Err(frame_error) => {
             link.send(to_text(&frame_error.into_response()), Vec::new())
                 .await;

@@ -12,9 +12,16 @@
 //! - Several agents may be connected at once; a new connection of an agent replaces its older
 //!   one, which is closed with code 4000.
 //! - Requests run concurrently; each answer is sent as soon as it is ready.
+//! - Connections that have not authenticated yet are capped in total and per client address
+//!   (`gateway.max_unauthenticated_connections` / `max_unauthenticated_per_address`); when a
+//!   cap is reached the oldest unauthenticated connection is dropped (see [`admission`]).
+//!   Authenticated agents are not counted. Log lines about refused or failed connections are
+//!   limited to one per address and [`loglimit::LOG_INTERVAL`], with a count of those left out.
 
+mod admission;
 mod connection;
 pub(crate) mod core;
+pub(crate) mod loglimit;
 mod tls;
 pub(crate) mod wire;
 
@@ -27,7 +34,32 @@ use tokio_rustls::TlsAcceptor;
 
 pub use tls::{TlsError, load_tls_acceptor};
 
+use self::admission::Admission;
 use self::core::Core;
+use self::loglimit::LogLimiter;
+
+/// What the accept loop and the connections share before authentication: the caps on
+/// unauthenticated connections and the limiter of per-connection log lines.
+#[derive(Debug)]
+pub(crate) struct Front {
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) logs: LogLimiter,
+}
+
+impl Front {
+    /// Caps of `max_total` unauthenticated connections, `max_per_address` per address.
+    pub(crate) fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
+        Arc::new(Self {
+            admission: Admission::new(max_total, max_per_address),
+            logs: LogLimiter::default(),
+        })
+    }
+
+    /// Connections accepted and not authenticated yet.
+    pub(crate) fn unauthenticated(&self) -> usize {
+        self.admission.unauthenticated()
+    }
+}
 
 /// Limits of the WebSocket server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +91,7 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: ServerLimits,
+    front: Arc<Front>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -69,17 +102,65 @@ pub(crate) async fn accept_loop(
             Ok(pair) => pair,
             Err(error) => {
                 // E.g. too many open files: back off briefly instead of spinning.
-                tracing::warn!(%error, "accepting a connection failed");
+                let unknown = std::net::IpAddr::from([0, 0, 0, 0]);
+                if let Some(suppressed) = front.logs.allow(unknown, "accept failed") {
+                    tracing::warn!(%error, suppressed, "accepting a connection failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
+        let (ticket, displaced) = front.admission.admit(peer.ip());
+        if displaced.same_address > 0
+            && let Some(suppressed) = front.logs.allow(peer.ip(), "displaced same address")
+        {
+            tracing::warn!(%peer, suppressed, "too many unauthenticated connections from this address: dropped its oldest");
+        }
+        if displaced.total > 0
+            && let Some(suppressed) = front.logs.allow(peer.ip(), "displaced total")
+        {
+            tracing::warn!(%peer, suppressed, "too many unauthenticated connections: dropped the oldest");
+        }
         let core = Arc::clone(&core);
         let tls = tls.clone();
+        let front = Arc::clone(&front);
         tokio::spawn(async move {
-            connection::serve(core, stream, peer, tls, limits).await;
+            connection::serve(core, stream, peer, tls, limits, front, ticket).await;
         });
+    }
+}
+
+/// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to its hard limit, so that
+/// held connections exhaust the caps on unauthenticated connections long before the file
+/// handles. Returns the soft limit now in force (`None` if it cannot be read, or off Unix).
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: `raised` is a valid rlimit; lowering or keeping the hard limit is allowed.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        #[allow(clippy::useless_conversion)]
+        Some(u64::from(limit.rlim_cur))
+    }
+    #[cfg(not(unix))]
+    {
+        None
     }
 }
 

@@ -9,6 +9,16 @@ use super::types::RequestState;
 /// Every message names the database file (where relevant) and says how to fix the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// `storage.path` cannot hold the database (found before anything is created).
+    #[error(
+        "storage.path: {path} cannot hold the database: {problem}; point storage.path at a file in a writable directory"
+    )]
+    UnusablePath {
+        /// The database path.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The database file could not be created or opened on the file system.
     #[error(
         "cannot create database file {path}: {source} — check that the directory exists and is writable by the gateway user"

@@ -268,6 +268,13 @@ impl Store {
         })
     }
 
+    /// Checks, without creating anything, that `path` can hold the database: not a directory,
+    /// readable and writable if it exists, in a writable directory or one that can be created.
+    /// The gateway runs this before opening its store; `agent-gate check` reports the same.
+    pub fn check_path(path: impl AsRef<Path>) -> StoreResult<()> {
+        schema::check_path(path.as_ref())
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path

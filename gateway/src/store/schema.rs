@@ -176,6 +176,109 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// How long a connection waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether `path` can hold the database, without creating anything: not a directory or other
+/// non-file, readable and writable if it exists, and its directory writable (or, when the
+/// directory is missing, creatable: its nearest existing ancestor a writable directory).
+/// `serve` runs this before opening the store and `check` reports the same problems.
+pub(crate) fn check_path(path: &Path) -> StoreResult<()> {
+    let unusable = |problem: String| StoreError::UnusablePath {
+        path: path.to_owned(),
+        problem,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(unusable("it is a directory".to_owned())),
+        Ok(meta) if !meta.is_file() => return Err(unusable("it is not a regular file".to_owned())),
+        Ok(_) => {
+            if !accessible(path, Access::ReadWrite) {
+                return Err(unusable("the file is not readable and writable".to_owned()));
+            }
+        }
+        Err(error) if missing(&error) => {}
+        Err(error) => return Err(unusable(format!("it cannot be inspected: {error}"))),
+    }
+    let parent = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // The nearest existing ancestor: the directory itself, or where it would be created.
+    let mut existing = parent;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => {
+                return Err(unusable(format!(
+                    "{} is not a directory",
+                    existing.display()
+                )));
+            }
+            Err(error) if missing(&error) => match existing.parent() {
+                Some(up) if !up.as_os_str().is_empty() => existing = up,
+                _ => {
+                    existing = Path::new(".");
+                    break;
+                }
+            },
+            Err(error) => {
+                return Err(unusable(format!(
+                    "{} cannot be inspected: {error}",
+                    existing.display()
+                )));
+            }
+        }
+    }
+    if !accessible(existing, Access::WriteSearch) {
+        let what = if existing == parent {
+            format!(
+                "the directory {} is not writable (the database and its -wal/-shm files are created there)",
+                existing.display()
+            )
+        } else {
+            format!(
+                "the directory {} does not exist and cannot be created ({} is not writable)",
+                parent.display(),
+                existing.display()
+            )
+        };
+        return Err(unusable(what));
+    }
+    Ok(())
+}
+
+/// Not there, or under a file where a directory should be (found walking up).
+fn missing(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+enum Access {
+    ReadWrite,
+    WriteSearch,
+}
+
+/// `access(2)` for the gateway's user (always `true` off Unix: opening reports problems).
+fn accessible(path: &Path, access: Access) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return false;
+        };
+        let mode = match access {
+            Access::ReadWrite => libc::R_OK | libc::W_OK,
+            Access::WriteSearch => libc::W_OK | libc::X_OK,
+        };
+        // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+        unsafe { libc::access(c_path.as_ptr(), mode) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, access);
+        true
+    }
+}
+
 /// Creates the database file with mode 0600 if it is missing, and narrows the mode of an
 /// existing file (and its -wal/-shm companions) to 0600.
 pub(crate) fn prepare_file(path: &Path) -> StoreResult<()> {
@@ -296,6 +399,13 @@ pub(crate) fn open_checkpointer(path: &Path) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(open_error(path))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error(path))?;
+    // A connection learns that the file is in WAL mode (and opens the log) only when it first
+    // reads it; until then `sqlite3_wal_checkpoint_v2` does nothing and reports -1 frames, so
+    // the sync threads' checkpoints never ran and only the writer's (at 4,000 pages) did.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map_err(open_error(path))?;
     Ok(conn)
 }
 

@@ -661,7 +661,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.max_batch);
         // Whether the last transaction had company: then writes are arriving concurrently.
         let mut busy = false;
-        while let Some(first) = next_job(&mut receiver, busy) {
+        while let Some(first) = next_job(&mut receiver, busy, || self.checkpoint_when_idle()) {
             batch.push(first);
             self.gather(&mut receiver, &mut batch, busy);
             busy = batch.len() > 1;
@@ -854,6 +854,23 @@ impl Writer {
         }
     }
 
+    /// When the writer has nothing to do and the log is [`CHECKPOINT_PAGES`] long, it copies the
+    /// log itself. A sync thread's checkpoint races the next write, and when writes follow one
+    /// another closely (light but steady traffic: each waits for its answer) the log never
+    /// restarts, because a restart needs every frame copied when a write begins; a checkpoint on
+    /// the idle writer cannot be overtaken, so the next write restarts the log.
+    fn checkpoint_when_idle(&self) {
+        if self.sync.wal.is_none() || self.sync.wal_pages.load(Ordering::Relaxed) < CHECKPOINT_PAGES
+        {
+            return;
+        }
+        if let Some((log, checkpointed)) = passive_checkpoint(&self.conn, &self.stats, &self.path)
+            && log == checkpointed
+        {
+            self.sync.wal_pages.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// See [`WRITER_CHECKPOINT_PAGES`]. (Without sync threads SQLite checkpoints by itself.)
     fn checkpoint_if_overgrown(&self) {
         if self.sync.wal.is_none()
@@ -909,9 +926,9 @@ fn drain_into(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usi
     }
 }
 
-/// The next job. After a lone write it polls the queue for [`SPIN_WINDOW`] before blocking;
-/// when `busy` it blocks at once.
-fn next_job(receiver: &mut mpsc::Receiver<Job>, busy: bool) -> Option<Job> {
+/// The next job. After a lone write it polls the queue for [`SPIN_WINDOW`], then calls
+/// `idle` and blocks; when `busy` it blocks at once.
+fn next_job(receiver: &mut mpsc::Receiver<Job>, busy: bool, idle: impl FnOnce()) -> Option<Job> {
     if busy {
         return receiver.blocking_recv();
     }
@@ -921,6 +938,7 @@ fn next_job(receiver: &mut mpsc::Receiver<Job>, busy: bool) -> Option<Job> {
             Ok(job) => return Some(job),
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
             Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
+                idle();
                 return receiver.blocking_recv();
             }
             Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),

@@ -101,7 +101,7 @@ impl World {
     }
 
     /// Writes config.yaml and permissions.yaml (the gateway on `port` and `health_port`,
-    /// which may be 1 as a placeholder for in-process gateways that bind port 0).
+    /// which may be placeholders, 1 and 2, for in-process gateways that bind port 0).
     pub fn write_files(&self, port: u16, health_port: u16, approval_timeout_secs: u64) {
         let config = format!(
             r#"
@@ -146,7 +146,7 @@ rate_limit:
     /// Starts an in-process gateway from the files on ephemeral ports, with the Telegram bot
     /// of the config as its approver and `approval_timeout`.
     pub async fn gateway(&self, approval_timeout: Duration) -> RunningGateway {
-        self.write_files(1, 1, 900);
+        self.write_files(1, 2, 900);
         let mut config = Config::load(self.config_path()).expect("config loads");
         config.gateway.port = 0;
         config.gateway.health_port = 0;
