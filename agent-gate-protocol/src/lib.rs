@@ -1,4 +1,4 @@
-//! The agent-gate wire protocol (see `docs/ARCHITECTURE.md`, "Wire protocol"): JSON-RPC 2.0 envelopes over
+//! The agent-gate wire protocol (`docs/ARCHITECTURE.md`): JSON-RPC 2.0 envelopes over
 //! WebSocket text frames, the four methods with typed params and results, the
 //! error-code table, the `request_status` notification, `request_id`
 //! validation, and parsers for incoming frames on both sides.

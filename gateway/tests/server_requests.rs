@@ -1,4 +1,4 @@
-//! Requests over a real WebSocket: every error of DESIGN.md §4 (malformed JSON, wrong
+//! Requests over a real WebSocket: every error of the protocol (docs/ARCHITECTURE.md; malformed JSON, wrong
 //! envelope, unknown method, unknown tool, invalid arguments, policy denial, rate limits),
 //! allowed calls executed against the in-process Home Assistant, `list_tools`, concurrency,
 //! size and in-flight limits, and the audit trail.

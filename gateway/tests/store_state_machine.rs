@@ -121,7 +121,7 @@ async fn every_allowed_transition_wins_once_and_every_other_is_refused() {
             }
         }
     }
-    // The state machine of DESIGN.md §5, and nothing else.
+    // The state machine of docs/ARCHITECTURE.md "States", and nothing else.
     let expected: BTreeSet<_> = [
         ("pending", "approved"),
         ("pending", "denied"),

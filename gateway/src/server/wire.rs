@@ -1,5 +1,5 @@
 //! From stored outcomes to wire shapes: `tool_request` answers and `get_pending_results`
-//! entries, upstream-compatible (DESIGN.md §4).
+//! entries, upstream-compatible (docs/ARCHITECTURE.md, "Wire protocol").
 
 use agent_gate_protocol::{
     ErrorCode, ErrorObject, Id, PendingOutcome, PendingResult, Response, ResultStatus,

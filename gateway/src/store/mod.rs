@@ -1,11 +1,11 @@
-//! The gateway's SQLite store: the request state machine (DESIGN.md §5) and the append-only
+//! The gateway's SQLite store: the request state machine (docs/ARCHITECTURE.md) and the append-only
 //! audit log, behind an async API that never blocks the tokio runtime.
 //!
 //! # Design
 //!
 //! - One database file, created with mode 0600 before SQLite opens it, WAL journal. When a
 //!   write's future resolves, the write is committed to the write-ahead log: it survives a crash
-//!   or `kill -9` of the gateway (DESIGN.md §5). How it relates to the disk is the
+//!   or `kill -9` of the gateway (docs/ARCHITECTURE.md, "Durability rules"). How it relates to the disk is the
 //!   [`SyncMode`]: by default ([`SyncMode::Background`]) a sync thread `fdatasync`s the WAL every
 //!   50 ms without holding answers back, so a power cut can lose only the last interval; with
 //!   [`SyncMode::Always`] nobody is answered, and no read returns a commit, before the sync
@@ -81,7 +81,8 @@ use writer::{
 /// When a write counts as done, relative to the disk.
 ///
 /// Either way a write is committed to SQLite's write-ahead log before its caller is answered, so
-/// a crash or `kill -9` of the gateway loses nothing acknowledged (DESIGN.md §5).
+/// a crash or `kill -9` of the gateway loses nothing acknowledged (docs/ARCHITECTURE.md,
+/// "Durability rules").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMode {
     /// Answer at commit; a sync thread `fdatasync`s the log in the background, every 50 ms while

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// JSON-RPC error code stored for a request whose execution outcome is unknown or failed
-/// (`-32004`, "execution failed", DESIGN.md §4).
+/// (`-32004`, "execution failed", docs/ARCHITECTURE.md "Wire protocol").
 pub const EXECUTION_FAILED_CODE: i64 = -32004;
 
 /// The error message stored for requests found `executing` at start-up.
@@ -73,7 +73,7 @@ impl From<Timestamp> for SystemTime {
     }
 }
 
-/// Where a request is in its life (DESIGN.md §5).
+/// Where a request is in its life (docs/ARCHITECTURE.md, "The life of a request").
 ///
 /// ```text
 /// pending ──▶ approved ──▶ executing ──▶ executed | failed
