@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{TemplatePart, Tool};
+use crate::model::Tool;
 use crate::validate::ArgsError;
 
 /// Characters that may not appear in a value rendered into a signature:
@@ -54,24 +54,7 @@ impl Tool {
 
     /// Renders the signature of already validated arguments.
     pub(crate) fn render_signature(&self, args: &Map<String, Value>) -> String {
-        let Some(template) = &self.signature else {
-            return self.name.clone();
-        };
-        let mut out = String::with_capacity(self.name.len() + 2 + template.source.len());
-        out.push_str(&self.name);
-        out.push('(');
-        for part in &template.parts {
-            match part {
-                TemplatePart::Literal(text) => out.push_str(text),
-                TemplatePart::Arg(name) | TemplatePart::OptionalSegment(name) => {
-                    if let Some(text) = args.get(name).and_then(scalar_text) {
-                        out.push_str(&text);
-                    }
-                }
-            }
-        }
-        out.push(')');
-        out
+        self.signature_with(args, &[])
     }
 }
 

@@ -43,6 +43,19 @@ pub const BODY_EXCERPT_CHARS: usize = 200;
 /// The most of a service's own error message (`error.data.service_message`) kept, in bytes.
 pub const SERVICE_MESSAGE_BYTES: usize = 4096;
 
+/// What a service says in an error body: the `message` of a JSON `{"message": ...}` body
+/// (Home Assistant's error shape), else the body as text.
+fn message_of(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(object)) => match object.get("message") {
+            Some(Value::String(message)) => message.clone(),
+            _ => text.into_owned(),
+        },
+        _ => text.into_owned(),
+    }
+}
+
 /// The result of a service health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthStatus {
@@ -489,14 +502,7 @@ impl ServiceClient {
     /// (Home Assistant's error shape), else the body as text; secret- and URL-free, cut at
     /// [`SERVICE_MESSAGE_BYTES`] on a character boundary. `None` for an empty body.
     fn service_message(&self, body: &[u8]) -> Option<String> {
-        let text = String::from_utf8_lossy(body);
-        let text = match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(object)) => match object.get("message") {
-                Some(Value::String(message)) => message.clone(),
-                _ => text.into_owned(),
-            },
-            _ => text.into_owned(),
-        };
+        let text = message_of(body);
         let scrubbed = self.scrub(text.trim());
         if scrubbed.is_empty() {
             return None;
@@ -516,14 +522,7 @@ impl ServiceClient {
     /// A short, single-line, secret-free excerpt of a body: the `message` of a JSON
     /// `{"message": ...}` body (Home Assistant's error shape), else the text itself.
     fn excerpt(&self, body: &[u8]) -> String {
-        let text = String::from_utf8_lossy(body);
-        let text = match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(object)) => match object.get("message") {
-                Some(Value::String(message)) => message.clone(),
-                _ => text.into_owned(),
-            },
-            _ => text.into_owned(),
-        };
+        let text = message_of(body);
         let single_line = text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })

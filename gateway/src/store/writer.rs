@@ -116,16 +116,7 @@ impl PreparedInsert {
             Some(value) => Some(rows::json_text(value, "approver message references")?),
             None => None,
         };
-        let (error_code, error_message, error_data) = match request.error {
-            Some(error) => {
-                let data = match &error.data {
-                    Some(data) => Some(rows::json_text(data, "error data")?),
-                    None => None,
-                };
-                (Some(error.code), Some(error.message), data)
-            }
-            None => (None, None, None),
-        };
+        let (error_code, error_message, error_data) = error_columns(request.error)?;
         Ok(Self {
             state: state.as_str(),
             finished: state.is_terminal(),
@@ -148,6 +139,20 @@ impl PreparedInsert {
             approver_refs,
         })
     }
+}
+
+/// The `error_code`, `error_message` and `error_data` columns of an error outcome.
+type ErrorColumns = (Option<i64>, Option<String>, Option<String>);
+
+fn error_columns(error: Option<super::types::StoredError>) -> StoreResult<ErrorColumns> {
+    let Some(error) = error else {
+        return Ok((None, None, None));
+    };
+    let data = match &error.data {
+        Some(data) => Some(rows::json_text(data, "error data")?),
+        None => None,
+    };
+    Ok((Some(error.code), Some(error.message), data))
 }
 
 /// A state transition, checked against the state machine and serialised on the caller's thread.
@@ -181,16 +186,7 @@ impl PreparedTransition {
             Some(value) => Some(rows::json_text(value, "request result")?),
             None => None,
         };
-        let (error_code, error_message, error_data) = match transition.error {
-            Some(error) => {
-                let data = match &error.data {
-                    Some(data) => Some(rows::json_text(data, "error data")?),
-                    None => None,
-                };
-                (Some(error.code), Some(error.message), data)
-            }
-            None => (None, None, None),
-        };
+        let (error_code, error_message, error_data) = error_columns(transition.error)?;
         Ok(Self {
             from: transition.from.as_str(),
             to: transition.to.as_str(),
