@@ -647,6 +647,8 @@ impl Core {
         }
         let key = RequestKey::new(agent, rid.as_str());
         let rx = self.add_waiter(&key);
+        // Approvers see the arguments exactly as they are stored (no read back).
+        let shown_args = args.clone();
         let mut new = NewRequest::pending(
             agent,
             rid.as_str(),
@@ -686,7 +688,7 @@ impl Core {
         let request = ApprovalRequest {
             key: key.clone(),
             tool,
-            args: Value::Null,
+            args: shown_args,
             signature,
             targets,
             rule,
@@ -777,17 +779,6 @@ impl Core {
         let store = self.store.clone();
         let Some(core) = self.arc() else { return };
         self.spawn(async move {
-            // Approvers see the arguments as stored.
-            let mut request = request;
-            if let Ok(Some(record)) = store
-                .get_request(
-                    request.key.agent_id.as_str(),
-                    request.key.request_id.as_str(),
-                )
-                .await
-            {
-                request.args = record.args;
-            }
             let calls = approvers.iter().map(|approver| {
                 let request = &request;
                 async move { (approver.name().to_owned(), approver.notify(request).await) }
