@@ -64,10 +64,15 @@ pub fn truncate(text: &str, max: usize) -> String {
 
 /// A UTC time as `2026-11-21 17:03:12 UTC`.
 pub fn format_time(at: Timestamp) -> String {
-    let t = crate::calendar::utc_fields(at.as_millis().div_euclid(1000));
+    let t = at.utc_seconds();
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year, t.month, t.day, t.hour, t.minute, t.second
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
