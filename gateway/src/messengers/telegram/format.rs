@@ -362,7 +362,7 @@ mod tests {
         let mut req = request(json!({"entity_id": "light.bedroom", "x": "<script>&</script>"}));
         req.key = RequestKey::new("a<b>&c", "r-1");
         let text = approval_text(&req);
-        let plain = crate::simulator::telegram::parse_html(&text).unwrap();
+        let plain = agent_gate_sim::telegram::parse_html(&text).unwrap();
         assert!(plain.contains("\"x\": \"<script>&</script>\""), "{plain}");
         assert!(plain.contains("Agent: a<b>&c (request r-1)"), "{plain}");
         assert!(
@@ -398,7 +398,7 @@ mod tests {
             ),
             paused_text(&req, Timestamp::from_millis(0)),
         ] {
-            let plain = crate::simulator::telegram::parse_html(&text).unwrap();
+            let plain = agent_gate_sim::telegram::parse_html(&text).unwrap();
             assert!(plain.chars().count() <= 4096, "{}", plain.chars().count());
             assert!(plain.contains("more characters"));
         }
