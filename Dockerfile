@@ -20,6 +20,7 @@ COPY agent-gate-manifest agent-gate-manifest
 COPY agent-gate-protocol agent-gate-protocol
 COPY agent-gate-macros agent-gate-macros
 COPY agent-gate agent-gate
+COPY agent-gate-sim agent-gate-sim
 COPY gateway gateway
 COPY tests/Cargo.toml tests/Cargo.toml
 COPY tests/src tests/src

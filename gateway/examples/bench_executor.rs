@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use agent_gate_gateway::config::{HealthCheck, Secret, ServiceAuth, ServiceConfig};
 use agent_gate_gateway::executor::Executor;
-use agent_gate_gateway::simulator::home_assistant::HomeAssistant;
 use agent_gate_manifest::Manifest;
+use agent_gate_sim::home_assistant::HomeAssistant;
 use serde_json::{Map, Value, json};
 
 const TOKEN: &str = "bench-token";

@@ -7,7 +7,7 @@
 //! - [`approvals`]: the `Approver` trait, decisions on pending requests, an in-process approver.
 //! - [`cli`]: the `agent-gate` command line (clap tree, `check`, `policy explain`).
 //! - [`config`]: `config.yaml` and `permissions.yaml` loading, `${VAR}` substitution, validation.
-//! - [`demo`]: demo mode (`agent-gate demo`): a gateway with a simulated Home Assistant, the web approval page and example permissions, on loopback.
+//! - [`demo`]: demo mode (`agent-gate demo`, cargo feature `demo`, on by default): a gateway with a simulated Home Assistant (from `agent-gate-sim`), the web approval page and example permissions, on loopback.
 //! - [`executor`]: executes allowed tool calls as HTTP requests to their services (credentials, errors, health).
 //! - [`health`]: the HTTP side's `/healthz` endpoint (store, approvers, services).
 //! - [`messengers`]: approvers that reach humans through messengers (the Telegram bot).
@@ -16,14 +16,13 @@
 //! - [`runtime`]: the binary's async runtime, whose workers yield the CPU to the store's writer.
 //! - [`server`]: the WebSocket JSON-RPC server: TLS, auth, frames, the request engine.
 //! - [`store`]: the SQLite store: the request state machine and the append-only audit log.
-//! - [`simulator`]: simulated services (an in-process Home Assistant) for tests and `agent-gate demo`.
 
 pub mod allocator;
 pub mod app;
 pub mod approvals;
-mod calendar;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod executor;
 pub mod health;
@@ -32,5 +31,4 @@ pub mod policy;
 pub mod ratelimit;
 pub mod runtime;
 pub mod server;
-pub mod simulator;
 pub mod store;

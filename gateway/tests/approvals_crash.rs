@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use agent_gate_gateway::app::Gateway;
 use agent_gate_gateway::approvals::{ChannelApprover, DecideOutcome};
-use agent_gate_gateway::simulator::home_assistant::{DEFAULT_TOKEN, HomeAssistant};
 use agent_gate_gateway::store::{RequestKey, RequestState, Store};
+use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant};
 use serde_json::json;
 use support::{Client, Options, PI_TOKEN, load_config, load_policy, manifest};
 

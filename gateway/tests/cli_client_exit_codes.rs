@@ -15,8 +15,8 @@ use std::time::Duration;
 use agent_gate_gateway::app::{Gateway, RunningGateway};
 use agent_gate_gateway::approvals::ChannelApprover;
 use agent_gate_gateway::demo::{self, DEMO_TOKEN, DemoOptions};
-use agent_gate_gateway::simulator::home_assistant::{Fault, HomeAssistant, RunningHomeAssistant};
 use agent_gate_gateway::store::RequestState;
+use agent_gate_sim::home_assistant::{Fault, HomeAssistant, RunningHomeAssistant};
 use serde_json::Value;
 
 const HA_TOKEN: &str = "cli-test-home-assistant-token";

@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use agent_gate_gateway::config::{HealthCheck, Secret, ServiceAuth, ServiceConfig};
 use agent_gate_gateway::executor::{ExecutionError, Executor, ExecutorError, HealthStatus};
-use agent_gate_gateway::simulator::home_assistant::{
-    Credential, Fault, HomeAssistant, RunningHomeAssistant,
-};
-use agent_gate_gateway::simulator::time::Timestamp;
 use agent_gate_manifest::{Manifest, Tool};
+use agent_gate_sim::home_assistant::{Credential, Fault, HomeAssistant, RunningHomeAssistant};
+use agent_gate_sim::time::Timestamp;
 use serde_json::{Map, Value, json};
 
 const TOKEN: &str = "ha-long-lived-token-7f3a9c";

@@ -10,7 +10,7 @@ mod server_support;
 
 use std::path::Path;
 
-use agent_gate_gateway::simulator::home_assistant::{DEFAULT_TOKEN, Entity, HomeAssistant};
+use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, Entity, HomeAssistant};
 use serde_json::{Value, json};
 use server_support::{Harness, Options};
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
-use agent_gate_gateway::simulator::home_assistant::{DEFAULT_TOKEN, HomeAssistant};
+use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant};
 use serde_json::{Value, json};
 use support::{Client, Options, PI_TOKEN, config_text};
 

@@ -112,8 +112,8 @@ async fn an_unusable_certificate_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
     std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
-    let home = agent_gate_gateway::simulator::home_assistant::HomeAssistant::demo(
-        agent_gate_gateway::simulator::home_assistant::DEFAULT_TOKEN,
+    let home = agent_gate_sim::home_assistant::HomeAssistant::demo(
+        agent_gate_sim::home_assistant::DEFAULT_TOKEN,
     );
     let (_, ha_server) = home.spawn("127.0.0.1:0").await.unwrap();
     let h = Harness {

@@ -12,13 +12,9 @@ use agent_gate_gateway::app::{Gateway, RunningGateway};
 use agent_gate_gateway::messengers::telegram::{
     NOT_ALLOWED_ANSWER, REFUSED_AUDIT_KIND, RETRY_LATER_ANSWER, TelegramApprover, TelegramHealth,
 };
-use agent_gate_gateway::simulator::home_assistant::{
-    DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant,
-};
-use agent_gate_gateway::simulator::telegram::{
-    FakeMessage, FakeTelegram, FakeUser, Fault, RunningFakeTelegram,
-};
 use agent_gate_gateway::store::{AuditKind, AuditQuery, RequestState};
+use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant};
+use agent_gate_sim::telegram::{FakeMessage, FakeTelegram, FakeUser, Fault, RunningFakeTelegram};
 use serde_json::{Value, json};
 use support::{Options, load_config, load_policy, manifest};
 

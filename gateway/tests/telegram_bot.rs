@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use agent_gate_gateway::approvals::{ApprovalRequest, Approver, Resolution};
 use agent_gate_gateway::messengers::telegram::{TelegramApprover, TelegramHealth};
-use agent_gate_gateway::simulator::telegram::{FakeTelegram, Fault, RunningFakeTelegram};
 use agent_gate_gateway::store::{RequestKey, Timestamp};
+use agent_gate_sim::telegram::{FakeTelegram, Fault, RunningFakeTelegram};
 use serde_json::json;
 
 const BOT_TOKEN: &str = "4242:fake-bot-token";

@@ -51,9 +51,9 @@ pub fn run(args: &ApproveLinkArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
     let mut err = std::io::stderr();
     let (base, secret_file) = match &args.data_dir {
         Some(dir) => (
-            args.url
-                .clone()
-                .unwrap_or_else(|| format!("http://127.0.0.1:{}", crate::demo::DEFAULT_WEB_PORT)),
+            args.url.clone().unwrap_or_else(|| {
+                format!("http://127.0.0.1:{}", crate::config::DEFAULT_HEALTH_PORT)
+            }),
             dir.join(ADMIN_SECRET_FILE),
         ),
         None => match Config::load(&args.config) {

@@ -374,12 +374,14 @@ async fn call(
     outcome.map_err(|e| cli_suggestion(e, seen_id.as_deref()))
 }
 
-/// `expires_at` (RFC 3339) as a time since the Unix epoch.
+/// `expires_at` (RFC 3339) as a time since the Unix epoch (`None` if it is not RFC 3339 or is
+/// before the epoch).
 fn parse_expiry(text: &str) -> Option<Duration> {
-    let at = crate::simulator::time::Timestamp::parse(text)?;
-    u64::try_from(at.unix_micros())
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(at.unix_timestamp_nanos())
         .ok()
-        .map(Duration::from_micros)
+        .map(Duration::from_nanos)
 }
 
 /// `mm:ss` (or `h:mm:ss`) left until `deadline` (a time since the Unix epoch).

@@ -8,6 +8,7 @@
 pub mod approve_link;
 pub mod check;
 pub mod client;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod explain;
 pub mod healthcheck;
@@ -50,6 +51,7 @@ pub enum Command {
     /// Check that a running gateway is healthy (exit 0) or not (exit 1).
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Try agent-gate: a gateway with a simulated Home Assistant and a web approval page.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Print a one-time login link of the running gateway's web approval page.
     ApproveLink(approve_link::ApproveLinkArgs),
@@ -95,6 +97,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Tools(args)) => client::run_tools(&args, out),
         Some(Command::Pending(args)) => client::run_pending(&args, out),
         Some(Command::Healthcheck(args)) => healthcheck::run(&args, out),
+        #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo::run(&args, out),
         Some(Command::ApproveLink(args)) => approve_link::run(&args, out),
         None => serve::run(&serve::ServeArgs::from_env()?, out),

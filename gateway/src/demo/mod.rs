@@ -31,7 +31,7 @@ use agent_gate_manifest::{Manifest, ManifestError};
 use crate::app::{Gateway, GatewayError, RunningGateway};
 use crate::config::{Config, ConfigError, PermissionsFile};
 use crate::policy::Policy;
-use crate::simulator::home_assistant::{HomeAssistant, RunningHomeAssistant};
+use agent_gate_sim::home_assistant::{HomeAssistant, RunningHomeAssistant};
 
 /// The demo agent's token. Fixed and public on purpose, so examples work without setup:
 /// the demo listens on loopback only and its home is simulated.
@@ -44,8 +44,9 @@ pub const DEMO_AGENT: &str = "demo";
 pub const DEFAULT_PORT: u16 = 8443;
 
 /// Default port of the demo's HTTP side: the approval page and `/healthz`
-/// (`http://127.0.0.1:8080/approvals`).
-pub const DEFAULT_WEB_PORT: u16 = 8080;
+/// (`http://127.0.0.1:8080/approvals`). The HTTP side's usual default, so `agent-gate
+/// approve-link --data-dir` finds the demo without the `demo` feature.
+pub const DEFAULT_WEB_PORT: u16 = crate::config::DEFAULT_HEALTH_PORT;
 
 /// The path of the web approval page on the HTTP side.
 pub const APPROVALS_PATH: &str = "/approvals";

@@ -166,10 +166,15 @@ pub fn raise_open_file_limit() -> Option<u64> {
 
 /// `2026-11-21T16:47:40Z`: a timestamp as upstream writes `expires_at`.
 pub(crate) fn rfc3339(at: crate::store::Timestamp) -> String {
-    let t = crate::calendar::utc_fields(at.as_millis().div_euclid(1000));
+    let t = at.utc_seconds();
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year, t.month, t.day, t.hour, t.minute, t.second
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 

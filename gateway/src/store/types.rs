@@ -47,6 +47,20 @@ impl Timestamp {
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         Self(self.0.saturating_sub(millis))
     }
+
+    /// This instant as a UTC date and time, truncated to whole seconds, for writing it as a
+    /// calendar date. Instants outside years -9999..=9999 are clamped to that range.
+    pub(crate) fn utc_seconds(self) -> time::OffsetDateTime {
+        let seconds = self.0.div_euclid(1000);
+        time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or_else(|_| {
+            let bound = if seconds < 0 {
+                time::PrimitiveDateTime::MIN
+            } else {
+                time::PrimitiveDateTime::MAX
+            };
+            bound.assume_utc()
+        })
+    }
 }
 
 impl From<SystemTime> for Timestamp {

@@ -11,10 +11,8 @@ use agent_gate_gateway::approvals::ChannelApprover;
 use agent_gate_gateway::config::{Config, ProcessEnv};
 use agent_gate_gateway::policy::Policy;
 use agent_gate_gateway::server::ServerLimits;
-use agent_gate_gateway::simulator::home_assistant::{
-    DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant,
-};
 use agent_gate_manifest::Manifest;
+use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;

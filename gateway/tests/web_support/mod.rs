@@ -10,9 +10,7 @@ use std::net::SocketAddr;
 
 use agent_gate_gateway::app::{Gateway, RunningGateway};
 use agent_gate_gateway::config::{Config, ProcessEnv};
-use agent_gate_gateway::simulator::home_assistant::{
-    DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant,
-};
+use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 pub use server::{Client, Options};

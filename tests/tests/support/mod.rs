@@ -15,10 +15,8 @@ use agent_gate_gateway::app::{Gateway, RunningGateway};
 use agent_gate_gateway::config::Config;
 use agent_gate_gateway::messengers::telegram::TelegramApprover;
 use agent_gate_gateway::policy::Policy;
-use agent_gate_gateway::simulator::home_assistant::{HomeAssistant, RunningHomeAssistant};
-use agent_gate_gateway::simulator::telegram::{
-    FakeMessage, FakeTelegram, FakeUser, RunningFakeTelegram,
-};
+use agent_gate_sim::home_assistant::{HomeAssistant, RunningHomeAssistant};
+use agent_gate_sim::telegram::{FakeMessage, FakeTelegram, FakeUser, RunningFakeTelegram};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;

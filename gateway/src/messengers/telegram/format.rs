@@ -64,10 +64,15 @@ pub fn truncate(text: &str, max: usize) -> String {
 
 /// A UTC time as `2026-11-21 17:03:12 UTC`.
 pub fn format_time(at: Timestamp) -> String {
-    let t = crate::calendar::utc_fields(at.as_millis().div_euclid(1000));
+    let t = at.utc_seconds();
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year, t.month, t.day, t.hour, t.minute, t.second
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
@@ -357,7 +362,7 @@ mod tests {
         let mut req = request(json!({"entity_id": "light.bedroom", "x": "<script>&</script>"}));
         req.key = RequestKey::new("a<b>&c", "r-1");
         let text = approval_text(&req);
-        let plain = crate::simulator::telegram::parse_html(&text).unwrap();
+        let plain = agent_gate_sim::telegram::parse_html(&text).unwrap();
         assert!(plain.contains("\"x\": \"<script>&</script>\""), "{plain}");
         assert!(plain.contains("Agent: a<b>&c (request r-1)"), "{plain}");
         assert!(
@@ -393,7 +398,7 @@ mod tests {
             ),
             paused_text(&req, Timestamp::from_millis(0)),
         ] {
-            let plain = crate::simulator::telegram::parse_html(&text).unwrap();
+            let plain = agent_gate_sim::telegram::parse_html(&text).unwrap();
             assert!(plain.chars().count() <= 4096, "{}", plain.chars().count());
             assert!(plain.contains("more characters"));
         }

@@ -5,7 +5,8 @@
 //! # How it talks to Telegram
 //!
 //! Through the Bot API (`frankenstein`'s typed methods; the API URL is configurable so tests
-//! use [`crate::simulator::telegram`]), with long polling:
+//! use the fake Telegram of the `agent-gate-sim` crate, `agent_gate_sim::telegram`), with
+//! long polling:
 //!
 //! - one background task calls `getUpdates` (only `callback_query` updates) with the offset
 //!   one past the last update it handled. Telegram deletes an update once a later call

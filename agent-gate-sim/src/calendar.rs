@@ -1,5 +1,5 @@
-//! Calendar arithmetic for writing UTC timestamps (audit pages, approval messages, the
-//! simulated Home Assistant) without a date-time dependency.
+//! Calendar arithmetic for writing the simulated Home Assistant's UTC timestamps without a
+//! date-time dependency.
 
 /// A UTC instant split into calendar fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use super::services::{self, ServiceError};
 use super::template;
 use super::world::valid_entity_id;
 use super::{Credential, FaultAction, RecordedRequest, ServiceCall, Shared, USER_ID, lock};
-use crate::simulator::time::Timestamp;
+use crate::time::Timestamp;
 
 type SharedState = Arc<Shared>;
 

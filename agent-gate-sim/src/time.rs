@@ -122,17 +122,12 @@ impl fmt::Display for Timestamp {
     /// Formats like Python's `datetime.isoformat()` for a UTC datetime:
     /// `2026-11-21T16:37:21.123456+00:00`, without the fraction when it is zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seconds = self.0.div_euclid(MICROS_PER_SECOND);
         let micros = self.0.rem_euclid(MICROS_PER_SECOND);
-        let days = seconds.div_euclid(SECONDS_PER_DAY);
-        let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY);
-        let (year, month, day) = crate::calendar::civil_from_days(days);
+        let t = crate::calendar::utc_fields(self.0.div_euclid(MICROS_PER_SECOND));
         write!(
             f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            second_of_day / 3600,
-            second_of_day % 3600 / 60,
-            second_of_day % 60
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year, t.month, t.day, t.hour, t.minute, t.second
         )?;
         if micros != 0 {
             write!(f, ".{micros:06}")?;

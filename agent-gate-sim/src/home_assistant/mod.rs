@@ -30,7 +30,7 @@
 //! # Example
 //!
 //! ```
-//! use agent_gate_gateway::simulator::home_assistant::{Fault, HomeAssistant};
+//! use agent_gate_sim::home_assistant::{Fault, HomeAssistant};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 
-use crate::simulator::time::Timestamp;
+use crate::time::Timestamp;
 
 /// The context of a state change, as Home Assistant reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

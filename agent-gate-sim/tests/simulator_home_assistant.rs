@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use agent_gate_gateway::simulator::home_assistant::{
+use agent_gate_sim::home_assistant::{
     Credential, Entity, Fault, HomeAssistant, RunningHomeAssistant, USER_ID,
 };
-use agent_gate_gateway::simulator::time::Timestamp;
+use agent_gate_sim::time::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -901,7 +901,7 @@ async fn set_state_and_shutdown() {
 
 #[test]
 fn builder_rejects_bad_entities() {
-    use agent_gate_gateway::simulator::home_assistant::SimulatorError;
+    use agent_gate_sim::home_assistant::SimulatorError;
     let build = |entities: Vec<Entity>| {
         entities
             .into_iter()

@@ -31,7 +31,7 @@
 //! # Example
 //!
 //! ```
-//! use agent_gate_gateway::simulator::telegram::FakeTelegram;
+//! use agent_gate_sim::telegram::FakeTelegram;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use agent_gate_gateway::simulator::telegram::{
-    FakeTelegram, FakeUser, Fault, PressError, RunningFakeTelegram,
-};
+use agent_gate_sim::telegram::{FakeTelegram, FakeUser, Fault, PressError, RunningFakeTelegram};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "99:fake";
