@@ -8,8 +8,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::forbidden::forbidden_char;
 use crate::model::{Targets, TemplatePart, Tool};
-use crate::signature::{forbidden_char, scalar_text};
+use crate::signature::scalar_text;
 use crate::validate::{ArgError, ArgsError};
 
 /// What a call affects and the signatures that judge it ([`Tool::judged`]).
@@ -88,6 +89,26 @@ impl Tool {
             targets,
             signatures,
         })
+    }
+
+    /// The signature policies judge, e.g. `ha_call_service(light.turn_on, light.bedroom)`
+    /// for the template `{domain}.{service}, {entity_id}`.
+    ///
+    /// Without a template the signature is the bare tool name (`ha_get_states`).
+    /// An absent optional argument renders as the empty string. The arguments
+    /// are validated first with [`Tool::validate_args`] (so a value with a
+    /// forbidden character never reaches a signature); the error is that of
+    /// validation.
+    ///
+    /// A tool with `targets` has one signature per target ([`Tool::judged`] gives them all);
+    /// this is the first of them.
+    pub fn signature(&self, args: &Map<String, Value>) -> Result<String, ArgsError> {
+        let judged = self.judged(args)?;
+        Ok(judged
+            .signatures
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.render_signature(args)))
     }
 
     /// The signature with some placeholders given explicitly (the rest from `args`, absent
