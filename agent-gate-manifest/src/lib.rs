@@ -184,6 +184,7 @@
 #![warn(missing_docs)]
 
 pub mod diagnostics;
+mod forbidden;
 pub mod model;
 pub mod parse;
 pub mod request;
@@ -193,6 +194,7 @@ pub mod targets;
 pub mod validate;
 
 pub use diagnostics::{Diagnostic, Location, ManifestError, Severity};
+pub use forbidden::{FORBIDDEN_SIGNATURE_CHARS, forbidden_char};
 pub use model::{
     Arg, ArgType, Decode, Dispatch, HttpMapping, Manifest, Method, Pattern, ResponseType,
     ScalarType, Service, Targets, Template, TemplatePart, Tool, TypeDef,
@@ -200,6 +202,5 @@ pub use model::{
 pub use parse::Loaded;
 pub use request::{HttpRequestParts, encode_component};
 pub use schema::JSON_SCHEMA_DIALECT;
-pub use signature::{FORBIDDEN_SIGNATURE_CHARS, forbidden_char};
 pub use targets::Judged;
 pub use validate::{ArgError, ArgsError, check_pattern};

@@ -9,11 +9,11 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diagnostics::{Diagnostic, LineIndex, Location, ManifestError, did_you_mean};
+use crate::forbidden::forbidden_char;
 use crate::model::{
     Arg, ArgType, Decode, Dispatch, HttpMapping, Manifest, Method, Pattern, ResponseType,
     ScalarType, Service, Targets, Template, TemplatePart, Tool, TypeDef,
 };
-use crate::signature::forbidden_char;
 
 /// A manifest loaded without errors, with the warnings found on the way.
 #[derive(Clone, Debug)]

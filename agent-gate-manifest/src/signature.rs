@@ -1,24 +1,14 @@
 //! Signatures: rendering `tool(value, ...)` from a tool's template and its
-//! arguments, and the characters a signature value may never contain.
+//! already validated arguments. Validating and judging a call (and
+//! [`Tool::signature`], the first of its signatures) is the `targets`
+//! module's part. The characters a signature value may never contain
+//! ([`FORBIDDEN_SIGNATURE_CHARS`], [`forbidden_char`]) live in a leaf module of
+//! their own, as validation checks them too; they are re-exported here.
 
 use serde_json::{Map, Value};
 
-use crate::model::Tool;
-use crate::validate::ArgsError;
-
-/// Characters that may not appear in a value rendered into a signature:
-/// glob metacharacters, parentheses, commas and backslash (control characters
-/// are refused too, see [`forbidden_char`]). With them a value could change
-/// what a policy rule matches, e.g. `light.*` or `a, lock.front_door`.
-pub const FORBIDDEN_SIGNATURE_CHARS: &[char] =
-    &['*', '?', '[', ']', '{', '}', '!', '(', ')', ',', '\\'];
-
-/// The first character of `value` that may not appear in a signature, if any.
-pub fn forbidden_char(value: &str) -> Option<char> {
-    value
-        .chars()
-        .find(|c| FORBIDDEN_SIGNATURE_CHARS.contains(c) || c.is_control())
-}
+pub use crate::forbidden::{FORBIDDEN_SIGNATURE_CHARS, forbidden_char};
+use crate::model::{TemplatePart, Tool};
 
 /// How a scalar argument value is written in a signature or a query string:
 /// strings as they are, other JSON scalars as their JSON text.
@@ -32,44 +22,37 @@ pub(crate) fn scalar_text(value: &Value) -> Option<String> {
 }
 
 impl Tool {
-    /// The signature policies judge, e.g. `ha_call_service(light.turn_on, light.bedroom)`
-    /// for the template `{domain}.{service}, {entity_id}`.
-    ///
-    /// Without a template the signature is the bare tool name (`ha_get_states`).
-    /// An absent optional argument renders as the empty string. The arguments
-    /// are validated first with [`Tool::validate_args`] (so a value with a
-    /// forbidden character never reaches a signature); the error is that of
-    /// validation.
-    ///
-    /// A tool with `targets` has one signature per target ([`Tool::judged`] gives them all);
-    /// this is the first of them.
-    pub fn signature(&self, args: &Map<String, Value>) -> Result<String, ArgsError> {
-        let judged = self.judged(args)?;
-        Ok(judged
-            .signatures
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| self.render_signature(args)))
-    }
-
     /// Renders the signature of already validated arguments.
     pub(crate) fn render_signature(&self, args: &Map<String, Value>) -> String {
         self.signature_with(args, &[])
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forbidden() {
-        for bad in [
-            "light.*", "a?", "[ab]", "{a}", "!a", "a(b)", "a,b", "a\\b", "a\nb", "a\u{7f}",
-        ] {
-            assert!(forbidden_char(bad).is_some(), "{bad:?}");
+    /// The signature with some placeholders given explicitly (the rest from `args`, absent
+    /// ones empty). Nothing is validated: this is for analysing rules (which signatures a
+    /// pattern covers), never for judging a call ([`Tool::judged`] does that).
+    pub fn signature_with(&self, args: &Map<String, Value>, given: &[(&str, &str)]) -> String {
+        let Some(template) = &self.signature else {
+            return self.name.clone();
+        };
+        let mut out = String::with_capacity(self.name.len() + 2 + template.source.len());
+        out.push_str(&self.name);
+        out.push('(');
+        for part in &template.parts {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Arg(name) | TemplatePart::OptionalSegment(name) => {
+                    match given.iter().find(|(n, _)| n == name) {
+                        Some((_, text)) => out.push_str(text),
+                        None => {
+                            if let Some(text) = args.get(name).and_then(scalar_text) {
+                                out.push_str(&text);
+                            }
+                        }
+                    }
+                }
+            }
         }
-        assert_eq!(forbidden_char("light.kitchen_2"), None);
-        assert_eq!(forbidden_char("2026-11-20T08:00:00+00:00"), None);
+        out.push(')');
+        out
     }
 }

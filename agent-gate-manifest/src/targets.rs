@@ -8,8 +8,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{Targets, TemplatePart, Tool};
-use crate::signature::{forbidden_char, scalar_text};
+use crate::forbidden::forbidden_char;
+use crate::model::{Targets, Tool};
+use crate::signature::scalar_text;
 use crate::validate::{ArgError, ArgsError};
 
 /// What a call affects and the signatures that judge it ([`Tool::judged`]).
@@ -90,33 +91,24 @@ impl Tool {
         })
     }
 
-    /// The signature with some placeholders given explicitly (the rest from `args`, absent
-    /// ones empty). Nothing is validated: this is for analysing rules (which signatures a
-    /// pattern covers), never for judging a call ([`Tool::judged`] does that).
-    pub fn signature_with(&self, args: &Map<String, Value>, given: &[(&str, &str)]) -> String {
-        let Some(template) = &self.signature else {
-            return self.name.clone();
-        };
-        let mut out = String::with_capacity(self.name.len() + 2 + template.source.len());
-        out.push_str(&self.name);
-        out.push('(');
-        for part in &template.parts {
-            match part {
-                TemplatePart::Literal(text) => out.push_str(text),
-                TemplatePart::Arg(name) | TemplatePart::OptionalSegment(name) => {
-                    match given.iter().find(|(n, _)| n == name) {
-                        Some((_, text)) => out.push_str(text),
-                        None => {
-                            if let Some(text) = args.get(name).and_then(scalar_text) {
-                                out.push_str(&text);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        out.push(')');
-        out
+    /// The signature policies judge, e.g. `ha_call_service(light.turn_on, light.bedroom)`
+    /// for the template `{domain}.{service}, {entity_id}`.
+    ///
+    /// Without a template the signature is the bare tool name (`ha_get_states`).
+    /// An absent optional argument renders as the empty string. The arguments
+    /// are validated first with [`Tool::validate_args`] (so a value with a
+    /// forbidden character never reaches a signature); the error is that of
+    /// validation.
+    ///
+    /// A tool with `targets` has one signature per target ([`Tool::judged`] gives them all);
+    /// this is the first of them.
+    pub fn signature(&self, args: &Map<String, Value>) -> Result<String, ArgsError> {
+        let judged = self.judged(args)?;
+        Ok(judged
+            .signatures
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.render_signature(args)))
     }
 }
 

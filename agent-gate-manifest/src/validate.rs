@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use crate::diagnostics::did_you_mean;
+use crate::forbidden::forbidden_char;
 use crate::model::{Arg, ArgType, Pattern, ScalarType, Tool};
-use crate::signature::forbidden_char;
 
 /// One invalid argument of a tool call. Display says which argument, what was
 /// expected, what was got, and how to fix it.

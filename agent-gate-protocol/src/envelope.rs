@@ -345,18 +345,6 @@ impl ErrorObject {
     pub fn invalid_request(message: impl Into<String>) -> Self {
         ErrorObject::new(ErrorCode::InvalidRequest, message)
     }
-
-    /// `-32601` naming the unknown method.
-    pub fn method_not_found(method: &str) -> Self {
-        ErrorObject::new(
-            ErrorCode::MethodNotFound,
-            format!("Method not found: {method:?}"),
-        )
-        .with_suggestion(format!(
-            "use one of the methods {}",
-            super::methods::METHODS.join(", ")
-        ))
-    }
 }
 
 impl fmt::Display for ErrorObject {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::envelope::{ErrorObject, Id, Notification, Request};
+use super::error_code::ErrorCode;
 use super::request_id::validate_request_id;
 
 /// `auth`: must be the first frame, within 10 s of connecting.
@@ -27,6 +28,19 @@ pub const METHODS: [&str; 4] = [
     METHOD_LIST_TOOLS,
     METHOD_GET_PENDING_RESULTS,
 ];
+/// The error for a method not in [`METHODS`]; it lives here, next to the list it
+/// suggests from, so the envelope types need not know the methods.
+impl ErrorObject {
+    /// `-32601` naming the unknown method, suggesting the [`METHODS`].
+    pub fn method_not_found(method: &str) -> Self {
+        ErrorObject::new(
+            ErrorCode::MethodNotFound,
+            format!("Method not found: {method:?}"),
+        )
+        .with_suggestion(format!("use one of the methods {}", METHODS.join(", ")))
+    }
+}
+
 /// The id the client uses for its `auth` frame.
 pub const AUTH_REQUEST_ID: &str = "auth-1";
 /// `AuthResult::status` on success.
@@ -240,8 +254,8 @@ impl PendingResult {
                     other => other.to_string(),
                 };
                 let code = match status {
-                    ResultStatus::Denied => super::ErrorCode::DeniedByHuman,
-                    _ => super::ErrorCode::ExecutionFailed,
+                    ResultStatus::Denied => ErrorCode::DeniedByHuman,
+                    _ => ErrorCode::ExecutionFailed,
                 };
                 Err(ErrorObject::new(code, message))
             }

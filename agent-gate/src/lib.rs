@@ -24,8 +24,8 @@ extern crate self as agent_gate;
 pub use agent_gate_macros::tools;
 
 pub use client::{
-    AgentGateClient, CallEvent, CallOptions, CallStream, ClientBuilder, ClientConfig,
-    ConnectionState,
+    APPROVAL_DEADLINE_MARGIN, AgentGateClient, CallEvent, CallOptions, CallStream, ClientBuilder,
+    ClientConfig, ConnectionState,
 };
 pub use error::{DeniedBy, Error, ErrorKind, ExecutionFailure};
 

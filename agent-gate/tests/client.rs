@@ -518,6 +518,57 @@ async fn approval_gated_calls_wait_as_long_as_the_request_timeout() {
     client.close().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn approval_gated_calls_follow_the_gateways_expires_at_past_the_default_timeout() {
+    // The gateway's approval timeout is longer than DEFAULT_REQUEST_TIMEOUT (930 s): once it
+    // says when the approval expires, the call waits for the human instead of giving up.
+    let mut gw = TestGateway::start().await;
+    let (client, mut conn) = connected(&mut gw, |b| b.ping_interval(Duration::from_secs(20))).await;
+    let c = client.clone();
+    let call = tokio::spawn(async move {
+        c.tool_request_with(
+            "ha_call_service",
+            json!({"domain": "lock"}),
+            CallOptions::new().request_id("long-1"),
+        )
+        .await
+    });
+    let (_, request) = conn.recv_request().await;
+    conn.send_json(json!({"jsonrpc": "2.0", "method": "request_status",
+        "params": {"request_id": "long-1", "status": "awaiting_approval", "expires_at": "2099-01-01T00:00:00Z"}}))
+        .await;
+    // A human answers after 20 minutes, past the old fixed deadline.
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    conn.executed(&request, json!({"ok": true})).await;
+    assert_eq!(call.await.unwrap().unwrap(), json!({"ok": true}));
+    client.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_explicit_request_timeout_wins_over_the_gateways_expires_at() {
+    let mut gw = TestGateway::start().await;
+    let (client, mut conn) =
+        connected(&mut gw, |b| b.request_timeout(Duration::from_secs(60))).await;
+    let c = client.clone();
+    let call = tokio::spawn(async move {
+        c.tool_request_with(
+            "ha_call_service",
+            json!({"domain": "lock"}),
+            CallOptions::new().request_id("short-1"),
+        )
+        .await
+    });
+    let _ = conn.recv_request().await;
+    conn.send_json(json!({"jsonrpc": "2.0", "method": "request_status",
+        "params": {"request_id": "short-1", "status": "awaiting_approval", "expires_at": "2099-01-01T00:00:00Z"}}))
+        .await;
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Timeout);
+    assert_eq!(err.code(), None, "the client's own timeout: {err}");
+    assert!(err.message().contains("short-1"), "{err}");
+    client.close().await;
+}
+
 // ------------------------------------------------------------------ streaming
 
 #[tokio::test]

@@ -13,6 +13,7 @@
 //! - [`messengers`]: approvers that reach humans through messengers (the Telegram bot).
 //! - [`policy`]: the permission engine (glob rules over signatures: deny, allow, ask, defaults).
 //! - [`ratelimit`]: per-agent request rate window and the failed-authentication throttle.
+//! - [`rule`]: the vocabulary of a permission rule (its action and glob pattern), shared by `config` and `policy`.
 //! - [`runtime`]: the binary's async runtime, whose workers yield the CPU to the store's writer.
 //! - [`server`]: the WebSocket JSON-RPC server: TLS, auth, frames, the request engine.
 //! - [`store`]: the SQLite store: the request state machine and the append-only audit log.
@@ -29,6 +30,7 @@ pub mod health;
 pub mod messengers;
 pub mod policy;
 pub mod ratelimit;
+pub mod rule;
 pub mod runtime;
 pub mod server;
 pub mod store;

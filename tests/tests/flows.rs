@@ -6,10 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use agent_gate::{CallEvent, CallOptions, DeniedBy, ErrorKind};
+use agent_gate::client::DEFAULT_REQUEST_TIMEOUT;
+use agent_gate::{APPROVAL_DEADLINE_MARGIN, CallEvent, CallOptions, DeniedBy, ErrorKind};
 use futures_util::StreamExt;
 use serde_json::json;
 use support::{LAPTOP_TOKEN, PI_TOKEN, Proxy, World, client, light_on, wait_until};
+use tokio::time::Instant;
 
 #[tokio::test]
 async fn an_allowed_read_runs_at_once() {
@@ -118,6 +120,89 @@ async fn ask_then_nobody_answers_in_time() {
     let edited = world.telegram.wait_for_edit(message.message_id, 1).await;
     assert!(edited.buttons.is_empty(), "{edited:?}");
     assert_eq!(world.home.service_call_count(), 0);
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_timeout_of_its_own_a_call_ends_with_the_gateways_approval_timeout() {
+    // The SDK's deadline follows the gateway's `expires_at`: the call ends with the gateway's
+    // -32002, not with a client-side timeout, and the deadline it computed is the gateway's
+    // expiry (2 s) plus the margin, far inside the default request timeout.
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(2)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let mut events = pi.tool_request_stream(
+        "ha_call_service",
+        light_on("light.bedroom"),
+        CallOptions::new().request_id("short-approval-1"),
+    );
+    let Some(CallEvent::AwaitingApproval { expires_at, .. }) = events.next().await else {
+        panic!("expected awaiting_approval first");
+    };
+    assert!(expires_at.is_some());
+    let deadline = events.deadline().expect("the call has started");
+    assert!(
+        deadline <= Instant::now() + Duration::from_secs(2) + APPROVAL_DEADLINE_MARGIN,
+        "the deadline follows expires_at"
+    );
+    let Some(CallEvent::Error(error)) = events.next().await else {
+        panic!("expected the gateway's timeout");
+    };
+    assert_eq!(error.kind(), &ErrorKind::Timeout);
+    assert_eq!(error.code().map(|c| c.code()), Some(-32002), "{error}");
+    // The plain call, too.
+    let error = pi
+        .tool_request("ha_call_service", light_on("light.kitchen"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().map(|c| c.code()), Some(-32002), "{error}");
+    assert_eq!(world.home.service_call_count(), 0);
+    pi.close().await;
+    gateway.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_waits_as_long_as_the_gateways_approval_timeout_even_past_the_default() {
+    // An approval timeout of two hours, longer than DEFAULT_REQUEST_TIMEOUT: the call's
+    // deadline moves past it to the gateway's expiry; an explicit timeout stays as given.
+    let world = World::new().await;
+    let gateway = world.gateway(Duration::from_secs(2 * 3600)).await;
+    let pi = client(&gateway.ws_url(), PI_TOKEN).await;
+    let mut events = pi.tool_request_stream(
+        "ha_call_service",
+        light_on("light.bedroom"),
+        CallOptions::new().request_id("long-approval-1"),
+    );
+    let Some(CallEvent::AwaitingApproval { .. }) = events.next().await else {
+        panic!("expected awaiting_approval first");
+    };
+    let deadline = events.deadline().expect("the call has started");
+    assert!(
+        deadline > Instant::now() + DEFAULT_REQUEST_TIMEOUT,
+        "the deadline follows the gateway's expiry past the default timeout"
+    );
+    world.press(1, "✅ Allow").await;
+    let Some(CallEvent::Result(data)) = events.next().await else {
+        panic!("expected the result");
+    };
+    assert!(data.to_string().contains("light.bedroom"), "{data}");
+    let mut explicit = pi.tool_request_stream(
+        "ha_call_service",
+        light_on("light.kitchen"),
+        CallOptions::new()
+            .request_id("explicit-1")
+            .timeout(Duration::from_secs(60)),
+    );
+    let Some(CallEvent::AwaitingApproval { .. }) = explicit.next().await else {
+        panic!("expected awaiting_approval first");
+    };
+    let explicit_deadline = explicit.deadline().expect("the call has started");
+    assert!(
+        explicit_deadline <= Instant::now() + Duration::from_secs(60),
+        "an explicit timeout is not extended"
+    );
+    drop(explicit);
     pi.close().await;
     gateway.shutdown().await.unwrap();
 }

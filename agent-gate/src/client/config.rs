@@ -20,8 +20,11 @@ pub const ENV_CA_CERT: &str = "AGENT_GATE_CA_CERT";
 
 /// Default gateway URL when neither the builder nor the environment gives one.
 pub const DEFAULT_URL: &str = "wss://localhost:8443";
-/// Default per-call timeout: the gateway's default approval timeout (900 s)
-/// plus a margin, so approval-gated calls are not cut short.
+/// Default per-call timeout. A tool call that the gateway reports as waiting
+/// for a human (`request_status` with `expires_at`) waits instead until that
+/// `expires_at` plus [`APPROVAL_DEADLINE_MARGIN`](crate::APPROVAL_DEADLINE_MARGIN),
+/// however long the gateway's approval timeout is; a timeout set explicitly
+/// (here or per call) always applies as given.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(930);
 /// Default timeout for the TCP/TLS/WebSocket handshake and, separately, for
 /// the reply to `auth`.
@@ -139,7 +142,9 @@ impl ClientBuilder {
     }
 
     /// Default time a call may take, including waiting for approval and for a
-    /// reconnection (default 930 s). Override per call with
+    /// reconnection. Set here, it applies as given to every call; left unset
+    /// (930 s), a tool call waiting for a human follows the gateway's
+    /// `expires_at` instead. Override per call with
     /// [`CallOptions::timeout`](crate::CallOptions::timeout).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
@@ -273,6 +278,7 @@ impl ClientBuilder {
             token,
             max_retries: self.max_retries.unwrap_or(None),
             request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            request_timeout_explicit: self.request_timeout.is_some(),
             connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             backoff_initial,
             backoff_max: backoff_max.max(backoff_initial),
@@ -315,6 +321,9 @@ pub struct ClientConfig {
     pub(crate) token: Token,
     pub(crate) max_retries: Option<u32>,
     pub(crate) request_timeout: Duration,
+    /// `request_timeout` was set with the builder, so the gateway's
+    /// `expires_at` does not extend it.
+    pub(crate) request_timeout_explicit: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,

@@ -10,6 +10,7 @@
 
 mod config;
 mod connection;
+mod deadline;
 mod reconnect;
 mod stream;
 
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -27,6 +29,7 @@ pub use config::{
     DEFAULT_BACKOFF_MAX, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PING_INTERVAL,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_URL, ENV_CA_CERT, ENV_TOKEN, ENV_URL, GATEWAY_MAX_IN_FLIGHT,
 };
+pub use deadline::APPROVAL_DEADLINE_MARGIN;
 pub use stream::{CallEvent, CallStream};
 
 use crate::error::{Error, ErrorKind, rank_tools};
@@ -72,7 +75,9 @@ impl CallOptions {
     }
 
     /// How long this call may take in total (including waiting for a human
-    /// and for reconnections) instead of the client's request timeout.
+    /// and for reconnections) instead of the client's request timeout. An
+    /// explicit timeout applies as given: the gateway's `expires_at` does not
+    /// extend or shorten it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -609,8 +614,10 @@ impl AgentGateClient {
 
     /// Run `tool` with `args` (a JSON object) and return the tool's `data`.
     ///
-    /// Waits while a human decides (up to the request timeout) and across
-    /// reconnections.
+    /// Waits while a human decides and across reconnections: up to the
+    /// request timeout, or, once the gateway reports that a human has been
+    /// asked, until the approval's `expires_at` plus [`APPROVAL_DEADLINE_MARGIN`]
+    /// (unless a timeout was set explicitly, see [`CallStream::deadline`]).
     pub async fn tool_request(&self, tool: impl Into<String>, args: Value) -> Result<Value, Error> {
         self.tool_request_with(tool, args, CallOptions::default())
             .await
@@ -623,28 +630,16 @@ impl AgentGateClient {
         args: Value,
         options: CallOptions,
     ) -> Result<Value, Error> {
-        let tool = tool.into();
-        let timeout = options.timeout.unwrap_or(self.config().request_timeout);
-        let (params, request_id) = self.tool_params(&tool, args, options.request_id)?;
-        let call = async {
-            let (tx, rx) = oneshot::channel();
-            let _guard = self
-                .shared()
-                .start_call(
-                    crate::protocol::METHOD_TOOL_REQUEST,
-                    |id| Request::tool_request(id, params).to_json(),
-                    Some(request_id.clone()),
-                    Responder::Once(tx),
-                    true,
-                )
-                .await?;
-            rx.await.unwrap_or_else(|_| Err(self.shared().lost_error()))
-        };
-        let reply = match tokio::time::timeout(timeout, call).await {
-            Ok(reply) => reply,
-            Err(_) => Err(timeout_error(&tool, &request_id, timeout)),
-        };
-        self.finish_tool_reply(&tool, reply).await
+        // The streaming call without its status events: one deadline logic for both.
+        let mut events = self.tool_request_stream(tool, args, options);
+        while let Some(event) = events.next().await {
+            match event {
+                CallEvent::Result(data) => return Ok(data),
+                CallEvent::Error(error) => return Err(error),
+                CallEvent::AwaitingApproval { .. } | CallEvent::Status { .. } => {}
+            }
+        }
+        Err(self.shared().lost_error())
     }
 
     /// Like [`tool_request_with`](Self::tool_request_with), but yields status

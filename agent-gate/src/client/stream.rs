@@ -2,13 +2,16 @@
 //! (status notifications while a human decides, then the result or the error).
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use futures_util::Stream;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::deadline::Deadline;
 use super::{AgentGateClient, CallGuard, CallOptions, Delivery, Responder, timeout_error};
 use crate::error::Error;
 use crate::protocol::{Request, RequestStatus};
@@ -67,11 +70,29 @@ pub enum CallEvent {
 /// ```
 pub struct CallStream {
     inner: Pin<Box<dyn Stream<Item = CallEvent> + Send>>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+}
+
+impl CallStream {
+    /// When the call gives up waiting for its answer, as it stands now; `None`
+    /// before the stream is first polled (the clock starts then).
+    ///
+    /// It starts as the call's timeout from then; once the gateway reports
+    /// that a human has been asked ([`CallEvent::AwaitingApproval`]) it is
+    /// that event's `expires_at` plus
+    /// [`APPROVAL_DEADLINE_MARGIN`](crate::APPROVAL_DEADLINE_MARGIN), unless
+    /// the timeout was set explicitly ([`CallOptions::timeout`] or
+    /// [`ClientBuilder::request_timeout`](crate::ClientBuilder::request_timeout)).
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl std::fmt::Debug for CallStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallStream").finish_non_exhaustive()
+        f.debug_struct("CallStream")
+            .field("deadline", &self.deadline())
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,7 +110,16 @@ struct Active {
     request_id: String,
     rx: mpsc::UnboundedReceiver<Delivery>,
     guard: CallGuard,
-    deadline: Instant,
+    deadline: Deadline,
+    /// Where [`CallStream::deadline`] reads the deadline.
+    shown: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Active {
+    fn follow(&mut self, status: &crate::protocol::RequestStatusParams) {
+        self.deadline.follow(status, SystemTime::now());
+        *self.shown.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.deadline.at());
+    }
 }
 
 enum State {
@@ -98,6 +128,7 @@ enum State {
         tool: String,
         args: Value,
         options: CallOptions,
+        shown: Arc<Mutex<Option<Instant>>>,
     },
     Active(Box<Active>),
     Done,
@@ -109,11 +140,13 @@ pub(crate) fn start(
     args: Value,
     options: CallOptions,
 ) -> CallStream {
+    let shown = Arc::new(Mutex::new(None));
     let init = State::Init {
         client,
         tool,
         args,
         options,
+        shown: Arc::clone(&shown),
     };
     let stream = futures_util::stream::unfold(init, |state| async move {
         match state {
@@ -123,9 +156,14 @@ pub(crate) fn start(
                 tool,
                 args,
                 options,
+                shown,
             } => {
-                let timeout = options.timeout.unwrap_or(client.config().request_timeout);
-                let deadline = Instant::now() + timeout;
+                let config = client.config();
+                let deadline = match options.timeout {
+                    Some(timeout) => Deadline::new(timeout, true),
+                    None => Deadline::new(config.request_timeout, config.request_timeout_explicit),
+                };
+                *shown.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline.at());
                 let (params, request_id) = match client.tool_params(&tool, args, options.request_id)
                 {
                     Ok(p) => p,
@@ -139,9 +177,9 @@ pub(crate) fn start(
                     Responder::Stream(tx),
                     true,
                 );
-                match tokio::time::timeout_at(deadline, started).await {
+                match tokio::time::timeout_at(deadline.at(), started).await {
                     Err(_) => Some((
-                        CallEvent::Error(timeout_error(&tool, &request_id, timeout)),
+                        CallEvent::Error(timeout_error(&tool, &request_id, deadline.allowed())),
                         State::Done,
                     )),
                     Ok(Err(e)) => Some((CallEvent::Error(e), State::Done)),
@@ -153,29 +191,29 @@ pub(crate) fn start(
                             rx,
                             guard,
                             deadline,
+                            shown,
                         };
-                        next_event(Box::new(active), timeout).await
+                        next_event(Box::new(active)).await
                     }
                 }
             }
-            State::Active(active) => {
-                let timeout = active.client.config().request_timeout;
-                next_event(active, timeout).await
-            }
+            State::Active(active) => next_event(active).await,
         }
     });
     CallStream {
         inner: Box::pin(stream),
+        deadline: shown,
     }
 }
 
-async fn next_event(
-    mut active: Box<Active>,
-    timeout: std::time::Duration,
-) -> Option<(CallEvent, State)> {
-    match tokio::time::timeout_at(active.deadline, active.rx.recv()).await {
+async fn next_event(mut active: Box<Active>) -> Option<(CallEvent, State)> {
+    match tokio::time::timeout_at(active.deadline.at(), active.rx.recv()).await {
         Err(_) => Some((
-            CallEvent::Error(timeout_error(&active.tool, &active.request_id, timeout)),
+            CallEvent::Error(timeout_error(
+                &active.tool,
+                &active.request_id,
+                active.deadline.allowed(),
+            )),
             State::Done,
         )),
         Ok(None) => Some((
@@ -183,6 +221,7 @@ async fn next_event(
             State::Done,
         )),
         Ok(Some(Delivery::Status(params))) => {
+            active.follow(&params);
             let event = match params.status {
                 RequestStatus::AwaitingApproval => CallEvent::AwaitingApproval {
                     request_id: params.request_id,

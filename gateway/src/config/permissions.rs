@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::env::{EnvLookup, ProcessEnv};
 use super::error::{ConfigError, Issue};
 use super::walk::{Ctx, Field, Obj, parse_yaml, read_yaml, suggest};
-use crate::policy::{Action, Pattern};
+use crate::rule::{Action, Pattern};
 
 /// Which list of `permissions.yaml` a rule is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

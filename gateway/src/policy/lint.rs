@@ -7,8 +7,8 @@ use std::path::Path;
 use agent_gate_manifest::Manifest;
 use serde_json::Map;
 
-use super::Action;
 use crate::config::RuleSpec;
+use crate::rule::Action;
 
 /// Placeholder values tried for the signature parts other than the target and the generic
 /// action, so that rules such as `ha_call_service(script.turn_on, *)` are probed too.

@@ -18,63 +18,16 @@
 //! [`Action::Deny`] carrying the reason.
 
 mod decide;
-pub mod glob;
 pub mod lint;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
+pub use crate::rule::glob;
+pub use crate::rule::{Action, ParseActionError, Pattern, PatternError};
 pub use decide::{Decision, Reason};
-pub use glob::{Pattern, PatternError};
 
 use crate::config::{Config, ConfigError, EnvLookup, PermissionsFile, ProcessEnv, RuleSpec};
-
-/// What happens to a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// Execute it.
-    Allow,
-    /// Refuse it.
-    Deny,
-    /// Ask a human approver.
-    Ask,
-}
-
-impl Action {
-    /// `allow`, `deny` or `ask`, as in `permissions.yaml`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Deny => "deny",
-            Action::Ask => "ask",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The string is not `allow`, `deny` or `ask`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid action {0:?}: expected allow, deny or ask")]
-pub struct ParseActionError(pub String);
-
-impl FromStr for Action {
-    type Err = ParseActionError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "allow" => Ok(Action::Allow),
-            "deny" => Ok(Action::Deny),
-            "ask" => Ok(Action::Ask),
-            other => Err(ParseActionError(other.to_string())),
-        }
-    }
-}
 
 /// A loaded, compiled policy.
 #[derive(Debug, Clone)]
