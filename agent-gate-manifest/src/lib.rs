@@ -203,4 +203,4 @@ pub use parse::Loaded;
 pub use request::{HttpRequestParts, encode_component};
 pub use schema::JSON_SCHEMA_DIALECT;
 pub use targets::Judged;
-pub use validate::{ArgError, ArgsError, check_pattern};
+pub use validate::{ArgError, ArgsError, ValidArgs, check_pattern};

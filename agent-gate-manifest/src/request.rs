@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{Decode, Method, TemplatePart, Tool};
 use crate::signature::scalar_text;
-use crate::validate::ArgsError;
+use crate::validate::{ArgsError, ValidArgs};
 
 /// Everything but ALPHA / DIGIT / `-` `.` `_` `~` (RFC 3986 unreserved) is
 /// percent-encoded in path segments and query components, so a value can
@@ -68,8 +68,7 @@ impl Tool {
     ///   keys of the `body_merge` object merged in (validation guarantees they
     ///   do not collide with arguments); `None` when the tool declares neither.
     pub fn http_request(&self, args: &Map<String, Value>) -> Result<HttpRequestParts, ArgsError> {
-        self.validate_args(args)?;
-        Ok(self.build_request(args))
+        Ok(self.validate(args)?.http_request())
     }
 
     fn build_request(&self, args: &Map<String, Value>) -> HttpRequestParts {
@@ -122,6 +121,13 @@ impl Tool {
             decode: http.decode,
             wrap: http.wrap.clone(),
         }
+    }
+}
+
+impl ValidArgs<'_> {
+    /// The HTTP request of validated arguments (see [`Tool::http_request`]).
+    pub fn http_request(&self) -> HttpRequestParts {
+        self.tool().build_request(self.args())
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::forbidden::forbidden_char;
 use crate::model::{Targets, Tool};
 use crate::signature::scalar_text;
-use crate::validate::{ArgError, ArgsError};
+use crate::validate::{ArgError, ArgsError, ValidArgs};
 
 /// What a call affects and the signatures that judge it ([`Tool::judged`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +31,22 @@ impl Tool {
     /// policy cannot see (a refused key such as `area_id`, or a value such as `all`) is an
     /// error, as is a target that could not appear in a signature.
     pub fn judged(&self, args: &Map<String, Value>) -> Result<Judged, ArgsError> {
-        self.validate_args(args)?;
+        self.validate(args)?.judged()
+    }
+}
+
+impl ValidArgs<'_> {
+    /// What validated arguments affect and the signatures that judge them (see
+    /// [`Tool::judged`]; only the target scan can still fail).
+    pub fn judged(&self) -> Result<Judged, ArgsError> {
+        let tool = self.tool();
+        let args = self.args();
+        tool.judge_targets(args)
+    }
+}
+
+impl Tool {
+    fn judge_targets(&self, args: &Map<String, Value>) -> Result<Judged, ArgsError> {
         let Some(spec) = &self.targets else {
             return Ok(Judged {
                 targets: Vec::new(),

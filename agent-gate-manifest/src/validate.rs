@@ -444,7 +444,38 @@ impl Tool {
     }
 }
 
+/// Arguments that passed [`Tool::validate`] for their tool: what targets, signatures
+/// ([`ValidArgs::judged`]) and the HTTP request ([`ValidArgs::http_request`]) are built from, so
+/// a call is validated once however many of them it needs.
+#[derive(Clone, Copy, Debug)]
+pub struct ValidArgs<'a> {
+    tool: &'a Tool,
+    args: &'a Map<String, Value>,
+}
+
+impl<'a> ValidArgs<'a> {
+    /// The tool the arguments were validated for.
+    pub fn tool(&self) -> &'a Tool {
+        self.tool
+    }
+
+    /// The arguments.
+    pub fn args(&self) -> &'a Map<String, Value> {
+        self.args
+    }
+}
+
 impl Tool {
+    /// Validates `args` ([`Tool::validate_args`]) and returns the proof, from which the
+    /// targets, signatures and HTTP request are built without validating again.
+    pub fn validate<'a>(
+        &'a self,
+        args: &'a Map<String, Value>,
+    ) -> Result<ValidArgs<'a>, ArgsError> {
+        self.validate_args(args)?;
+        Ok(ValidArgs { tool: self, args })
+    }
+
     /// The checks of one string value (`label` names it in errors: the argument, or
     /// `name[i]` for an item of a list): enum, pattern, forbidden signature characters and
     /// path segments.

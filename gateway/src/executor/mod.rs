@@ -24,7 +24,7 @@ mod error;
 use std::fmt;
 use std::time::Duration;
 
-use agent_gate_manifest::{Decode, Method, Tool};
+use agent_gate_manifest::{Decode, Method, Tool, ValidArgs};
 use indexmap::IndexMap;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Client, StatusCode, Url, redirect};
@@ -157,7 +157,14 @@ impl Executor {
         tool: &Tool,
         args: &Map<String, Value>,
     ) -> Result<Value, ExecutionError> {
-        let parts = tool.http_request(args)?;
+        self.execute_valid(tool.validate(args)?).await
+    }
+
+    /// [`Executor::execute`] for arguments already validated against their tool (the
+    /// gateway validates each request once).
+    pub async fn execute_valid(&self, valid: ValidArgs<'_>) -> Result<Value, ExecutionError> {
+        let tool = valid.tool();
+        let parts = valid.http_request();
         let service =
             self.services
                 .get(&tool.service)

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use agent_gate_manifest::{ArgsError, Manifest};
+use agent_gate_manifest::{ArgsError, Manifest, ValidArgs};
 use serde_json::{Map, Value};
 
 use super::{Action, Explanation, Policy};
@@ -87,32 +87,21 @@ impl Policy {
         args: &Map<String, Value>,
     ) -> Decision<'_> {
         let Some(t) = manifest.tool(tool) else {
-            return Decision {
-                action: Action::Deny,
-                signature: None,
-                reason: Reason::UnknownTool {
-                    tool: tool.to_string(),
-                    nearest: manifest
-                        .nearest_tools(tool, 3)
-                        .into_iter()
-                        .map(str::to_string)
-                        .collect(),
-                },
-                targets: Vec::new(),
-                judged: Vec::new(),
-            };
+            return Decision::refused(Reason::unknown_tool(manifest, tool));
         };
-        let judged = match t.judged(args) {
+        match t.validate(args) {
+            Ok(valid) => self.judge(agent, valid),
+            Err(e) => Decision::refused(Reason::InvalidArguments(e)),
+        }
+    }
+
+    /// [`Policy::decide`] for arguments already validated against their tool: finds what the
+    /// call affects and evaluates one signature per target; the strictest decides. A target
+    /// the policy could not see (a refused key or value) is a denial as invalid arguments.
+    pub fn judge(&self, agent: &str, valid: ValidArgs<'_>) -> Decision<'_> {
+        let judged = match valid.judged() {
             Ok(judged) => judged,
-            Err(e) => {
-                return Decision {
-                    action: Action::Deny,
-                    signature: None,
-                    reason: Reason::InvalidArguments(e),
-                    targets: Vec::new(),
-                    judged: Vec::new(),
-                };
-            }
+            Err(e) => return Decision::refused(Reason::InvalidArguments(e)),
         };
         let explained: Vec<(String, Explanation<'_>)> = judged
             .signatures
@@ -136,16 +125,37 @@ impl Policy {
                 judged: explained.clone(),
             },
             // `judged` always yields a signature; failing closed all the same.
-            None => Decision {
-                action: Action::Deny,
-                signature: None,
-                reason: Reason::UnknownTool {
-                    tool: tool.to_string(),
-                    nearest: Vec::new(),
-                },
-                targets: Vec::new(),
-                judged: Vec::new(),
-            },
+            None => Decision::refused(Reason::UnknownTool {
+                tool: valid.tool().name.clone(),
+                nearest: Vec::new(),
+            }),
+        }
+    }
+}
+
+impl Reason<'_> {
+    /// The reason for a tool the manifest does not have, with the nearest names.
+    pub fn unknown_tool(manifest: &Manifest, tool: &str) -> Self {
+        Reason::UnknownTool {
+            tool: tool.to_string(),
+            nearest: manifest
+                .nearest_tools(tool, 3)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+impl<'p> Decision<'p> {
+    /// A request refused before the policy judged it (unknown tool, invalid arguments).
+    fn refused(reason: Reason<'p>) -> Self {
+        Decision {
+            action: Action::Deny,
+            signature: None,
+            reason,
+            targets: Vec::new(),
+            judged: Vec::new(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
-use agent_gate_manifest::{Manifest, Tool};
+use agent_gate_manifest::{ArgsError, Manifest, Tool, ValidArgs};
 use agent_gate_protocol::{
     ErrorCode, ErrorObject, Notification, PendingResults, RequestStatusParams, ToolRequestParams,
 };
@@ -23,7 +23,7 @@ use crate::approvals::{
     Verdict,
 };
 use crate::config::Config;
-use crate::executor::Executor;
+use crate::executor::{ExecutionError, Executor};
 use crate::policy::{Action, DecidedBy, Policy, Reason};
 use crate::ratelimit::{AuthThrottle, RequestLimiter};
 use crate::store::{
@@ -400,19 +400,25 @@ impl Core {
         }
         let rid = request_id.unwrap_or_else(new_request_id);
 
-        let decision = self.policy.decide(&self.manifest, agent, &tool, &args);
+        // Validated once: the same proof serves the judgement and the execution.
+        let Some(tool_def) = self.manifest.tool(&tool) else {
+            let reason = Reason::unknown_tool(&self.manifest, &tool);
+            return Some(Err(self.invalid_request(agent, &rid, &tool, &reason).await));
+        };
+        let valid = match tool_def.validate(&args) {
+            Ok(valid) => valid,
+            Err(e) => {
+                let reason = Reason::InvalidArguments(e);
+                return Some(Err(self.invalid_request(agent, &rid, &tool, &reason).await));
+            }
+        };
+        let decision = self.policy.judge(agent, valid);
         let rule = rule_name(&decision.reason);
         let signature = match (&decision.signature, &decision.reason) {
             (Some(signature), _) => signature.clone(),
             (None, reason) => {
                 return Some(Err(self.invalid_request(agent, &rid, &tool, reason).await));
             }
-        };
-        let Some(tool_def) = self.manifest.tool(&tool) else {
-            // decide() found the tool; this only guards the lookup.
-            return Some(Err(ErrorObject::invalid_request(format!(
-                "unknown tool `{tool}`"
-            ))));
         };
         let judgement = judgement_detail(&decision);
         let decision_audit = |d: Decision| {
@@ -452,9 +458,7 @@ impl Core {
                     Err(e) => return Some(Err(store_failure(&e))),
                 }
                 let key = RequestKey::new(agent, rid.as_str());
-                let outcome = self
-                    .execute_and_record(&key, tool_def, &args, &signature)
-                    .await;
+                let outcome = self.execute_and_record(&key, Ok(valid), &signature).await;
                 self.deliver(&key, &outcome);
                 Some(Ok((rid, outcome)))
             }
@@ -983,17 +987,20 @@ impl Core {
             }
         }
         let outcome = self
-            .execute_and_record(&key, tool, &args, &record.signature)
+            .execute_and_record(&key, tool.validate(&args), &record.signature)
             .await;
         self.deliver(&key, &outcome);
     }
 
     /// Executes a request in state `executing` and records the outcome (with its audit).
+    ///
+    /// `valid` is the proof that the arguments were validated (once, for the request), or why
+    /// they are not valid now (a stored, approved request checked against the manifest again
+    /// after a restart): that is recorded as a failed execution.
     async fn execute_and_record(
         &self,
         key: &RequestKey,
-        tool: &Tool,
-        args: &Map<String, Value>,
+        valid: Result<ValidArgs<'_>, ArgsError>,
         signature: &str,
     ) -> Outcome {
         let agent = key.agent_id.as_str();
@@ -1003,7 +1010,15 @@ impl Core {
                 .request_id(rid)
                 .signature(signature)
         };
-        match self.executor.execute(tool, args).await {
+        let tool_name = match &valid {
+            Ok(valid) => valid.tool().name.clone(),
+            Err(error) => error.tool.clone(),
+        };
+        let executed = match valid {
+            Ok(valid) => self.executor.execute_valid(valid).await,
+            Err(error) => Err(ExecutionError::from(error)),
+        };
+        match executed {
             Ok(data) => {
                 let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(0);
                 let transition = Transition::executed(agent, rid, data.clone())
@@ -1016,7 +1031,7 @@ impl Core {
             Err(error) => {
                 let message = error.to_string();
                 let data = error.data();
-                tracing::warn!(agent, request_id = rid, tool = %tool.name, error = %message, "execution failed");
+                tracing::warn!(agent, request_id = rid, tool = %tool_name, error = %message, "execution failed");
                 let transition = Transition::failed(
                     agent,
                     rid,
