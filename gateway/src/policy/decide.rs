@@ -114,15 +114,16 @@ impl Policy {
         // The strictest judgement decides: any deny, else any ask, else allow.
         let deciding = [Action::Deny, Action::Ask, Action::Allow]
             .iter()
-            .find_map(|action| explained.iter().find(|(_, e)| e.action == *action))
-            .or_else(|| explained.first());
+            .find_map(|action| explained.iter().position(|(_, e)| e.action == *action))
+            .and_then(|index| explained.get(index))
+            .map(|(signature, explanation)| (signature.clone(), *explanation));
         match deciding {
             Some((signature, explanation)) => Decision {
                 action: explanation.action,
-                signature: Some(signature.clone()),
-                reason: Reason::Policy(*explanation),
+                signature: Some(signature),
+                reason: Reason::Policy(explanation),
                 targets: judged.targets,
-                judged: explained.clone(),
+                judged: explained,
             },
             // `judged` always yields a signature; failing closed all the same.
             None => Decision::refused(Reason::UnknownTool {

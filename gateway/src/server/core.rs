@@ -75,7 +75,7 @@ struct PendingBook {
 pub(crate) struct Core {
     pub(crate) config: Arc<Config>,
     pub(crate) policy: Policy,
-    pub(crate) manifest: Manifest,
+    pub(crate) manifest: Arc<Manifest>,
     pub(crate) store: Store,
     pub(crate) executor: Arc<Executor>,
     pub(crate) approvers: Vec<Arc<dyn Approver>>,
@@ -233,7 +233,7 @@ impl Core {
         Arc::new_cyclic(|self_ref| Core {
             config,
             policy,
-            manifest,
+            manifest: Arc::new(manifest),
             store,
             executor,
             approvers,
@@ -821,7 +821,7 @@ impl Core {
         let waiting = lock(&self.notifying).get(&key).cloned();
         let approvers = self.approvers.clone();
         let store = self.store.clone();
-        let manifest = self.manifest.clone();
+        let manifest = Arc::clone(&self.manifest);
         self.spawn(async move {
             if let Some(mut done) = waiting {
                 let _ = done.wait_for(|d| *d).await;
