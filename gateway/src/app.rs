@@ -46,9 +46,9 @@ use tokio::task::JoinHandle;
 
 use crate::approvals::{ApprovalHandle, Approver, ApproverError};
 use crate::config::Config;
+use crate::engine::Core;
 use crate::executor::{Executor, ExecutorError};
 use crate::policy::Policy;
-use crate::server::core::Core;
 use crate::server::{self, ServerLimits, TlsError};
 use crate::store::{Store, StoreError, StoreOptions};
 

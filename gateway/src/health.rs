@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::server::core::Core;
+use crate::engine::Core;
 
 /// The `/healthz` route, with the gateway's core as state.
 pub(crate) fn router(core: Arc<Core>) -> Router {

@@ -25,6 +25,8 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+/// The request engine every front shares (see its module docs).
+pub(crate) mod engine;
 pub mod executor;
 pub mod health;
 pub mod messengers;

@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::admission::Ticket;
-use super::core::{ConnectionLink, Core, Outbound};
 use super::{Front, ServerLimits};
+use crate::engine::{ConnectionLink, Core, Outbound};
 
 /// Acknowledged outcomes are marked delivered in batches of this many.
 const ACK_BATCH: usize = 64;

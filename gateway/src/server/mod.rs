@@ -20,10 +20,8 @@
 
 mod admission;
 mod connection;
-pub(crate) mod core;
 pub(crate) mod loglimit;
 mod tls;
-pub(crate) mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,8 +33,8 @@ use tokio_rustls::TlsAcceptor;
 pub use tls::{TlsError, load_tls_acceptor};
 
 use self::admission::Admission;
-use self::core::Core;
 use self::loglimit::LogLimiter;
+use crate::engine::Core;
 
 /// What the accept loop and the connections share before authentication: the caps on
 /// unauthenticated connections and the limiter of per-connection log lines.
@@ -164,40 +162,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
     }
 }
 
-/// `2026-11-21T16:47:40Z`: a timestamp as upstream writes `expires_at`.
-pub(crate) fn rfc3339(at: crate::store::Timestamp) -> String {
-    let t = at.utc_seconds();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 /// The address a listener is bound to, for logs.
 pub(crate) fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
     listener.local_addr()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Timestamp;
-
-    #[test]
-    fn formats_timestamps_like_upstream() {
-        assert_eq!(rfc3339(Timestamp::from_millis(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(Timestamp::from_millis(1_795_279_660_999)),
-            "2026-11-21T16:47:40Z"
-        );
-        assert_eq!(
-            rfc3339(Timestamp::from_millis(951_782_400_000)),
-            "2000-02-29T00:00:00Z"
-        );
-    }
 }

@@ -67,6 +67,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use error::{StoreError, StoreResult};
 pub use schema::SCHEMA_VERSION;
+pub(crate) use types::rfc3339;
 pub use types::{
     AuditEntry, AuditKind, AuditQuery, AuditRecord, Decision, EXECUTION_FAILED_CODE, InsertOutcome,
     NewRequest, RESTART_DURING_EXECUTION, RecoveryReport, RequestKey, RequestRecord, RequestState,

@@ -935,3 +935,35 @@ pub struct StoreStats {
     /// changed; divided by `transactions`, the size of a commit).
     pub wal_frames: u64,
 }
+
+/// `2026-11-21T16:47:40Z`: a timestamp as upstream writes `expires_at`.
+pub(crate) fn rfc3339(at: Timestamp) -> String {
+    let t = at.utc_seconds();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_timestamps_like_upstream() {
+        assert_eq!(rfc3339(Timestamp::from_millis(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(1_795_279_660_999)),
+            "2026-11-21T16:47:40Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(951_782_400_000)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}
