@@ -83,7 +83,7 @@ impl Core {
         let args_value = Value::Object(args.clone());
         match decision.action {
             Action::Allow => {
-                let mut new = NewRequest::allowed(
+                let new = NewRequest::allowed(
                     agent,
                     rid.as_str(),
                     tool.as_str(),
@@ -91,16 +91,8 @@ impl Core {
                     signature.as_str(),
                 )
                 .audit(decision_audit(Decision::Allow));
-                if let Some(rule) = &rule {
-                    new = new.rule(rule.as_str());
-                }
-                match self.store.insert_request(new).await {
-                    Ok(InsertOutcome::Inserted) => {}
-                    Ok(InsertOutcome::Duplicate(record)) => {
-                        return self.attach(link, *record).await;
-                    }
-                    Ok(InsertOutcome::Conflict(record)) => return Some(Err(conflict(&record))),
-                    Err(e) => return Some(Err(store_failure(&e))),
+                if let Err(answer) = self.insert_decided(link, new, rule.as_deref()).await {
+                    return answer;
                 }
                 let key = RequestKey::new(agent, rid.as_str());
                 let outcome = self.execute_and_record(&key, Ok(valid), &signature).await;
@@ -109,7 +101,7 @@ impl Core {
             }
             Action::Deny => {
                 let (message, data) = policy_denial(&decision.reason, &signature);
-                let mut new = NewRequest::denied(
+                let new = NewRequest::denied(
                     agent,
                     rid.as_str(),
                     tool.as_str(),
@@ -119,16 +111,8 @@ impl Core {
                 .error(ErrorCode::DeniedByPolicy.code(), message.as_str())
                 .error_data(data.clone())
                 .audit(decision_audit(Decision::Deny));
-                if let Some(rule) = &rule {
-                    new = new.rule(rule.as_str());
-                }
-                match self.store.insert_request(new).await {
-                    Ok(InsertOutcome::Inserted) => {}
-                    Ok(InsertOutcome::Duplicate(record)) => {
-                        return self.attach(link, *record).await;
-                    }
-                    Ok(InsertOutcome::Conflict(record)) => return Some(Err(conflict(&record))),
-                    Err(e) => return Some(Err(store_failure(&e))),
+                if let Err(answer) = self.insert_decided(link, new, rule.as_deref()).await {
+                    return answer;
                 }
                 Some(Ok((
                     rid,
@@ -145,6 +129,26 @@ impl Core {
                 self.ask(link, rid, tool, args_value, signature, targets, rule, audit)
                     .await
             }
+        }
+    }
+
+    /// Stores a request the policy allowed or denied, with the rule that decided. `Err` carries
+    /// the answer when it was not stored as new: a retry of the same call attaches to it, another
+    /// call under the same `request_id` is a conflict, a store failure is an internal error.
+    async fn insert_decided(
+        &self,
+        link: &ConnectionLink,
+        mut new: NewRequest,
+        rule: Option<&str>,
+    ) -> Result<(), Option<Answer>> {
+        if let Some(rule) = rule {
+            new = new.rule(rule);
+        }
+        match self.store.insert_request(new).await {
+            Ok(InsertOutcome::Inserted) => Ok(()),
+            Ok(InsertOutcome::Duplicate(record)) => Err(self.attach(link, *record).await),
+            Ok(InsertOutcome::Conflict(record)) => Err(Some(Err(conflict(&record)))),
+            Err(e) => Err(Some(Err(store_failure(&e)))),
         }
     }
 
