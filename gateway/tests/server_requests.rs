@@ -458,6 +458,14 @@ async fn backend_connections_are_capped_per_service_and_every_call_completes() {
         }
     }
     assert_eq!(executed, CALLS, "every call completes");
+    // The backend counts an answer once its write returns, which can be after the gateway has
+    // read it and answered the agent: give the last count a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while backend.counts.lock().unwrap().answered < CALLS + 1
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     {
         let counts = backend.counts.lock().unwrap();
         // The start-up health check is one more request.

@@ -188,22 +188,24 @@ async fn a_human_allows_a_request_in_a_real_browser() {
         ))
         .await
         .unwrap();
-    let done = browser
+    // The history is re-rendered as the page polls, so every check finds its element afresh
+    // (an element read after a re-render would be stale).
+    browser
         .wait()
-        .for_element(Locator::Css(
-            "ul#history li.card[data-request='browser-1'] .state-executed",
+        .for_element(Locator::XPath(
+            "//ul[@id='history']/li[contains(@class, 'card') and @data-request='browser-1']\
+             //*[contains(concat(' ', normalize-space(@class), ' '), ' state-executed ') \
+             and normalize-space(text()) = 'executed']",
         ))
         .await
         .unwrap();
-    assert_eq!(done.text().await.unwrap(), "executed");
-    let history = browser
-        .find(Locator::Css("ul#history"))
-        .await
-        .unwrap()
-        .text()
+    browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//ul[@id='history']/li[@data-request='browser-1' and contains(., 'by web:alice')]",
+        ))
         .await
         .unwrap();
-    assert!(history.contains("by web:alice"), "{history}");
 
     browser.close().await.unwrap();
 }
