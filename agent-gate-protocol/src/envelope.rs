@@ -392,6 +392,22 @@ impl Response {
         Ok(Response::success(id, serde_json::to_value(result)?))
     }
 
+    /// The wire text of a success response whose result is a typed value, serialised
+    /// straight from it (no intermediate [`Value`]: a large result is not copied).
+    pub fn success_json<T: Serialize>(id: &Id, result: &T) -> Result<String, serde_json::Error> {
+        #[derive(Serialize)]
+        struct Success<'a, T> {
+            jsonrpc: Version,
+            result: &'a T,
+            id: &'a Id,
+        }
+        serde_json::to_string(&Success {
+            jsonrpc: Version,
+            result,
+            id,
+        })
+    }
+
     /// An error response.
     pub fn error(id: Option<Id>, error: ErrorObject) -> Self {
         Response {

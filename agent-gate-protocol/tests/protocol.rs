@@ -57,6 +57,26 @@ fn auth_params_debug_hides_the_token() {
 // ---------------------------------------------------------------- results
 
 #[test]
+fn a_typed_success_serialised_straight_to_text_is_the_same_frame() {
+    let result = ToolResult::executed(
+        json!({"entity_id": "sensor.temp", "state": "21.3"}),
+        "req-1a2b",
+    );
+    for id in [Id::from(1), Id::from("one")] {
+        let through_value = Response::success_typed(id.clone(), &result)
+            .unwrap()
+            .to_json()
+            .unwrap();
+        assert_eq!(Response::success_json(&id, &result).unwrap(), through_value);
+    }
+    let pending = PendingResults::default();
+    assert_eq!(
+        Response::success_json(&Id::from(5), &pending).unwrap(),
+        r#"{"jsonrpc":"2.0","result":{"results":[]},"id":5}"#
+    );
+}
+
+#[test]
 fn result_shapes() {
     assert_snapshot!(
         "result_auth",
