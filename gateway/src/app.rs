@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 
 use crate::approvals::{ApprovalHandle, Approver, ApproverError};
 use crate::config::Config;
-use crate::engine::Core;
+use crate::engine::Engine;
 use crate::executor::{Executor, ExecutorError};
 use crate::policy::Policy;
 use crate::server::{self, ServerLimits, TlsError};
@@ -278,7 +278,7 @@ impl GatewayBuilder {
         }
 
         let config = Arc::new(config);
-        let core = Core::new(
+        let engine = Engine::new(
             Arc::clone(&config),
             policy,
             manifest,
@@ -286,13 +286,13 @@ impl GatewayBuilder {
             executor,
             approvers,
         );
-        for approver in &core.approvers {
-            if let Err(error) = approver.start(core.approval_handle()).await {
+        for approver in engine.approvers() {
+            if let Err(error) = approver.start(engine.approval_handle()).await {
                 let _ = store.close().await;
                 return Err(error.into());
             }
         }
-        if let Err(error) = core.recover(report).await {
+        if let Err(error) = engine.recover(report).await {
             let _ = store.close().await;
             return Err(error.into());
         }
@@ -319,8 +319,7 @@ impl GatewayBuilder {
             match TcpListener::bind((config.gateway.host.as_str(), config.gateway.port)).await {
                 Ok(listener) => listener,
                 Err(source) => {
-                    core.shutdown.cancel();
-                    core.stop_timers();
+                    engine.begin_shutdown();
                     let _ = store.close().await;
                     return Err(GatewayError::Bind {
                         what: "WebSocket",
@@ -353,8 +352,7 @@ impl GatewayBuilder {
             let (health_listener, addr) = match bound {
                 Ok(pair) => pair,
                 Err(source) => {
-                    core.shutdown.cancel();
-                    core.stop_timers();
+                    engine.begin_shutdown();
                     let _ = store.close().await;
                     return Err(GatewayError::Bind {
                         what: "health",
@@ -364,11 +362,11 @@ impl GatewayBuilder {
                     });
                 }
             };
-            let mut router = crate::health::router(Arc::clone(&core));
+            let mut router = crate::health::router(Arc::clone(&engine), Arc::clone(&front));
             if let Some(extra) = http_routes {
                 router = router.merge(extra);
             }
-            let stop = core.shutdown.clone();
+            let stop = engine.shutdown.clone();
             health_addr = Some(addr);
             health_task = Some(tokio::spawn(async move {
                 // Connect info: the web approval page serves only loopback peers when it
@@ -384,7 +382,7 @@ impl GatewayBuilder {
         }
 
         let accept_task = tokio::spawn(server::accept_loop(
-            Arc::clone(&core),
+            Arc::clone(&engine),
             listener,
             tls.clone(),
             limits,
@@ -401,7 +399,7 @@ impl GatewayBuilder {
         }
         crate::allocator::release_free_memory();
         Ok(RunningGateway {
-            core,
+            engine,
             ws_addr,
             health_addr,
             web_page,
@@ -417,7 +415,7 @@ impl GatewayBuilder {
 /// A running gateway. Dropping it without [`RunningGateway::shutdown`] leaves the tasks
 /// running until the runtime stops (as a crash would: nothing acknowledged is lost).
 pub struct RunningGateway {
-    core: Arc<Core>,
+    engine: Arc<Engine>,
     ws_addr: SocketAddr,
     health_addr: Option<SocketAddr>,
     web_page: Option<crate::messengers::web::WebApprover>,
@@ -483,17 +481,17 @@ impl RunningGateway {
 
     /// The handle approvers submit decisions through.
     pub fn approvals(&self) -> ApprovalHandle {
-        self.core.approval_handle()
+        self.engine.approval_handle()
     }
 
     /// The store (for inspection: audit pages, requests).
     pub fn store(&self) -> &Store {
-        &self.core.store
+        &self.engine.store
     }
 
     /// Agents connected now.
     pub fn connected_agents(&self) -> usize {
-        self.core.connected_agents()
+        self.front.connected_agents()
     }
 
     /// Connections accepted that have not authenticated yet (capped by
@@ -504,23 +502,22 @@ impl RunningGateway {
 
     /// Requests waiting for a human now.
     pub fn pending_approvals(&self) -> usize {
-        self.core.pending_count()
+        self.engine.approvals.pending_count()
     }
 
     /// Resolves when shutdown has begun (e.g. another task called [`RunningGateway::shutdown`]).
     pub async fn stopped(&self) {
-        self.core.shutdown.cancelled().await;
+        self.engine.shutdown.cancelled().await;
     }
 
     /// Graceful shutdown (see the [module docs](self)).
     pub async fn shutdown(self) -> Result<(), GatewayError> {
-        let core = self.core;
+        let engine = self.engine;
         tracing::info!("shutting down");
-        core.shutdown.cancel();
-        core.stop_timers();
+        engine.begin_shutdown();
         let _ = self.accept_task.await;
-        core.tasks.close();
-        if tokio::time::timeout(self.limits.shutdown_grace, core.tasks.wait())
+        engine.tasks.close();
+        if tokio::time::timeout(self.limits.shutdown_grace, engine.tasks.wait())
             .await
             .is_err()
         {
@@ -529,14 +526,14 @@ impl RunningGateway {
                 "in-flight work did not finish in time; requests still executing will be marked failed at the next start"
             );
         }
-        core.close_connections.cancel();
-        for approver in &core.approvers {
+        engine.close_connections.cancel();
+        for approver in engine.approvers() {
             approver.stop().await;
         }
         if let Some(task) = self.health_task {
             let _ = task.await;
         }
-        core.store.close().await?;
+        engine.store.close().await?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -23,28 +23,33 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::engine::Core;
+use crate::engine::Engine;
+use crate::server::Front;
 
-/// The `/healthz` route, with the gateway's core as state.
-pub(crate) fn router(core: Arc<Core>) -> Router {
+/// What the report reads: the engine (store, approvers, services) and the WebSocket front
+/// (connected agents).
+type Sources = (Arc<Engine>, Arc<Front>);
+
+/// The `/healthz` route.
+pub(crate) fn router(engine: Arc<Engine>, front: Arc<Front>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .with_state(core)
+        .with_state((engine, front))
 }
 
-async fn healthz(State(core): State<Arc<Core>>) -> impl IntoResponse {
-    let (code, body) = report(&core).await;
+async fn healthz(State((engine, front)): State<Sources>) -> impl IntoResponse {
+    let (code, body) = report(&engine, &front).await;
     (code, Json(body))
 }
 
 /// Runs every check; returns the status code and the JSON body.
-pub(crate) async fn report(core: &Core) -> (StatusCode, Value) {
-    let store = match core.store.get_request("", "").await {
+pub(crate) async fn report(engine: &Engine, front: &Front) -> (StatusCode, Value) {
+    let store = match engine.store.get_request("", "").await {
         Ok(_) => json!({"ok": true}),
         Err(error) => json!({"ok": false, "detail": error.to_string()}),
     };
     let store_ok = store["ok"].as_bool().unwrap_or(false);
-    let approver_checks = core.approvers.iter().map(|approver| async move {
+    let approver_checks = engine.approvers().iter().map(|approver| async move {
         match approver.health().await {
             Ok(()) => json!({"name": approver.name(), "ok": true}),
             Err(detail) => json!({"name": approver.name(), "ok": false, "detail": detail}),
@@ -52,8 +57,8 @@ pub(crate) async fn report(core: &Core) -> (StatusCode, Value) {
     });
     let approvers = futures_util::future::join_all(approver_checks).await;
     let approvers_ok = approvers.iter().all(|a| a["ok"].as_bool().unwrap_or(false));
-    let services: Vec<Value> = core
-        .executor
+    let services: Vec<Value> = engine
+        .executor()
         .health_all()
         .await
         .into_iter()
@@ -77,8 +82,8 @@ pub(crate) async fn report(core: &Core) -> (StatusCode, Value) {
         "store": store,
         "approvers": approvers,
         "services": services,
-        "agents_connected": core.connected_agents(),
-        "pending_approvals": core.pending_count(),
+        "agents_connected": front.connected_agents(),
+        "pending_approvals": engine.approvals.pending_count(),
     });
     let code = if healthy {
         StatusCode::OK

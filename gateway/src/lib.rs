@@ -23,9 +23,10 @@ pub mod app;
 pub mod approvals;
 pub mod cli;
 pub mod config;
+/// The request engine every front shares (see its module docs).
+pub(crate) mod delivery;
 #[cfg(feature = "demo")]
 pub mod demo;
-/// The request engine every front shares (see its module docs).
 pub(crate) mod engine;
 pub mod executor;
 pub mod health;

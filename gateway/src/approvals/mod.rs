@@ -1,6 +1,8 @@
-//! Human approvals: the [`Approver`] trait that Telegram, the web page and tests implement,
-//! the [`ApprovalHandle`] through which they submit decisions, and [`ChannelApprover`], an
-//! in-process approver driven through a channel (tests, demos, embedding).
+//! Human approvals: the whole life of an `ask` (`lifecycle`: the pending cap, the durable
+//! pending row, timers, telling approvers, resolving races through the store), the
+//! [`Approver`] trait that Telegram, the web page and tests implement, the [`ApprovalHandle`]
+//! through which they submit decisions, and [`ChannelApprover`], an in-process approver driven
+//! through a channel (tests, demos, embedding).
 //!
 //! # Life of an approval
 //!
@@ -20,6 +22,7 @@
 //! failing approver is logged and never blocks the resolution.
 
 mod channel;
+mod lifecycle;
 
 use std::fmt;
 use std::future::Future;
@@ -30,6 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use channel::{ApproverEvent, ChannelApprover};
+pub(crate) use lifecycle::{Approvals, Ask, AskError, Asked, Resolve};
 
 use crate::store::{AuditEntry, RequestKey, RequestRecord, Timestamp};
 

@@ -1,10 +1,9 @@
-//! From stored outcomes to wire shapes: `tool_request` answers and `get_pending_results`
-//! entries, upstream-compatible (docs/ARCHITECTURE.md, "Wire protocol").
+//! How a request ended ([`Outcome`]), read from its stored row, and the
+//! `get_pending_results` row of a finished request (upstream-compatible; docs/ARCHITECTURE.md,
+//! "Wire protocol").
 
-use agent_gate_protocol::{
-    ErrorCode, ErrorObject, Id, PendingOutcome, PendingResult, Response, ResultStatus,
-};
-use serde_json::{Map, Value, json};
+use agent_gate_protocol::{ErrorCode, ErrorObject, PendingOutcome, PendingResult, ResultStatus};
+use serde_json::{Map, Value};
 
 use crate::store::{RequestRecord, RequestState};
 
@@ -65,28 +64,6 @@ impl Outcome {
         match data {
             Some(data) => error.with_data_members(data),
             None => error,
-        }
-    }
-
-    /// The JSON-RPC answer to the `tool_request` with JSON-RPC id `id`.
-    pub(crate) fn into_response(self, id: Id, request_id: &str) -> Response {
-        match self {
-            Outcome::Executed(data) => {
-                let mut result = Map::with_capacity(3);
-                result.insert("status".to_owned(), Value::from("executed"));
-                result.insert("data".to_owned(), data);
-                result.insert("request_id".to_owned(), Value::from(request_id));
-                Response::success(id, Value::Object(result))
-            }
-            Outcome::Failed {
-                code,
-                message,
-                data,
-            } => Response::error(
-                Some(id),
-                Outcome::error_object(code, message, data.as_ref())
-                    .with_details(json!({ "request_id": request_id })),
-            ),
         }
     }
 }

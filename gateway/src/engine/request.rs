@@ -1,71 +1,92 @@
-//! A `tool_request`: rate limit, idempotency, one validation, the policy's judgement, and for
-//! an allowed call the execution and its recorded outcome.
+//! A call from submission to outcome: rate limit, one validation, the policy's judgement,
+//! the decided row (allow, deny) or the hand-off to approvals (ask), and the execution of an
+//! allowed or approved call with its recorded outcome.
 
-use super::*;
+use agent_gate_manifest::{ArgsError, ValidArgs};
+use agent_gate_protocol::{ErrorCode, ErrorObject};
+use serde_json::{Value, json};
 
-impl Core {
-    /// Handles one `tool_request` of `link.agent`. `Ok` carries the request id and outcome;
-    /// `Err` an error that belongs to no stored request (rate limit, invalid request, ...).
-    /// `None`: the connection ended before the outcome was known (it stays stored).
-    pub(crate) async fn tool_request(
+use super::refusal::{self, store_failure};
+use super::{Engine, Submitted, ToolCall};
+use crate::approvals::{Ask, AskError, Asked};
+use crate::delivery::{Outcome, Progress};
+use crate::executor::ExecutionError;
+use crate::policy::{Action, Reason};
+use crate::store::{
+    AuditEntry, AuditKind, Decision, InsertOutcome, NewRequest, RequestKey, RequestRecord,
+    RequestState, Timestamp, Transition,
+};
+
+/// A request id for a call that came without one: `gw-`, the time in milliseconds (12 hex
+/// digits), then 64 random bits (16 hex digits).
+///
+/// The time goes first so that ids of consecutive calls sort together: the store's primary key
+/// is `(request id, agent)`, and random keys would land every insert on a different page of
+/// that index (measured: half the store's throughput, and worse as the table grows). The
+/// random part keeps ids unique across restarts and clock steps.
+fn new_request_id() -> String {
+    let millis = Timestamp::now().as_millis().max(0) as u64 & 0xffff_ffff_ffff;
+    format!("gw-{millis:012x}{:016x}", rand::random::<u64>())
+}
+
+fn finished(request_id: String, outcome: Outcome) -> Submitted {
+    Submitted {
+        request_id,
+        progress: Progress::Finished(outcome),
+    }
+}
+
+impl Engine {
+    /// Submits `agent`'s call. `Ok`: where the call stands (its request id, and its outcome
+    /// or the means to wait for it); `Err`: a refusal that belongs to no stored request (rate
+    /// limit, unknown tool, invalid arguments, a `request_id` reused for another call, ...).
+    ///
+    /// The same call re-sent with its `request_id` attaches to the stored request (the store's
+    /// digest of tool and arguments says whether it is the same call): it is never a second
+    /// request and never executes twice. An allowed call touches the store twice: its decided
+    /// row, then its outcome.
+    pub(crate) async fn submit(
         &self,
-        link: &ConnectionLink,
-        params: ToolRequestParams,
-    ) -> Option<Answer> {
-        let agent: &str = &link.agent;
+        agent: &str,
+        call: ToolCall,
+    ) -> Result<Submitted, ErrorObject> {
         if let Err(retry) = self.limiter.check(agent) {
             self.audit_in_background(
                 AuditEntry::new(agent, AuditKind::Other("rate_limited".to_owned()))
-                    .detail(json!({"tool": params.tool, "limit": "max_requests_per_minute"})),
+                    .detail(json!({"tool": call.tool, "limit": "max_requests_per_minute"})),
             );
-            let limit = self.limiter.max_per_minute();
-            return Some(Err(ErrorObject::new(
-                ErrorCode::RateLimited,
-                format!("Rate limit exceeded: at most {limit} requests per minute"),
-            )
-            .with_suggestion("wait and retry; retry_after says how long")
-            .with_retry_after(retry.as_secs_f64().ceil())
-            .with_details(
-                json!({"limit": "max_requests_per_minute", "max": limit}),
-            )));
+            return Err(refusal::rate_limited(
+                self.limiter.max_per_minute(),
+                retry.as_secs_f64().ceil(),
+            ));
         }
-        let ToolRequestParams {
+        let ToolCall {
             tool,
             args,
             request_id,
-        } = params;
-
-        // Idempotency: the same agent re-sending a request id attaches to the request.
-        if let Some(rid) = &request_id {
-            match self.store.get_request(agent, rid.as_str()).await {
-                Ok(Some(record)) => return self.attach_checked(link, record, &tool, &args).await,
-                Ok(None) => {}
-                Err(e) => return Some(Err(store_failure(&e))),
-            }
-        }
+        } = call;
+        let client_key = request_id.is_some();
         let rid = request_id.unwrap_or_else(new_request_id);
 
         // Validated once: the same proof serves the judgement and the execution.
         let Some(tool_def) = self.manifest.tool(&tool) else {
             let reason = Reason::unknown_tool(&self.manifest, &tool);
-            return Some(Err(self.invalid_request(agent, &rid, &tool, &reason).await));
+            return Err(self.refuse_invalid(agent, &rid, &tool, &reason).await);
         };
         let valid = match tool_def.validate(&args) {
             Ok(valid) => valid,
             Err(e) => {
                 let reason = Reason::InvalidArguments(e);
-                return Some(Err(self.invalid_request(agent, &rid, &tool, &reason).await));
+                return Err(self.refuse_invalid(agent, &rid, &tool, &reason).await);
             }
         };
         let decision = self.policy.judge(agent, valid);
-        let rule = rule_name(&decision.reason);
+        let rule = refusal::rule_name(&decision.reason);
         let signature = match (&decision.signature, &decision.reason) {
             (Some(signature), _) => signature.clone(),
-            (None, reason) => {
-                return Some(Err(self.invalid_request(agent, &rid, &tool, reason).await));
-            }
+            (None, reason) => return Err(self.refuse_invalid(agent, &rid, &tool, reason).await),
         };
-        let judgement = judgement_detail(&decision);
+        let judgement = refusal::judgement_detail(&decision);
         let decision_audit = |d: Decision| {
             let mut entry = AuditEntry::new(agent, AuditKind::Decision)
                 .request_id(rid.as_str())
@@ -91,16 +112,16 @@ impl Core {
                     signature.as_str(),
                 )
                 .audit(decision_audit(Decision::Allow));
-                if let Err(answer) = self.insert_decided(link, new, rule.as_deref()).await {
-                    return answer;
+                if let Some(existing) = self.insert_decided(new, rule.as_deref()).await? {
+                    return self.attach(rid, existing).await;
                 }
                 let key = RequestKey::new(agent, rid.as_str());
                 let outcome = self.execute_and_record(&key, Ok(valid), &signature).await;
-                self.deliver(&key, &outcome);
-                Some(Ok((rid, outcome)))
+                self.delivery.deliver(&key, &outcome);
+                Ok(finished(rid, outcome))
             }
             Action::Deny => {
-                let (message, data) = policy_denial(&decision.reason, &signature);
+                let (message, data) = refusal::policy_denial(&decision.reason, &signature);
                 let new = NewRequest::denied(
                     agent,
                     rid.as_str(),
@@ -111,98 +132,100 @@ impl Core {
                 .error(ErrorCode::DeniedByPolicy.code(), message.as_str())
                 .error_data(data.clone())
                 .audit(decision_audit(Decision::Deny));
-                if let Err(answer) = self.insert_decided(link, new, rule.as_deref()).await {
-                    return answer;
+                if let Some(existing) = self.insert_decided(new, rule.as_deref()).await? {
+                    return self.attach(rid, existing).await;
                 }
-                Some(Ok((
-                    rid,
-                    Outcome::Failed {
-                        code: ErrorCode::DeniedByPolicy,
-                        message,
-                        data: Some(data),
-                    },
-                )))
+                let outcome = Outcome::Failed {
+                    code: ErrorCode::DeniedByPolicy,
+                    message,
+                    data: Some(data),
+                };
+                Ok(finished(rid, outcome))
             }
             Action::Ask => {
-                let audit = decision_audit(Decision::Ask);
-                let targets = decision.targets.clone();
-                self.ask(link, rid, tool, args_value, signature, targets, rule, audit)
-                    .await
+                let decision_audit = decision_audit(Decision::Ask);
+                let ask = Ask {
+                    key: RequestKey::new(agent, rid.as_str()),
+                    tool,
+                    args: args_value,
+                    signature: signature.clone(),
+                    targets: decision.targets.clone(),
+                    rule,
+                    decision_audit,
+                };
+                match self.approvals.ask(ask).await {
+                    Ok(Asked::Pending { expires_at, waiter }) => Ok(Submitted {
+                        request_id: rid,
+                        progress: waiter.waiting(Some(expires_at)),
+                    }),
+                    Ok(Asked::Existing(record)) => self.attach(rid, record).await,
+                    Ok(Asked::Conflict(record)) => Err(refusal::conflict(&record)),
+                    Err(AskError::TooManyPending {
+                        pending,
+                        max,
+                        retry_after,
+                    }) => {
+                        // A re-sent call that has ended is answered, not refused.
+                        if client_key
+                            && let Ok(Some(record)) = self.store.get_request(agent, &rid).await
+                        {
+                            return self.attach(rid, record).await;
+                        }
+                        self.audit_in_background(
+                            AuditEntry::new(agent, AuditKind::Other("rate_limited".to_owned()))
+                                .request_id(rid.as_str())
+                                .signature(signature.as_str())
+                                .detail(json!({"limit": "max_pending_approvals"})),
+                        );
+                        Err(refusal::too_many_pending(pending, max, retry_after))
+                    }
+                    Err(AskError::Store(e)) => Err(store_failure(&e)),
+                }
             }
         }
     }
 
-    /// Stores a request the policy allowed or denied, with the rule that decided. `Err` carries
-    /// the answer when it was not stored as new: a retry of the same call attaches to it, another
-    /// call under the same `request_id` is a conflict, a store failure is an internal error.
+    /// Stores a request the policy allowed or denied, with the rule that decided. `Some`: the
+    /// same call was stored before under this request id (attach to it); another call under
+    /// the same id is a conflict, a store failure an internal error.
     async fn insert_decided(
         &self,
-        link: &ConnectionLink,
         mut new: NewRequest,
         rule: Option<&str>,
-    ) -> Result<(), Option<Answer>> {
+    ) -> Result<Option<RequestRecord>, ErrorObject> {
         if let Some(rule) = rule {
             new = new.rule(rule);
         }
         match self.store.insert_request(new).await {
-            Ok(InsertOutcome::Inserted) => Ok(()),
-            Ok(InsertOutcome::Duplicate(record)) => Err(self.attach(link, *record).await),
-            Ok(InsertOutcome::Conflict(record)) => Err(Some(Err(conflict(&record)))),
-            Err(e) => Err(Some(Err(store_failure(&e)))),
+            Ok(InsertOutcome::Inserted) => Ok(None),
+            Ok(InsertOutcome::Duplicate(record)) => Ok(Some(*record)),
+            Ok(InsertOutcome::Conflict(record)) => Err(refusal::conflict(&record)),
+            Err(e) => Err(store_failure(&e)),
         }
     }
 
-    pub(super) async fn invalid_request(
+    /// The same call, re-sent: its stored outcome, or a wait for it.
+    async fn attach(&self, rid: String, record: RequestRecord) -> Result<Submitted, ErrorObject> {
+        let progress = self
+            .delivery
+            .attach(record)
+            .await
+            .map_err(|e| store_failure(&e))?;
+        Ok(Submitted {
+            request_id: rid,
+            progress,
+        })
+    }
+
+    /// Audits a call refused before judgement and returns what the agent is told.
+    async fn refuse_invalid(
         &self,
         agent: &str,
         rid: &str,
         tool: &str,
         reason: &Reason<'_>,
     ) -> ErrorObject {
-        let (error, detail) = match reason {
-            Reason::UnknownTool { tool, nearest } => {
-                let mut available: Vec<String> = nearest.clone();
-                let all = self
-                    .manifest
-                    .nearest_tools(tool, self.manifest.tools().len())
-                    .into_iter()
-                    .map(str::to_owned);
-                for name in all {
-                    if !available.contains(&name) {
-                        available.push(name);
-                    }
-                }
-                for t in self.manifest.tools() {
-                    if !available.contains(&t.name) {
-                        available.push(t.name.clone());
-                    }
-                }
-                let suggestion = match nearest.first() {
-                    Some(first) => format!("did you mean `{first}`? list_tools shows every tool"),
-                    None => "call list_tools to see the tools this gateway offers".to_owned(),
-                };
-                (
-                    ErrorObject::invalid_request(format!("Unknown tool `{tool}`"))
-                        .with_suggestion(suggestion)
-                        .with_details(json!({
-                            "tool": tool,
-                            "nearest": nearest,
-                            "available_tools": available,
-                        })),
-                    json!({"reason": "unknown_tool", "tool": tool}),
-                )
-            }
-            Reason::InvalidArguments(e) => (
-                ErrorObject::invalid_request(format!("Invalid arguments for `{}`: {e}", e.tool))
-                    .with_suggestion("fix the arguments; list_tools shows each tool's input_schema")
-                    .with_details(json!({"tool": e.tool, "errors": e.details()})),
-                json!({"reason": "invalid_arguments", "tool": e.tool, "errors": e.details()}),
-            ),
-            Reason::Policy(_) => (
-                ErrorObject::invalid_request("Invalid request"),
-                json!({"reason": "invalid", "tool": tool}),
-            ),
-        };
+        let (error, detail) = refusal::invalid_call(&self.manifest, tool, reason);
         // The refusal is audited before the agent hears of it.
         let entry = AuditEntry::new(agent, AuditKind::Decision)
             .request_id(rid)
@@ -220,7 +243,7 @@ impl Core {
     /// `valid` is the proof that the arguments were validated (once, for the request), or why
     /// they are not valid now (a stored, approved request checked against the manifest again
     /// after a restart): that is recorded as a failed execution.
-    pub(super) async fn execute_and_record(
+    async fn execute_and_record(
         &self,
         key: &RequestKey,
         valid: Result<ValidArgs<'_>, ArgsError>,
@@ -275,5 +298,62 @@ impl Core {
         }
     }
 
-    // ----- other methods --------------------------------------------------------------
+    /// Runs an approved request: `approved → executing` (never twice), execute, record,
+    /// deliver.
+    pub(super) async fn execute_approved(&self, record: RequestRecord) {
+        let key = record.key();
+        let agent = key.agent_id.as_str();
+        let rid = key.request_id.as_str();
+        let args = match &record.args {
+            Value::Object(map) => Some(map),
+            _ => None,
+        };
+        let (Some(tool), Some(args)) = (self.manifest.tool(&record.tool), args) else {
+            let message = format!(
+                "tool `{}` is no longer in the manifest; the approved request was not executed",
+                record.tool
+            );
+            let data = json!({"kind": "invalid", "may_have_executed": false});
+            let transition =
+                Transition::new(agent, rid, RequestState::Approved, RequestState::Failed)
+                    .error(ErrorCode::ExecutionFailed.code(), message.as_str())
+                    .error_data(data.clone())
+                    .audit(
+                        AuditEntry::new(agent, AuditKind::Failed)
+                            .request_id(rid)
+                            .signature(record.signature.as_str())
+                            .detail(json!({"error": message})),
+                    );
+            match self.store.transition(transition).await {
+                Ok(true) => self.delivery.deliver(
+                    &key,
+                    &Outcome::Failed {
+                        code: ErrorCode::ExecutionFailed,
+                        message,
+                        data: Some(data),
+                    },
+                ),
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "could not record a failed execution"),
+            }
+            return;
+        };
+        let start = Transition::start(agent, rid).audit(
+            AuditEntry::new(agent, AuditKind::Executing)
+                .request_id(rid)
+                .signature(record.signature.as_str()),
+        );
+        match self.store.transition(start).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::error!(%error, "could not start an approved request; it stays approved");
+                return;
+            }
+        }
+        let outcome = self
+            .execute_and_record(&key, tool.validate(args), &record.signature)
+            .await;
+        self.delivery.deliver(&key, &outcome);
+    }
 }

@@ -21,6 +21,8 @@
 mod admission;
 mod connection;
 pub(crate) mod loglimit;
+mod session;
+mod sessions;
 mod tls;
 
 use std::net::SocketAddr;
@@ -34,14 +36,16 @@ pub use tls::{TlsError, load_tls_acceptor};
 
 use self::admission::Admission;
 use self::loglimit::LogLimiter;
-use crate::engine::Core;
+use self::sessions::Sessions;
+use crate::engine::Engine;
 
-/// What the accept loop and the connections share before authentication: the caps on
-/// unauthenticated connections and the limiter of per-connection log lines.
+/// What the accept loop and the connections share: the caps on unauthenticated
+/// connections, the limiter of per-connection log lines, and the live sessions.
 #[derive(Debug)]
 pub(crate) struct Front {
     pub(crate) admission: Arc<Admission>,
     pub(crate) logs: LogLimiter,
+    pub(crate) sessions: Sessions,
 }
 
 impl Front {
@@ -50,7 +54,13 @@ impl Front {
         Arc::new(Self {
             admission: Admission::new(max_total, max_per_address),
             logs: LogLimiter::default(),
+            sessions: Sessions::default(),
         })
+    }
+
+    /// Agents connected now.
+    pub(crate) fn connected_agents(&self) -> usize {
+        self.sessions.connected_agents()
     }
 
     /// Connections accepted and not authenticated yet.
@@ -85,7 +95,7 @@ impl Default for ServerLimits {
 
 /// Accepts connections until the gateway shuts down.
 pub(crate) async fn accept_loop(
-    core: Arc<Core>,
+    engine: Arc<Engine>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: ServerLimits,
@@ -93,7 +103,7 @@ pub(crate) async fn accept_loop(
 ) {
     loop {
         let accepted = tokio::select! {
-            () = core.shutdown.cancelled() => break,
+            () = engine.shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -120,11 +130,11 @@ pub(crate) async fn accept_loop(
         {
             tracing::warn!(%peer, suppressed, "too many unauthenticated connections: dropped the oldest");
         }
-        let core = Arc::clone(&core);
+        let engine = Arc::clone(&engine);
         let tls = tls.clone();
         let front = Arc::clone(&front);
         tokio::spawn(async move {
-            connection::serve(core, stream, peer, tls, limits, front, ticket).await;
+            connection::serve(engine, stream, peer, tls, limits, front, ticket).await;
         });
     }
 }
