@@ -1,0 +1,441 @@
+//! The writer thread, its group commit, and the sync thread that makes commits durable.
+//!
+//! All writes go through one dedicated OS thread that owns the only writing connection. It
+//! blocks on a channel, drains everything queued (up to a batch limit), applies every operation
+//! inside ONE `BEGIN IMMEDIATE … COMMIT` transaction, and hands the commit to the sync threads,
+//! which `fdatasync` the write-ahead log. SQLite runs with `synchronous=NORMAL` (it writes the
+//! WAL without syncing it on commit): a commit survives a crash of the process at once, and the
+//! disk once synced.
+//!
+//! With [`SyncMode::Background`] (the default) the writer answers the callers right after the
+//! commit and the sync thread syncs every 50 ms in the background. Checkpoints (copying the
+//! log into the database file) also run on the sync threads, not inside the writer's commits.
+//! With [`SyncMode::Always`] the sync thread answers the callers of every batch a sync
+//! covered, only after it: a caller's future resolves
+//! only after its own write is on disk, and a read that saw a commit waits for that commit's
+//! sync before it returns. Either way concurrent callers share both the transaction and the
+//! sync, and the writer applies the next batch while the previous one is being synced. With
+//! [`super::StoreOptions::sync_in_commit`] SQLite syncs inside every commit (`synchronous=FULL`)
+//! instead, and the writer answers by itself after each commit.
+//!
+//! If one operation fails, the transaction is rolled back, that caller gets the error, and the
+//! rest of the batch is replayed in a fresh transaction (operations are deterministic functions of
+//! the database state, so the replay is exact). If the commit itself fails, every caller of the
+//! batch gets [`StoreError::BatchFailed`]. If a sync fails, the store refuses all further work
+//! ([`StoreError::SyncFailed`]): after a failed `fsync` the kernel may have dropped the data.
+
+mod checkpoint;
+mod durability;
+mod ops;
+mod prepared;
+mod stats;
+mod sync;
+
+use std::ffi::c_int;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::mpsc;
+
+pub(crate) use durability::Durability;
+pub(crate) use ops::{Job, WriteOp, WriteOutput};
+pub(crate) use prepared::{PreparedAudit, PreparedInsert, PreparedTransition};
+pub(crate) use stats::Stats;
+
+use super::SyncMode;
+use super::error::{StoreError, StoreResult};
+use checkpoint::{CHECKPOINT_PAGES, WRITER_CHECKPOINT_PAGES, passive_checkpoint};
+use ops::apply;
+use sync::{Committed, Reply, SYNC_THREADS, SyncQueue};
+
+/// The state of the writer thread.
+pub(crate) struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    stats: Arc<Stats>,
+    durability: Arc<Durability>,
+    max_batch: usize,
+    next_number: u64,
+    sync: Arc<SyncQueue>,
+    sync_threads: Vec<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// A writer on `conn`; starts the sync thread, which syncs `wal` (a handle on the database's
+    /// -wal file) unless SQLite syncs inside each commit (`None`).
+    pub(crate) fn new(
+        conn: Connection,
+        wal: Option<File>,
+        path: PathBuf,
+        stats: Arc<Stats>,
+        durability: Arc<Durability>,
+        max_batch: usize,
+        mode: SyncMode,
+    ) -> StoreResult<Self> {
+        // When SQLite syncs inside each commit, the writer answers by itself (and SQLite
+        // checkpoints inside commits too).
+        let threads = match (&wal, mode) {
+            (None, _) => 0,
+            (Some(_), SyncMode::Background) => 1,
+            (Some(_), SyncMode::Always) => SYNC_THREADS,
+        };
+        let mut conn = conn;
+        let wal_pages = Arc::new(AtomicU64::new(0));
+        let checkpointer = if wal.is_some() {
+            // Installing a WAL hook also turns SQLite's automatic checkpoint off: the sync
+            // threads checkpoint instead.
+            let pages = Arc::clone(&wal_pages);
+            let counters = Arc::clone(&stats);
+            // The log's length after the previous commit: a shorter log has restarted.
+            let mut previous = 0;
+            conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_log: c_int| {
+                let in_log = u64::try_from(in_log).unwrap_or(0);
+                pages.store(in_log, Ordering::Relaxed);
+                let appended = in_log.checked_sub(previous).unwrap_or(in_log);
+                counters.wal_frames.fetch_add(appended, Ordering::Relaxed);
+                previous = in_log;
+                Ok(())
+            }))
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                operation: "installing the write-ahead log hook",
+                source,
+            })?;
+            Some(super::schema::open_checkpointer(&path)?)
+        } else {
+            None
+        };
+        let sync = Arc::new(SyncQueue::new(
+            wal,
+            mode,
+            wal_pages,
+            checkpointer,
+            Arc::clone(&durability),
+            Arc::clone(&stats),
+            path.clone(),
+        ));
+        let mut sync_threads = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let queue = Arc::clone(&sync);
+            let spawned = std::thread::Builder::new()
+                .name("agent-gate-store-sync".to_owned())
+                .spawn(move || queue.run());
+            match spawned {
+                Ok(handle) => sync_threads.push(handle),
+                Err(error) => {
+                    sync.close();
+                    return Err(StoreError::Worker {
+                        path,
+                        detail: format!("starting a sync thread: {error}"),
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            conn,
+            path,
+            stats,
+            durability,
+            max_batch: max_batch.max(1),
+            next_number: 0,
+            sync,
+            sync_threads,
+        })
+    }
+
+    /// Runs until a close request arrives or every sender is gone, then closes the connection
+    /// (which checkpoints the WAL into the database file) and stops the sync thread.
+    pub(crate) fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        let mut close_replies = Vec::new();
+        let mut batch = Vec::with_capacity(self.max_batch);
+        // Whether the last transaction had company: then writes are arriving concurrently.
+        let mut busy = false;
+        while let Some(first) = next_job(&mut receiver, busy, || self.checkpoint_when_idle()) {
+            batch.push(first);
+            self.gather(&mut receiver, &mut batch, busy);
+            busy = batch.len() > 1;
+            let mut work = Vec::with_capacity(batch.len());
+            for job in batch.drain(..) {
+                if !close_replies.is_empty() {
+                    let _ = job.reply.send(Err(self.closed()));
+                } else if matches!(job.op, WriteOp::Close) {
+                    close_replies.push(job.reply);
+                } else {
+                    work.push(job);
+                }
+            }
+            if !work.is_empty() {
+                self.commit_batch(work);
+            }
+            if !close_replies.is_empty() {
+                break;
+            }
+        }
+        // Refuse whatever is still queued, then stop accepting.
+        receiver.close();
+        while let Ok(job) = receiver.try_recv() {
+            let _ = job.reply.send(Err(self.closed()));
+        }
+        let Self {
+            conn,
+            path,
+            durability,
+            sync,
+            sync_threads,
+            ..
+        } = self;
+        // The sync threads sync and answer everything handed to them, then end.
+        sync.close();
+        let mut joined = Ok(());
+        for handle in sync_threads {
+            if handle.join().is_err() {
+                joined = Err(StoreError::Worker {
+                    path: path.clone(),
+                    detail: "a sync thread panicked".to_owned(),
+                });
+            }
+        }
+        drop(
+            sync.checkpointer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        // Closing the last connection checkpoints the WAL into the database file (syncing both).
+        let closed = conn.close().map_err(|(_conn, source)| StoreError::Sqlite {
+            path: path.clone(),
+            operation: "closing the database",
+            source,
+        });
+        // Release any reader still waiting (everything announced has been answered).
+        durability
+            .synced
+            .send_modify(|synced| *synced = (*synced).max(durability.visible()));
+        // If -wal/-shm files remain (another connection is open), keep them private.
+        let outcome = closed
+            .and(joined)
+            .and_then(|()| durability.check(&path))
+            .and_then(|()| super::schema::restrict_modes(&path));
+        for reply in close_replies {
+            let _ = reply.send(match &outcome {
+                Ok(()) => Ok(WriteOutput::Closed),
+                Err(error) => Err(StoreError::BatchFailed {
+                    path: path.clone(),
+                    detail: error.to_string(),
+                }),
+            });
+        }
+    }
+
+    /// Adds queued jobs to `batch`. Under concurrent load (`busy`: the last transaction had more
+    /// than one write, or more than one is waiting now) it then sleeps for [`GATHER_WINDOW`] and
+    /// adds what arrived meanwhile. A write arriving alone after a lone write is not held back,
+    /// so sequential calls pay no gathering delay.
+    fn gather(&self, receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, busy: bool) {
+        drain_into(receiver, batch, self.max_batch);
+        if (busy || batch.len() > 1) && batch.len() < self.max_batch {
+            std::thread::sleep(GATHER_WINDOW);
+            drain_into(receiver, batch, self.max_batch);
+        }
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Closed {
+            path: self.path.clone(),
+        }
+    }
+
+    /// Hands transaction `number` to the sync threads with the answers they must give after
+    /// syncing ([`SyncMode::Always`]), or answers at once: after the commit when the sync follows
+    /// in the background, after the commit that synced when SQLite synced inside it.
+    fn hand_over(&self, number: u64, replies: Vec<Reply>) {
+        if self.sync.wal.is_some() {
+            if self.sync.mode == SyncMode::Always {
+                self.sync.push(Committed { number, replies });
+                return;
+            }
+            self.sync.push(Committed {
+                number,
+                replies: Vec::new(),
+            });
+        } else {
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .synced_transactions
+                .fetch_max(number, Ordering::SeqCst);
+        }
+        // Readers need not wait for the sync of what they see (it is committed).
+        self.durability
+            .synced
+            .send_modify(|synced| *synced = (*synced).max(number));
+        for (reply, output) in replies {
+            let _ = reply.send(output);
+        }
+    }
+
+    /// Applies `jobs` in one transaction; their callers are answered once it is synced.
+    fn commit_batch(&mut self, mut jobs: Vec<Job>) {
+        if let Err(error) = self.durability.check(&self.path) {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::SyncFailed {
+                    path: self.path.clone(),
+                    detail: error.to_string(),
+                }));
+            }
+            return;
+        }
+        loop {
+            if let Err(source) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                self.fail_all(jobs, &source);
+                return;
+            }
+            let mut outputs = Vec::with_capacity(jobs.len());
+            let mut failure = None;
+            for (index, job) in jobs.iter().enumerate() {
+                match apply(&self.conn, &self.path, &job.op) {
+                    Ok(output) => outputs.push(output),
+                    Err(error) => {
+                        failure = Some((index, error));
+                        break;
+                    }
+                }
+            }
+            match failure {
+                Some((index, error)) => {
+                    self.rollback();
+                    // Nothing of it was written, so it can be answered at once.
+                    let failed = jobs.remove(index);
+                    let _ = failed.reply.send(Err(error));
+                    if jobs.is_empty() {
+                        return;
+                    }
+                }
+                None => {
+                    self.next_number += 1;
+                    let number = self.next_number;
+                    // Announce before COMMIT: from the moment readers can see this transaction,
+                    // they wait for its sync.
+                    self.durability.announced.store(number, Ordering::SeqCst);
+                    let mut replies = Vec::with_capacity(jobs.len());
+                    if let Err(source) = self.conn.execute_batch("COMMIT") {
+                        self.rollback();
+                        tracing::error!(path = %self.path.display(), error = %source, writes = jobs.len(), "committing a batch of writes failed");
+                        replies.extend(jobs.into_iter().map(|job| {
+                            let error = StoreError::BatchFailed {
+                                path: self.path.clone(),
+                                detail: source.to_string(),
+                            };
+                            (job.reply, Err(error))
+                        }));
+                    } else {
+                        self.stats.record(jobs.len());
+                        replies.extend(
+                            jobs.into_iter()
+                                .map(|job| job.reply)
+                                .zip(outputs.into_iter().map(Ok)),
+                        );
+                    }
+                    self.hand_over(number, replies);
+                    self.checkpoint_if_overgrown();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// When the writer has nothing to do and the log is [`CHECKPOINT_PAGES`] long, it copies the
+    /// log itself. A sync thread's checkpoint races the next write, and when writes follow one
+    /// another closely (light but steady traffic: each waits for its answer) the log never
+    /// restarts, because a restart needs every frame copied when a write begins; a checkpoint on
+    /// the idle writer cannot be overtaken, so the next write restarts the log.
+    fn checkpoint_when_idle(&self) {
+        if self.sync.wal.is_none() || self.sync.wal_pages.load(Ordering::Relaxed) < CHECKPOINT_PAGES
+        {
+            return;
+        }
+        if let Some((log, checkpointed)) = passive_checkpoint(&self.conn, &self.stats, &self.path)
+            && log == checkpointed
+        {
+            self.sync.wal_pages.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// See [`WRITER_CHECKPOINT_PAGES`]. (Without sync threads SQLite checkpoints by itself.)
+    fn checkpoint_if_overgrown(&self) {
+        if self.sync.wal.is_none()
+            || self.sync.wal_pages.load(Ordering::Relaxed) < WRITER_CHECKPOINT_PAGES
+        {
+            return;
+        }
+        if passive_checkpoint(&self.conn, &self.stats, &self.path).is_some() {
+            self.sync.wal_pages.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn rollback(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(error) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(path = %self.path.display(), %error, "rolling back a failed batch failed");
+        }
+    }
+
+    fn fail_all(&self, jobs: Vec<Job>, source: &rusqlite::Error) {
+        tracing::error!(path = %self.path.display(), error = %source, writes = jobs.len(), "a batch of writes failed");
+        for job in jobs {
+            let _ = job.reply.send(Err(StoreError::BatchFailed {
+                path: self.path.clone(),
+                detail: source.to_string(),
+            }));
+        }
+    }
+}
+
+/// How long the writer keeps polling its queue after a lone write before it sleeps. A call
+/// writes twice, before and after its execution, tens of microseconds apart; waking a sleeping
+/// thread costs about as much again on a virtual machine, so the writer stays awake for a moment
+/// (yielding the CPU between polls). Under concurrent load it does not poll: it sleeps until a
+/// write arrives, then gathers (see [`GATHER_WINDOW`]).
+const SPIN_WINDOW: Duration = Duration::from_micros(100);
+
+/// Under concurrent writes the writer sleeps this long before each commit, so that the calls
+/// arriving meanwhile share the transaction. Every transaction rewrites whole pages of the table
+/// and its indexes, so fewer, larger transactions cost less CPU per call; sleeping instead of
+/// polling leaves the CPU to the calls themselves, and writes queued while the writer sleeps
+/// cost their senders no wake-up.
+const GATHER_WINDOW: Duration = Duration::from_micros(100);
+
+/// Moves queued jobs into `batch` until it holds `max` or the queue is empty.
+fn drain_into(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize) {
+    while batch.len() < max {
+        match receiver.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// The next job. After a lone write it polls the queue for [`SPIN_WINDOW`], then calls
+/// `idle` and blocks; when `busy` it blocks at once.
+fn next_job(receiver: &mut mpsc::Receiver<Job>, busy: bool, idle: impl FnOnce()) -> Option<Job> {
+    if busy {
+        return receiver.blocking_recv();
+    }
+    let until = Instant::now() + SPIN_WINDOW;
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
+                idle();
+                return receiver.blocking_recv();
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+}
