@@ -16,7 +16,9 @@ use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use self::outcome::Outcome;
-use crate::store::{RequestKey, RequestRecord, RequestState, Store, StoreError, Timestamp};
+use crate::store::{RequestKey, RequestRecord, RequestState, Store, StoreError};
+/// The time type of outcomes and expiries, and its RFC 3339 form on the wire.
+pub(crate) use crate::store::{Timestamp, rfc3339};
 
 type Waiters = HashMap<RequestKey, Vec<oneshot::Sender<Outcome>>>;
 

@@ -74,7 +74,7 @@ impl Front {
 pub struct ServerLimits {
     /// Largest WebSocket message (and frame) accepted, in bytes (default 1 MiB).
     pub max_message_size: usize,
-    /// Most requests in flight per connection (default 256); pending approvals count.
+    /// Most requests in flight per connection (default 256); calls waiting for a human count.
     pub max_in_flight: usize,
     /// How long a new connection has to authenticate (default 10 s), TLS handshake included.
     pub auth_timeout: Duration,

@@ -22,9 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::connection::{close_for, is_notification, to_text};
 use super::{Front, ServerLimits};
-use crate::delivery::{Outcome, Progress};
+use crate::delivery::{Outcome, Progress, Timestamp, rfc3339};
 use crate::engine::{Engine, Submitted};
-use crate::store::Timestamp;
 
 /// Acknowledged outcomes are marked delivered in batches of this many.
 const ACK_BATCH: usize = 64;
@@ -65,7 +64,7 @@ struct Link {
 
 impl Link {
     async fn send(&self, text: String, carries: Vec<String>) {
-        // A closed connection is fine: the outcome stays in the store for the agent.
+        // A closed connection is fine: the outcome stays recorded for the agent.
         let _ = self.sender.send(Outbound { text, carries }).await;
     }
 
@@ -76,8 +75,7 @@ impl Link {
 
 /// The `request_status` notification of a call waiting for a human until `expires_at`.
 fn awaiting_approval(request_id: &str, expires_at: Timestamp) -> String {
-    let params =
-        RequestStatusParams::awaiting_approval(request_id, crate::store::rfc3339(expires_at));
+    let params = RequestStatusParams::awaiting_approval(request_id, rfc3339(expires_at));
     params.into_notification().to_json().unwrap_or_else(|_| {
         r#"{"jsonrpc":"2.0","method":"request_status","params":null}"#.to_owned()
     })
