@@ -19,6 +19,7 @@
 
 mod decide;
 pub mod lint;
+mod reach;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
