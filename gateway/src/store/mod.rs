@@ -504,6 +504,21 @@ impl Store {
             .await
     }
 
+    /// The newest request of `agent_id` that asked a human about the same call (`tool` with
+    /// `args`, by the digest that also decides idempotency) and is still open: waiting,
+    /// approved or running, or finished with an outcome not yet received. `None` otherwise.
+    pub async fn open_ask_for(
+        &self,
+        agent_id: impl Into<String>,
+        tool: &str,
+        args: &serde_json::Value,
+    ) -> StoreResult<Option<RequestRecord>> {
+        let agent_id = agent_id.into();
+        let digest = rows::args_digest(tool, args);
+        self.read(move |conn, path| rows::open_ask_by_digest(conn, path, &agent_id, &digest))
+            .await
+    }
+
     /// The `limit` requests that asked a human and were resolved (approved, denied or expired)
     /// most recently, newest first. Requests the policy decided alone, and those still pending,
     /// are not included.

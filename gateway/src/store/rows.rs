@@ -342,6 +342,32 @@ pub(crate) fn undelivered(
     )
 }
 
+/// The newest request of `agent_id` that asked a human about the call with `digest` and is still
+/// open: waiting, approved or running, or finished with an outcome the agent has not received.
+pub(crate) fn open_ask_by_digest(
+    conn: &Connection,
+    path: &Path,
+    agent_id: &str,
+    digest: &str,
+) -> StoreResult<Option<RequestRecord>> {
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests \
+         WHERE requests.agent_id = ?1 AND requests.args_digest = ?2 AND requests.decision = 'ask' \
+         AND (requests.state = 'pending' OR requests.state = 'approved' OR requests.state = 'executing' \
+              OR EXISTS (SELECT 1 FROM undelivered AS u \
+                         WHERE u.agent_id = requests.agent_id AND u.request_id = requests.request_id)) \
+         ORDER BY requests.created_at DESC LIMIT 1"
+    );
+    let mut found = query_requests(
+        conn,
+        path,
+        "finding a waiting call",
+        &sql,
+        params![agent_id, digest],
+    )?;
+    Ok(found.pop())
+}
+
 /// Requests that asked a human and were resolved (approved, denied or expired), most recently
 /// resolved first.
 pub(crate) fn recently_resolved_asks(

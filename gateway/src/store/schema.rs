@@ -168,6 +168,13 @@ CREATE INDEX requests_asks_resolved ON requests (resolved_at)
     r#"
 ALTER TABLE requests ADD COLUMN error_data TEXT;
 "#,
+    // v6: requests that asked a human, by agent and digest of the call, so that a front whose
+    // clients send no request id (MCP) finds the same call again when it is re-sent while it
+    // waits (or before its outcome was received) instead of asking twice. Partial: the writes
+    // of calls the policy decided alone do not pay for it.
+    r#"
+CREATE INDEX requests_asked_by_digest ON requests (agent_id, args_digest) WHERE decision = 'ask';
+"#,
 ];
 
 /// The schema version this build writes and understands.
