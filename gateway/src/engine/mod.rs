@@ -40,6 +40,11 @@ pub(crate) struct ToolCall {
     pub(crate) args: Map<String, Value>,
     /// The agent's key for the call (re-sending it attaches to the same request), if any.
     pub(crate) request_id: Option<String>,
+    /// For a call without a request id that the policy asks a human about: attach to an open
+    /// request of the same call (same tool and arguments, still waiting, or finished with an
+    /// outcome the agent has not received) instead of asking again. For fronts whose clients
+    /// send no request id and re-send a call to learn its outcome (MCP).
+    pub(crate) same_call_attaches: bool,
 }
 
 impl From<ToolRequestParams> for ToolCall {
@@ -48,6 +53,7 @@ impl From<ToolRequestParams> for ToolCall {
             tool: params.tool,
             args: params.args,
             request_id: params.request_id,
+            same_call_attaches: false,
         }
     }
 }
@@ -139,6 +145,16 @@ impl Engine {
     pub(crate) fn approval_handle(&self) -> ApprovalHandle {
         let weak: Weak<dyn Decider> = self.self_ref.clone();
         ApprovalHandle::new(weak)
+    }
+
+    /// The tool manifest.
+    pub(crate) fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The policy.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The executor of the configured services.

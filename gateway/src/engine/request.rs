@@ -64,6 +64,7 @@ impl Engine {
             tool,
             args,
             request_id,
+            same_call_attaches,
         } = call;
         let client_key = request_id.is_some();
         let rid = request_id.unwrap_or_else(new_request_id);
@@ -143,6 +144,17 @@ impl Engine {
                 Ok(finished(rid, outcome))
             }
             Action::Ask => {
+                if same_call_attaches && !client_key {
+                    let open = self.store.open_ask_for(agent, &tool, &args_value).await;
+                    match open {
+                        Ok(Some(record)) => {
+                            let rid = record.request_id.clone();
+                            return self.attach(rid, record).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err(store_failure(&e)),
+                    }
+                }
                 let decision_audit = decision_audit(Decision::Ask);
                 let ask = Ask {
                     key: RequestKey::new(agent, rid.as_str()),
