@@ -298,9 +298,14 @@ impl GatewayBuilder {
         }
 
         let open_files = server::raise_open_file_limit();
+        let mcp = config.mcp.enabled.then(|| server::McpEndpoint {
+            path: config.mcp.path.clone(),
+            router: crate::mcp::router(Arc::clone(&engine), &config.mcp),
+        });
         let front = server::Front::new(
             config.gateway.max_unauthenticated_connections,
             config.gateway.max_unauthenticated_per_address,
+            mcp,
         );
         if let Some(open_files) = open_files {
             let cap =

@@ -30,6 +30,7 @@ pub mod demo;
 pub(crate) mod engine;
 pub mod executor;
 pub mod health;
+pub(crate) mod mcp;
 pub mod messengers;
 pub mod policy;
 pub mod ratelimit;

@@ -25,14 +25,15 @@ mod walk;
 pub use env::{EnvLookup, ProcessEnv};
 pub use error::{ConfigError, Issue};
 pub use model::{
-    AgentConfig, ApproverConfig, Config, GatewayConfig, HealthCheck, RateLimitConfig, ServiceAuth,
-    ServiceConfig, StorageConfig, TelegramConfig, TlsConfig, WebApproverConfig,
+    AgentConfig, ApproverConfig, Config, GatewayConfig, HealthCheck, McpConfig, RateLimitConfig,
+    ServiceAuth, ServiceConfig, StorageConfig, TelegramConfig, TlsConfig, WebApproverConfig,
 };
 pub use model::{
     DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, DEFAULT_HEALTH_HOST,
     DEFAULT_HEALTH_PORT, DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
-    DEFAULT_SERVICE_MAX_CONNECTIONS, DEFAULT_SERVICE_TIMEOUT, DEFAULT_STORAGE_PATH,
-    DEFAULT_TELEGRAM_API_URL, DEFAULT_TOOLS_PATH, DEFAULT_WEB_APPROVER_NAME,
+    DEFAULT_MCP_HOLD_SECONDS, DEFAULT_MCP_PATH, DEFAULT_SERVICE_MAX_CONNECTIONS,
+    DEFAULT_SERVICE_TIMEOUT, DEFAULT_STORAGE_PATH, DEFAULT_TELEGRAM_API_URL, DEFAULT_TOOLS_PATH,
+    DEFAULT_WEB_APPROVER_NAME,
 };
 pub use permissions::{PermissionsFile, RuleList, RuleSpec};
 pub use secret::Secret;

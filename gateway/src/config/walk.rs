@@ -173,6 +173,20 @@ impl Ctx {
         }
     }
 
+    /// The field as a boolean (`true` / `false`; strings such as "yes" are refused).
+    pub(crate) fn boolean(&mut self, f: &Field<'_>) -> Option<bool> {
+        match self.present(f)? {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.error(
+                    &f.path,
+                    format!("expected true or false, got {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
     /// Like [`Ctx::string`], but a missing field is an error.
     pub(crate) fn req_string(&mut self, f: &Field<'_>) -> Option<String> {
         self.absent_required(f, "a string");

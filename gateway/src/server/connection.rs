@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::admission::Ticket;
 use super::session::session;
+use super::sniff;
 use super::{Front, ServerLimits};
 use crate::engine::Engine;
 
@@ -63,7 +64,45 @@ pub(crate) async fn serve(
     }
 }
 
+/// Tells an MCP request from a WebSocket connection (when the MCP endpoint is on) and serves
+/// it accordingly.
 async fn run<S>(
+    engine: Arc<Engine>,
+    mut stream: S,
+    peer: SocketAddr,
+    deadline: Instant,
+    limits: ServerLimits,
+    front: Arc<Front>,
+    ticket: Ticket,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(mcp) = &front.mcp else {
+        return run_websocket(engine, stream, peer, deadline, limits, front, ticket).await;
+    };
+    let head = tokio::select! {
+        biased;
+        () = ticket.evicted() => return,
+        head = timeout_at(deadline, sniff::read_head(&mut stream)) => match head {
+            Ok(Ok(head)) => head,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "connection failed before its first request");
+                return;
+            }
+            Err(_) => return,
+        },
+    };
+    let is_mcp = sniff::is_mcp_request(&head, &mcp.path);
+    let stream = sniff::Prefixed::new(head, stream);
+    if is_mcp {
+        let close = engine.close_connections.child_token();
+        super::http::serve(stream, peer, mcp.router.clone(), ticket, close).await;
+        return;
+    }
+    run_websocket(engine, stream, peer, deadline, limits, front, ticket).await;
+}
+
+async fn run_websocket<S>(
     engine: Arc<Engine>,
     stream: S,
     peer: SocketAddr,

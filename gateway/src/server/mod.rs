@@ -20,9 +20,11 @@
 
 mod admission;
 mod connection;
+mod http;
 pub(crate) mod loglimit;
 mod session;
 mod sessions;
+mod sniff;
 mod tls;
 
 use std::net::SocketAddr;
@@ -46,15 +48,32 @@ pub(crate) struct Front {
     pub(crate) admission: Arc<Admission>,
     pub(crate) logs: LogLimiter,
     pub(crate) sessions: Sessions,
+    /// The MCP endpoint served on the same listener, if it is on.
+    pub(crate) mcp: Option<McpEndpoint>,
+}
+
+/// The MCP endpoint of the agent listener: requests to `path` go to `router`.
+#[derive(Debug, Clone)]
+pub(crate) struct McpEndpoint {
+    /// The endpoint's path (`mcp.path`).
+    pub(crate) path: String,
+    /// The `/mcp` router ([`crate::mcp::router`]).
+    pub(crate) router: axum::Router,
 }
 
 impl Front {
-    /// Caps of `max_total` unauthenticated connections, `max_per_address` per address.
-    pub(crate) fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
+    /// Caps of `max_total` unauthenticated connections, `max_per_address` per address; `mcp`
+    /// served beside the WebSocket protocol when given.
+    pub(crate) fn new(
+        max_total: usize,
+        max_per_address: usize,
+        mcp: Option<McpEndpoint>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             admission: Admission::new(max_total, max_per_address),
             logs: LogLimiter::default(),
             sessions: Sessions::default(),
+            mcp,
         })
     }
 

@@ -4,6 +4,7 @@
 mod agents;
 mod approvers;
 mod gateway;
+mod mcp;
 mod rate_limit;
 mod services;
 mod storage;
@@ -22,6 +23,7 @@ pub use gateway::{
     DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, DEFAULT_HEALTH_HOST, DEFAULT_HEALTH_PORT,
     DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS, GatewayConfig, TlsConfig,
 };
+pub use mcp::{DEFAULT_MCP_HOLD_SECONDS, DEFAULT_MCP_PATH, McpConfig};
 pub use rate_limit::RateLimitConfig;
 pub use services::{
     DEFAULT_SERVICE_MAX_CONNECTIONS, DEFAULT_SERVICE_TIMEOUT, HealthCheck, ServiceAuth,
@@ -60,6 +62,8 @@ pub struct Config {
     pub approval_timeout: Duration,
     /// Per-agent rate limits.
     pub rate_limit: RateLimitConfig,
+    /// The MCP front (`/mcp` on the agent listener).
+    pub mcp: McpConfig,
     /// Non-fatal remarks found while loading (short tokens, no approvers, ...).
     pub warnings: Vec<Issue>,
 }
@@ -118,6 +122,7 @@ const TOP_KEYS: &[&str] = &[
     "approvers",
     "approval_timeout",
     "rate_limit",
+    "mcp",
 ];
 
 fn build(value: serde_yaml_ng::Value, mut ctx: Ctx) -> Result<Config, ConfigError> {
@@ -146,6 +151,7 @@ fn build(value: serde_yaml_ng::Value, mut ctx: Ctx) -> Result<Config, ConfigErro
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(DEFAULT_APPROVAL_TIMEOUT_SECS));
     let rate_limit = rate_limit::load(&mut ctx, &root.field("rate_limit"));
+    let mcp = mcp::load(&mut ctx, &root.field("mcp"), &gateway.host);
 
     if approvers.is_empty() && !ctx_has_approver_error(&ctx) {
         ctx.warn(
@@ -164,6 +170,7 @@ fn build(value: serde_yaml_ng::Value, mut ctx: Ctx) -> Result<Config, ConfigErro
         approvers,
         approval_timeout,
         rate_limit,
+        mcp,
         warnings: Vec::new(),
     };
     let (mut config, warnings) = ctx.finish(config)?;

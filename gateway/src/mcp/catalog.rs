@@ -1,0 +1,122 @@
+//! The tools an MCP client is offered: the manifest's tools the agent could ever get `allow`
+//! or `ask` for ([`crate::policy::Policy::may_permit`]), each with its JSON Schema input,
+//! an output schema where the manifest declares a response type, and the built-in
+//! `gateway_request_status`. Built once per agent, in manifest order (deterministic).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agent_gate_manifest::{Manifest, Tool as ManifestTool};
+use rmcp::model::{JsonObject, Tool};
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+use crate::policy::Policy;
+
+/// The name of the built-in tool that reports a request's state by its id.
+pub(crate) const REQUEST_STATUS_TOOL: &str = "gateway_request_status";
+
+/// The tool list of every configured agent.
+#[derive(Debug)]
+pub(crate) struct Catalog {
+    by_agent: HashMap<String, Arc<Vec<Tool>>>,
+}
+
+fn object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The output schema of a tool whose manifest declares a response type: the type's schema, or
+/// for a list under a wrap key, an object holding the list. `None` when the result would not be
+/// a JSON object (MCP output schemas describe objects).
+fn output_schema(manifest: &Manifest, tool: &ManifestTool) -> Option<JsonObject> {
+    let response = tool.response.as_ref()?;
+    let def = manifest.type_def(&response.name)?;
+    let item = def.json_schema();
+    let schema = match (response.list, &tool.http.wrap) {
+        (false, None) => item,
+        (false, Some(key)) => json!({
+            "type": "object",
+            "properties": { key: item },
+            "required": [key],
+        }),
+        (true, Some(key)) => json!({
+            "type": "object",
+            "properties": { key: {"type": "array", "items": item} },
+            "required": [key],
+        }),
+        (true, None) => return None,
+    };
+    Some(object(schema))
+}
+
+fn mcp_tool(manifest: &Manifest, tool: &ManifestTool) -> Tool {
+    let mut out = Tool::new(
+        tool.name.clone(),
+        tool.description.clone(),
+        Arc::new(object(tool.input_schema())),
+    );
+    if let Some(schema) = output_schema(manifest, tool) {
+        out = out.with_raw_output_schema(Arc::new(schema));
+    }
+    out
+}
+
+fn request_status_tool() -> Tool {
+    let input = json!({
+        "type": "object",
+        "properties": {
+            "request_id": {
+                "type": "string",
+                "description": "The request_id a call that waits for a human answered with."
+            }
+        },
+        "required": ["request_id"],
+        "additionalProperties": false
+    });
+    Tool::new(
+        REQUEST_STATUS_TOOL,
+        "Where a call that waited for a human stands: still waiting (until when), or its \
+         outcome (the tool's result, a denial, a timeout). Calling the tool again with the same \
+         arguments gives the same answer.",
+        Arc::new(object(input)),
+    )
+    .annotate(
+        rmcp::model::ToolAnnotations::new()
+            .read_only(true)
+            .idempotent(true)
+            .open_world(false),
+    )
+}
+
+impl Catalog {
+    /// The catalog of every agent of `config` under `policy`.
+    pub(crate) fn new(config: &Config, manifest: &Manifest, policy: &Policy) -> Self {
+        let all: Vec<(&ManifestTool, Tool)> = manifest
+            .tools()
+            .map(|tool| (tool, mcp_tool(manifest, tool)))
+            .collect();
+        let by_agent = config
+            .agents
+            .iter()
+            .map(|agent| {
+                let mut tools: Vec<Tool> = all
+                    .iter()
+                    .filter(|(tool, _)| policy.may_permit(&agent.id, tool))
+                    .map(|(_, listed)| listed.clone())
+                    .collect();
+                tools.push(request_status_tool());
+                (agent.id.clone(), Arc::new(tools))
+            })
+            .collect();
+        Self { by_agent }
+    }
+
+    /// The tools listed to `agent` (empty for an unknown agent).
+    pub(crate) fn tools(&self, agent: &str) -> Arc<Vec<Tool>> {
+        self.by_agent.get(agent).cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,140 @@
+//! The Model Context Protocol front: `/mcp` on the agent listener (Streamable HTTP, with the
+//! official Rust SDK `rmcp`), serving the 2026-07-28 revision statelessly and 2025-11-25
+//! clients too, over the same request engine, policy, approvals and audit as the WebSocket
+//! front.
+//!
+//! - `auth`: `Authorization: Bearer <agent token>` → the agent (401 with `WWW-Authenticate`
+//!   otherwise; failures throttled per client address like the WebSocket `auth`).
+//! - `catalog`: `tools/list`, the tools each agent could ever be permitted.
+//! - `call`: `tools/call` through [`crate::engine::Engine::submit`]; a call that waits for a
+//!   human is held (with progress notifications) up to `mcp.hold_seconds`, then answered
+//!   "still waiting" with what to do; calling again with the same arguments attaches to the
+//!   same request.
+//!
+//! `Host` and `Origin` are checked by `rmcp` against `mcp.allowed_hosts` and
+//! `mcp.allowed_origins` (Origin checks are on: with no origins listed, any request carrying
+//! an `Origin` is refused).
+
+mod auth;
+mod call;
+mod catalog;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+
+pub(crate) use self::auth::{Authenticated, PeerAddr};
+use self::catalog::Catalog;
+use crate::config::McpConfig;
+use crate::engine::Engine;
+
+/// Largest request body accepted on `/mcp` (the WebSocket front's message limit).
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The agent a request authenticated as (set by `auth`, read by the handlers).
+#[derive(Debug, Clone)]
+pub(crate) struct AgentId(pub(crate) Arc<str>);
+
+/// What every `/mcp` request shares: the engine, the tool lists, the hold.
+#[derive(Debug)]
+struct Shared {
+    engine: Arc<Engine>,
+    catalog: Catalog,
+    hold: Duration,
+}
+
+/// The MCP server handler; `rmcp` makes one per request (cheap: it holds an `Arc`).
+#[derive(Debug, Clone)]
+pub(crate) struct McpFront {
+    shared: Arc<Shared>,
+}
+
+/// The agent of a request, as `auth` resolved it.
+fn agent_of(ctx: &RequestContext<RoleServer>) -> Result<Arc<str>, McpError> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<AgentId>())
+        .map(|agent| Arc::clone(&agent.0))
+        .ok_or_else(|| McpError::invalid_request("not authenticated", None))
+}
+
+impl ServerHandler for McpFront {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("agent-gate", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tools of an agent-gate gateway: every call is checked by the gateway's policy; \
+                 some wait for a human to approve them. A call that comes back saying it is \
+                 waiting for a human has not run: call the same tool again with the same \
+                 arguments later (it attaches to the same request and never runs twice), or \
+                 ask gateway_request_status with its request_id.",
+            )
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(&[
+            ProtocolVersion::V_2025_06_18,
+            ProtocolVersion::V_2025_11_25,
+            ProtocolVersion::V_2026_07_28,
+        ])
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let agent = agent_of(&ctx)?;
+        let tools = self.shared.catalog.tools(&agent);
+        Ok(ListToolsResult::with_all_items((*tools).clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let agent = agent_of(&ctx)?;
+        call::call_tool(&self.shared, &agent, request, &ctx).await
+    }
+}
+
+/// The `/mcp` endpoint: an axum router serving `config.path`, its requests authenticated
+/// against the engine's agents.
+pub(crate) fn router(engine: Arc<Engine>, config: &McpConfig) -> axum::Router {
+    let shared = Arc::new(Shared {
+        catalog: Catalog::new(&engine.config, engine.manifest(), engine.policy()),
+        engine: Arc::clone(&engine),
+        hold: config.hold,
+    });
+    let front = McpFront { shared };
+    let mut http = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_sse_keep_alive(None)
+        .with_max_request_body_bytes(MAX_BODY_BYTES)
+        .with_allowed_hosts(config.allowed_hosts.iter().cloned())
+        .with_cancellation_token(engine.shutdown.child_token());
+    http = if config.allowed_origins.is_empty() {
+        http.enforce_origin_validation()
+    } else {
+        http.with_allowed_origins(config.allowed_origins.iter().cloned())
+    };
+    let service: StreamableHttpService<McpFront, NeverSessionManager> =
+        StreamableHttpService::new(move || Ok(front.clone()), Default::default(), http);
+    axum::Router::new()
+        .route_service(&config.path, service)
+        .layer(axum::middleware::from_fn_with_state(
+            engine,
+            auth::authenticate,
+        ))
+}

@@ -1,0 +1,233 @@
+//! The MCP front end to end with the official Python MCP SDK (PyPI `mcp`) as the client, both
+//! protocol revisions (2025-11-25 with initialize, 2026-07-28 stateless), against a real
+//! gateway on a real socket with the in-process Home Assistant: tools listed per agent, an
+//! allowed call, a denied call, invalid arguments, an unknown tool, an ask approved while the
+//! call is held, an ask that outlives the hold and is fetched by calling again (one backend
+//! call), a wrong token (401) and a wrong Origin (403).
+//!
+//! The client runs from the Python in `AGENT_GATE_MCP_PYTHON` (a venv with `mcp` installed;
+//! `.ci/run` makes it). Without it the test says so and does nothing, except under CI, where
+//! it fails.
+
+#[path = "server_support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_gate_gateway::app::Gateway;
+use agent_gate_gateway::approvals::ChannelApprover;
+use agent_gate_gateway::store::RequestKey;
+use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const PERMISSIONS: &str = r#"
+rules:
+  - pattern: "ha_get_state(*)"
+    action: allow
+  - pattern: "ha_call_service(lock.*)"
+    action: deny
+    description: "Locks are off limits"
+  - pattern: "ha_call_service(*, lock.*)"
+    action: deny
+    description: "Locks are off limits"
+  - pattern: "ha_call_service(*)"
+    action: ask
+  - pattern: "ha_fire_event*"
+    action: deny
+    agents: [pi]
+defaults:
+  - pattern: "*"
+    action: allow
+"#;
+
+/// The Python with the MCP SDK, or `None` (outside CI) when it is not configured.
+fn python() -> Option<String> {
+    match std::env::var("AGENT_GATE_MCP_PYTHON") {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("AGENT_GATE_MCP_PYTHON is not set: .ci/run must provide the MCP SDK venv")
+        }
+        _ => {
+            eprintln!(
+                "mcp_python: not run; set AGENT_GATE_MCP_PYTHON to a Python with `mcp` installed"
+            );
+            None
+        }
+    }
+}
+
+fn entity_of(args: &Value) -> String {
+    args["entity_id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Runs the scenario in `mode` and returns its `RESULT` lines by step. `human` approves the
+/// requests the script asks for; requests on `held` entities are approved as they arrive.
+async fn run_scenario(
+    python: &str,
+    url: &str,
+    mode: &str,
+    approver: &ChannelApprover,
+    waiting: &Arc<Mutex<HashMap<String, RequestKey>>>,
+) -> HashMap<String, Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/scenario.py");
+    let mut child = tokio::process::Command::new(python)
+        .arg(script)
+        .env("MCP_URL", url)
+        .env("MCP_TOKEN", support::PI_TOKEN)
+        .env("MCP_MODE", mode)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the Python client starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut results = HashMap::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the client answers within a minute")
+        .unwrap()
+    {
+        if let Some(json) = line.strip_prefix("RESULT ") {
+            let value: Value = serde_json::from_str(json).unwrap();
+            results.insert(value["step"].as_str().unwrap().to_owned(), value);
+        } else if let Some(entity) = line.strip_prefix("HUMAN ") {
+            let key = waiting
+                .lock()
+                .unwrap()
+                .remove(entity)
+                .unwrap_or_else(|| panic!("no pending request on {entity}"));
+            approver.approve(key, "alice").await;
+            stdin.write_all(b"DONE\n").await.unwrap();
+        } else {
+            eprintln!("client: {line}");
+        }
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "the {mode} scenario failed: {status}");
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_gets_the_tools_the_policy_and_the_human() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (_, ha) = home.spawn("127.0.0.1:0").await.unwrap();
+    let mut text = support::config_text(dir.path(), ha.addr(), &support::Options::default());
+    text.push_str("mcp:\n  hold_seconds: 2\n");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let mut config = agent_gate_gateway::config::Config::parse(
+        &text,
+        &path,
+        &agent_gate_gateway::config::ProcessEnv,
+    )
+    .unwrap();
+    config.gateway.port = 0;
+    config.gateway.health_port = 0;
+    let policy = support::load_policy_text(dir.path(), PERMISSIONS);
+    let approver = Arc::new(ChannelApprover::new("test"));
+    let gateway = Gateway::builder(config, policy, support::manifest())
+        .approver(approver.clone())
+        .insecure(true)
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}/mcp", gateway.ws_addr());
+
+    // The human: approves held calls as they come; keeps the others for the script to ask.
+    let held = ["light.kitchen", "light.living_room"];
+    let waiting: Arc<Mutex<HashMap<String, RequestKey>>> = Arc::default();
+    let human = {
+        let approver = approver.clone();
+        let waiting = Arc::clone(&waiting);
+        tokio::spawn(async move {
+            while let Some(request) = approver.next_request().await {
+                let entity = entity_of(&request.args);
+                if held.contains(&entity.as_str()) {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    approver.approve(request.key, "alice").await;
+                } else {
+                    waiting.lock().unwrap().insert(entity, request.key);
+                }
+            }
+        })
+    };
+
+    for (mode, version, outlives) in [
+        ("legacy", "2025-11-25", "light.bedroom"),
+        ("2026-07-28", "2026-07-28", "switch.coffee_maker"),
+    ] {
+        let results = run_scenario(&python, &url, mode, &approver, &waiting).await;
+        assert_eq!(results["negotiated"]["protocol_version"], version);
+
+        let tools: Vec<&str> = results["list"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert!(tools.contains(&"ha_get_state") && tools.contains(&"ha_call_service"));
+        assert!(tools.contains(&"gateway_request_status"), "{tools:?}");
+        assert!(
+            !tools.contains(&"ha_fire_event"),
+            "every rule denies it to pi: {tools:?}"
+        );
+
+        assert_eq!(results["allowed"]["state"], "locked");
+        let denied = results["denied"]["text"].as_str().unwrap();
+        assert_eq!(denied, "Denied by policy: Locks are off limits");
+        assert_eq!(results["denied"]["error"]["code"], -32003);
+        let invalid = results["invalid"]["text"].as_str().unwrap();
+        assert!(
+            invalid.starts_with("Invalid arguments for `ha_get_state`"),
+            "{invalid}"
+        );
+        assert_eq!(results["unknown"]["code"], -32602);
+        assert!(
+            results["unknown"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("ha_no_such_tool")
+        );
+
+        let waited = &results["waiting"];
+        let request_id = waited["status"]["request_id"].as_str().unwrap();
+        let text = waited["text"].as_str().unwrap();
+        assert!(
+            text.contains(request_id) && text.contains("same arguments"),
+            "{text}"
+        );
+        assert!(
+            !waited["progress"].as_array().unwrap().is_empty(),
+            "the held calls reported progress"
+        );
+        assert_eq!(
+            results["fetched"]["result"]["changed_states"][0]["state"],
+            "on"
+        );
+        let runs = home
+            .service_calls()
+            .iter()
+            .filter(|c| c.data["entity_id"] == outlives)
+            .count();
+        assert_eq!(runs, 1, "the call that outlived the hold ran once");
+
+        assert_eq!(results["wrong_token"]["status"], 401);
+        assert!(
+            results["wrong_token"]["www_authenticate"]
+                .as_str()
+                .unwrap()
+                .starts_with("Bearer ")
+        );
+        assert_eq!(results["wrong_origin"]["status"], 403);
+    }
+    human.abort();
+    gateway.shutdown().await.unwrap();
+}
