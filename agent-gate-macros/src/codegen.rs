@@ -524,6 +524,13 @@ fn write_tool(
         ),
         None => String::new(),
     };
+    let wrap = match &tool.http.wrap_unless {
+        Some(arg) => format!(
+            "{wrap} const WRAP_UNLESS: __agent_gate::Option<&'static str> = __agent_gate::Some({});",
+            lit(arg)
+        ),
+        None => wrap,
+    };
     let _ = write!(
         items,
         "impl {args_ident} {{

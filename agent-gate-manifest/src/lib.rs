@@ -156,11 +156,15 @@
 //! | --- | --- |
 //! | `method` | required: `GET`, `POST`, `PUT`, `PATCH` or `DELETE` |
 //! | `path` | required, starts with `/`. `{arg}`: the percent-encoded value of a *required* scalar argument. `{/arg}`: an optional segment, `/value` when the *optional* argument is given, nothing otherwise. No `?` or `#` |
-//! | `query` | `{ param = "arg" }`: query parameters from scalar arguments, omitted when the argument is absent |
+//! | `query` | `{ param = "arg" }`: query parameters from scalar arguments, omitted when the argument is absent; an `or_list` argument given as a list is sent as its items joined by `,` (Home Assistant's `filter_entity_id=a,b`) |
+//! | `flags` | `{ param = "arg" }`: query parameters without a value (`?return_response`) from *boolean* arguments: present when the argument is `true`, left out when it is `false` or absent (for services that look only at whether a parameter is there, so `?param=false` would still switch it on) |
 //! | `body` | `["arg", ...]`: arguments forming the JSON body object (absent optional ones omitted) |
 //! | `body_merge` | `"arg"`: an `object` argument whose keys are merged into the JSON body; its keys may not be the name of another declared argument nor one of its `forbid_keys` |
+//! | `body_const` | `{ key = "text" }`: constant strings in the JSON body (e.g. a fixed template); a key may not be an argument's name |
 //! | `decode` | `"json"` (default) or `"text"` |
 //! | `wrap` | `"key"`: the response is returned as `{key: response}` so `data` is always an object; required with `decode = "text"` |
+//! | `wrap_unless` | `"arg"`: a *boolean* argument; when it is `true` the response is returned as it is, not wrapped (Home Assistant's `?return_response` answers with an object `{changed_states, service_response}` instead of the list `wrap` names). Requires `wrap` |
+//! | `error_help` | a text with `{arg}` placeholders, added to the message of a 4xx answer (but 401 and 403), for services that often refuse without saying why. Strings are filled in as they are, other values as JSON, absent ones as `(none)` |
 //!
 //! Path and query values are percent-encoded as URL components (everything
 //! but `A-Z a-z 0-9 - . _ ~`, so `/` becomes `%2F`). A `GET` may not have a

@@ -512,12 +512,22 @@ pub struct HttpMapping {
     pub decode: Decode,
     /// If set, the response is returned as `{wrap: response}`.
     pub wrap: Option<String>,
+    /// Query flags: parameter name → boolean argument. The parameter is sent without a
+    /// value (`?return_response`) when the argument is `true`, and left out otherwise.
+    pub flags: Vec<(String, String)>,
+    /// A boolean argument that, when `true`, returns the response as it is (not wrapped).
+    pub wrap_unless: Option<String>,
+    /// Constant string values of the JSON body: key → value, in declaration order.
+    pub body_const: Vec<(String, String)>,
+    /// Help added to the message of a 4xx error answer (except 401 and 403), with `{arg}`
+    /// placeholders filled from the call's arguments.
+    pub error_help: Option<Template>,
 }
 
 impl HttpMapping {
-    /// True if the request has a JSON body (`body` or `body_merge` given).
+    /// True if the request has a JSON body (`body`, `body_merge` or `body_const` given).
     pub fn has_body(&self) -> bool {
-        !self.body.is_empty() || self.body_merge.is_some()
+        !self.body.is_empty() || self.body_merge.is_some() || !self.body_const.is_empty()
     }
 }
 

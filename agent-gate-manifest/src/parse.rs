@@ -68,6 +68,10 @@ const HTTP_KEYS: &[&str] = &[
     "body_merge",
     "decode",
     "wrap",
+    "flags",
+    "wrap_unless",
+    "body_const",
+    "error_help",
 ];
 const TYPE_NAMES: &[&str] = &["string", "integer", "number", "boolean", "object", "array"];
 
@@ -925,13 +929,14 @@ fn parse_tool(ctx: &mut Ctx<'_>, name: &Spanned<String>, value: &Value<'_>) -> O
             let used = http.path.parts.iter().any(|p| {
                 matches!(p, TemplatePart::Arg(n) | TemplatePart::OptionalSegment(n) if *n == arg.name)
             }) || http.query.iter().any(|(_, a)| *a == arg.name)
+                || http.flags.iter().any(|(_, a)| *a == arg.name)
                 || http.body.contains(&arg.name)
                 || http.body_merge.as_deref() == Some(arg.name.as_str());
             if !used {
                 ctx.error(
                     arg.location.span.clone(),
                     format!(
-                        "argument `{}` of {what} is not used by the HTTP request (not in `path`, `query`, `body` nor `body_merge`), so its value would be silently dropped",
+                        "argument `{}` of {what} is not used by the HTTP request (not in `path`, `query`, `flags`, `body` nor `body_merge`), so its value would be silently dropped",
                         arg.name
                     ),
                     format!(
@@ -1295,9 +1300,9 @@ fn parse_http(
                             unknown_arg_help(&arg_name),
                         );
                     }
-                    Some(arg) if !arg.kind.is_scalar() => {
+                    Some(arg) if !arg.kind.is_scalar() && !arg.kind.accepts_list() => {
                         ok = false;
-                        ctx.error(av.span(), format!("argument `{arg_name}` of {what} is of type `{}` and cannot be a query parameter", kind_label(&arg.kind)), "query parameters take strings, integers, numbers and booleans; put it in `body` instead");
+                        ctx.error(av.span(), format!("argument `{arg_name}` of {what} is of type `{}` and cannot be a query parameter", kind_label(&arg.kind)), "query parameters take strings (a list of them with `or_list = true`), integers, numbers and booleans; put it in `body` instead");
                     }
                     Some(_) => query.push((param.get_ref().to_string(), arg_name)),
                 }
@@ -1409,6 +1414,139 @@ fn parse_http(
         ok = false;
         ctx.error(value.span(), format!("{hwhat} decodes text but has no `wrap`"), "add `wrap = \"result\"`: the text is returned as `{\"result\": text}` so `data` is always an object");
     }
+
+    let boolean_arg = |ctx: &mut Ctx, v: &Value<'_>, key: &str| -> Option<String> {
+        let name = ctx.string(v, &format!("{key} of {hwhat}"), "\"return_response\"")?;
+        match find_arg(&name) {
+            None => {
+                ctx.error_opt(
+                    v.span(),
+                    format!("{key} of {hwhat} names no argument `{name}`"),
+                    unknown_arg_help(&name),
+                );
+                None
+            }
+            Some(arg) if !matches!(arg.kind, ArgType::Boolean) => {
+                ctx.error(v.span(), format!("{key} of {hwhat} names argument `{name}` of type `{}`, but only a boolean can switch it", kind_label(&arg.kind)), format!("set `type = \"boolean\"` on `{name}`"));
+                None
+            }
+            Some(_) => Some(name),
+        }
+    };
+
+    let mut flags = Vec::new();
+    if let Some(v) = get(table, "flags") {
+        if let Some(ft) = ctx.table(v, &format!("`flags` of {hwhat}")) {
+            for (param, av) in ft.iter() {
+                match boolean_arg(ctx, av, &format!("flag `{}`", param.get_ref())) {
+                    Some(name) => flags.push((param.get_ref().to_string(), name)),
+                    None => ok = false,
+                }
+            }
+        } else {
+            ok = false;
+        }
+    }
+
+    let wrap_unless = match get(table, "wrap_unless") {
+        None => None,
+        Some(v) => {
+            let found = boolean_arg(ctx, v, "`wrap_unless`");
+            if found.is_none() {
+                ok = false;
+            } else if get(table, "wrap").is_none() {
+                ok = false;
+                ctx.error(
+                    v.span(),
+                    format!("{hwhat} has `wrap_unless` but no `wrap`"),
+                    "add `wrap = \"result\"`, or remove `wrap_unless`",
+                );
+            }
+            found
+        }
+    };
+
+    let mut body_const = Vec::new();
+    if let Some(v) = get(table, "body_const") {
+        if let Some(bt) = ctx.table(v, &format!("`body_const` of {hwhat}")) {
+            for (key, cv) in bt.iter() {
+                let key = key.get_ref().to_string();
+                let Some(text) = ctx.string(
+                    cv,
+                    &format!("`body_const.{key}` of {hwhat}"),
+                    "\"{{ areas() }}\"",
+                ) else {
+                    ok = false;
+                    continue;
+                };
+                if find_arg(&key).is_some() {
+                    ok = false;
+                    ctx.error(
+                        cv.span(),
+                        format!("`body_const.{key}` of {hwhat} has the name of an argument"),
+                        "a body key is either an argument or a constant: rename one of them",
+                    );
+                    continue;
+                }
+                body_const.push((key, text));
+            }
+        } else {
+            ok = false;
+        }
+    }
+
+    let error_help = match get(table, "error_help") {
+        None => None,
+        Some(v) => match ctx.string(
+            v,
+            &format!("`error_help` of {hwhat}"),
+            "\"check {entity_id}\"",
+        ) {
+            None => {
+                ok = false;
+                None
+            }
+            Some(text) => match parse_template(&text, false) {
+                Err((range, msg, help)) => {
+                    ok = false;
+                    let span = ctx.inner_span(v.span(), &text, range);
+                    ctx.error(span, format!("in `error_help` of {hwhat}: {msg}"), help);
+                    None
+                }
+                Ok((template, holders)) => {
+                    let mut good = true;
+                    for h in holders {
+                        if find_arg(&h.name).is_none() {
+                            good = false;
+                            let span = ctx.inner_span(v.span(), &text, h.range.clone());
+                            ctx.error_opt(
+                                span,
+                                format!(
+                                    "`{{{}}}` in `error_help` of {hwhat} names no argument",
+                                    h.name
+                                ),
+                                unknown_arg_help(&h.name),
+                            );
+                        }
+                    }
+                    if !good {
+                        ok = false;
+                    }
+                    good.then_some(template)
+                }
+            },
+        },
+    };
+
+    if method == Some(Method::Get) && !body_const.is_empty() {
+        ok = false;
+        ctx.error(
+            value.span(),
+            format!("{hwhat} is a GET request with a body"),
+            "use another method for a constant body",
+        );
+    }
+
     let _ = tool_name;
 
     if !ok {
@@ -1422,6 +1560,10 @@ fn parse_http(
         body_merge,
         decode,
         wrap,
+        flags,
+        wrap_unless,
+        body_const,
+        error_help,
     })
 }
 

@@ -36,8 +36,14 @@ pub struct HttpRequestParts {
     pub body: Option<Value>,
     /// How to decode the response.
     pub decode: Decode,
-    /// The key the response is wrapped under, if any.
+    /// Query flags sent without a value (`?return_response`), after the query pairs.
+    pub flags: Vec<String>,
+    /// The key the response is wrapped under, if any (`None` when the tool's
+    /// `wrap_unless` argument is `true`).
     pub wrap: Option<String>,
+    /// The tool's `error_help` with this call's arguments filled in, for the message of a
+    /// 4xx error answer.
+    pub error_help: Option<String>,
 }
 
 impl HttpRequestParts {
@@ -45,11 +51,20 @@ impl HttpRequestParts {
     /// `/api/history/period?filter_entity_id=sensor.x`.
     pub fn path_and_query(&self) -> String {
         let mut out = self.path.clone();
-        for (i, (name, value)) in self.query.iter().enumerate() {
-            out.push(if i == 0 { '?' } else { '&' });
+        let mut first = true;
+        let mut separator = |out: &mut String| {
+            out.push(if first { '?' } else { '&' });
+            first = false;
+        };
+        for (name, value) in &self.query {
+            separator(&mut out);
             out.push_str(&encode_component(name));
             out.push('=');
             out.push_str(&encode_component(value));
+        }
+        for name in &self.flags {
+            separator(&mut out);
+            out.push_str(&encode_component(name));
         }
         out
     }
@@ -63,7 +78,9 @@ impl Tool {
     ///   value becomes `%2F`); `{/arg}` by `/` + the encoded value when the
     ///   argument is given, by nothing otherwise;
     /// - query: one pair per given argument, strings as they are and other
-    ///   scalars as their JSON text;
+    ///   scalars as their JSON text; a list (an `or_list` argument) as its items
+    ///   joined by `,` (Home Assistant's form for several entities);
+    /// - flags: the parameter name alone, for each flag whose argument is `true`;
     /// - body: a JSON object of the `body` arguments that are given, with the
     ///   keys of the `body_merge` object merged in (validation guarantees they
     ///   do not collide with arguments); `None` when the tool declares neither.
@@ -95,16 +112,46 @@ impl Tool {
             .iter()
             .filter_map(|(param, arg)| {
                 args.get(arg)
-                    .and_then(scalar_text)
+                    .and_then(query_text)
                     .map(|v| (param.clone(), v))
             })
             .collect();
+        let is_true = |arg: &str| args.get(arg) == Some(&Value::Bool(true));
+        let flags = http
+            .flags
+            .iter()
+            .filter(|(_, arg)| is_true(arg))
+            .map(|(param, _)| param.clone())
+            .collect();
+        let wrap = match &http.wrap_unless {
+            Some(arg) if is_true(arg) => None,
+            _ => http.wrap.clone(),
+        };
+        let error_help = http.error_help.as_ref().map(|template| {
+            let mut out = String::new();
+            for part in &template.parts {
+                match part {
+                    TemplatePart::Literal(text) => out.push_str(text),
+                    TemplatePart::Arg(name) | TemplatePart::OptionalSegment(name) => {
+                        match args.get(name) {
+                            None => out.push_str("(none)"),
+                            Some(Value::String(text)) => out.push_str(text),
+                            Some(other) => out.push_str(&other.to_string()),
+                        }
+                    }
+                }
+            }
+            out
+        });
         let body = http.has_body().then(|| {
             let mut body = Map::new();
             for name in &http.body {
                 if let Some(v) = args.get(name) {
                     body.insert(name.clone(), v.clone());
                 }
+            }
+            for (key, text) in &http.body_const {
+                body.insert(key.clone(), Value::String(text.clone()));
             }
             if let Some(Value::Object(extra)) = http.body_merge.as_ref().and_then(|m| args.get(m)) {
                 for (k, v) in extra {
@@ -119,8 +166,21 @@ impl Tool {
             query,
             body,
             decode: http.decode,
-            wrap: http.wrap.clone(),
+            flags,
+            wrap,
+            error_help,
         }
+    }
+}
+
+/// A query value: a scalar's text, or the items of a list of strings joined by `,`.
+fn query_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Array(items) => {
+            let texts: Option<Vec<String>> = items.iter().map(scalar_text).collect();
+            texts.map(|texts| texts.join(","))
+        }
+        other => scalar_text(other),
     }
 }
 

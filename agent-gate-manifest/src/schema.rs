@@ -172,6 +172,29 @@ impl Tool {
                 "wrap": self.http.wrap,
             },
         });
+        // The later HTTP keys, present only when declared, so older manifests keep their hash.
+        if let Some(Value::Object(http)) = canonical.get_mut("http") {
+            if !self.http.flags.is_empty() {
+                let flags: Vec<Value> =
+                    self.http.flags.iter().map(|(p, a)| json!([p, a])).collect();
+                http.insert("flags".into(), Value::from(flags));
+            }
+            if let Some(arg) = &self.http.wrap_unless {
+                http.insert("wrap_unless".into(), json!(arg));
+            }
+            if !self.http.body_const.is_empty() {
+                let body_const: Vec<Value> = self
+                    .http
+                    .body_const
+                    .iter()
+                    .map(|(k, v)| json!([k, v]))
+                    .collect();
+                http.insert("body_const".into(), Value::from(body_const));
+            }
+            if let Some(help) = &self.http.error_help {
+                http.insert("error_help".into(), json!(help.source));
+            }
+        }
         // Present only when declared, so manifests without targets keep their hash.
         if let (Some(t), Value::Object(map)) = (&self.targets, &mut canonical) {
             map.insert(

@@ -64,6 +64,14 @@ fn broken_manifests() {
             tool("http = { method = \"POST\", path = \"/a\", body = [\"a\", \"n\", \"o\"] }\nargs.a = { type = \"array\" }\nargs.n = { type = \"integer\", pattern = \"^1$\", enum = [\"1\"] }\nargs.o = { type = \"object\", items = \"string\" }\n"),
         ),
         (
+            "flags and wrap_unless naming non-boolean arguments, wrap_unless without wrap",
+            tool("http = { method = \"GET\", path = \"/a\", query = { q = \"q\" }, flags = { f = \"q\", g = \"nope\" }, wrap_unless = \"b\" }\nargs.q = { type = \"string\" }\nargs.b = { type = \"boolean\" }\n"),
+        ),
+        (
+            "body_const colliding with an argument, on a GET; error_help naming no argument",
+            tool("http = { method = \"GET\", path = \"/a/{x}\", body_const = { x = \"1\", t = \"{{ 1 }}\" }, error_help = \"failed on {y}\" }\nargs.x = { type = \"string\", pattern = \"^[a-z]+$\" }\n"),
+        ),
+        (
             "argument used nowhere",
             tool("http = { method = \"GET\", path = \"/a\" }\n\n[tools.t.args.forgotten]\ntype = \"string\"\n"),
         ),

@@ -24,7 +24,7 @@ fn tool<'m>(m: &'m Manifest, name: &str) -> &'m Tool {
 }
 
 #[test]
-fn all_nine_tools_in_order() {
+fn all_tools_in_order() {
     let m = manifest();
     let names: Vec<&str> = m.tools().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -37,6 +37,9 @@ fn all_nine_tools_in_order() {
             "ha_get_logbook",
             "ha_get_config",
             "ha_render_template",
+            "ha_get_areas",
+            "ha_get_calendars",
+            "ha_get_calendar_events",
             "ha_call_service",
             "ha_fire_event",
         ]
@@ -53,6 +56,7 @@ fn all_nine_tools_in_order() {
             "attributes",
             "last_changed",
             "last_updated",
+            "last_reported",
             "context"
         ]
     );
@@ -66,7 +70,10 @@ fn all_nine_tools_in_order() {
         .iter()
         .map(|a| a.name.as_str())
         .collect();
-    assert_eq!(args, ["domain", "service", "entity_id", "data"]);
+    assert_eq!(
+        args,
+        ["domain", "service", "entity_id", "data", "return_response"]
+    );
     // the location points at the tool's header
     let t = tool(&m, "ha_call_service");
     let text = std::fs::read_to_string(TOOLS_TOML).unwrap();
@@ -338,6 +345,25 @@ fn http_requests_for_every_tool() {
     );
     assert_eq!(r.wrap.as_deref(), Some("history"));
 
+    // Several entities: one comma-separated `filter_entity_id`, as Home Assistant takes it;
+    // flags are present without a value when true and absent when false.
+    let r = req(
+        "ha_get_history",
+        json!({"entity_id": ["sensor.x", "light.y"], "minimal_response": true, "no_attributes": false}),
+    );
+    assert_eq!(
+        r.path_and_query(),
+        "/api/history/period?filter_entity_id=sensor.x%2Clight.y&minimal_response"
+    );
+    let r = req(
+        "ha_get_history",
+        json!({"entity_id": "sensor.x", "minimal_response": false, "no_attributes": true}),
+    );
+    assert_eq!(
+        r.path_and_query(),
+        "/api/history/period?filter_entity_id=sensor.x&no_attributes"
+    );
+
     let r = req("ha_get_logbook", json!({}));
     assert_eq!(r.path_and_query(), "/api/logbook");
     let r = req(
@@ -377,6 +403,73 @@ fn http_requests_for_every_tool() {
         Some(json!({"entity_id": "light.bedroom", "brightness": 128, "color_name": "red"}))
     );
     assert_eq!(r.wrap.as_deref(), Some("changed_states"));
+    assert_eq!(r.flags, Vec::<String>::new());
+    assert_eq!(
+        r.error_help.as_deref(),
+        Some(
+            "Home Assistant refused service light.turn_on on entity_id light.bedroom with data {\"brightness\":128,\"color_name\":\"red\"}; ha_get_services lists each service and the data it takes."
+        )
+    );
+    // `return_response`: the flag only when true (Home Assistant looks only at its
+    // presence), and then the answer `{changed_states, service_response}` is kept whole.
+    let r = req(
+        "ha_call_service",
+        json!({"domain": "weather", "service": "get_forecasts", "entity_id": ["weather.a", "weather.b"], "data": {"type": "daily"}, "return_response": true}),
+    );
+    assert_eq!(
+        r.path_and_query(),
+        "/api/services/weather/get_forecasts?return_response"
+    );
+    assert_eq!(
+        r.body,
+        Some(json!({"entity_id": ["weather.a", "weather.b"], "type": "daily"}))
+    );
+    assert_eq!(r.wrap, None);
+    let r = req(
+        "ha_call_service",
+        json!({"domain": "light", "service": "turn_on", "return_response": false}),
+    );
+    assert_eq!(r.path_and_query(), "/api/services/light/turn_on");
+    assert_eq!(r.wrap.as_deref(), Some("changed_states"));
+    assert_eq!(
+        r.error_help.as_deref(),
+        Some(
+            "Home Assistant refused service light.turn_on on entity_id (none) with data (none); ha_get_services lists each service and the data it takes."
+        )
+    );
+
+    let r = req(
+        "ha_render_template",
+        json!({"template": "{{ room }}", "variables": {"room": "kitchen"}}),
+    );
+    assert_eq!(
+        r.body,
+        Some(json!({"template": "{{ room }}", "variables": {"room": "kitchen"}}))
+    );
+    let r = req("ha_get_areas", json!({}));
+    assert_eq!((r.method, r.path.as_str()), (Method::Post, "/api/template"));
+    let template = r
+        .body
+        .as_ref()
+        .and_then(|b| b["template"].as_str())
+        .unwrap();
+    assert!(template.contains("area_entities(area_id)"), "{template}");
+    assert_eq!((r.decode, r.wrap.as_deref()), (Decode::Json, Some("areas")));
+    let r = req("ha_get_calendars", json!({}));
+    assert_eq!(
+        (r.path_and_query().as_str(), r.wrap.as_deref()),
+        ("/api/calendars", Some("calendars"))
+    );
+    let r = req(
+        "ha_get_calendar_events",
+        json!({"entity_id": "calendar.family", "start": "2026-11-20T00:00:00Z", "end": "2026-11-21"}),
+    );
+    assert_eq!(
+        r.path_and_query(),
+        "/api/calendars/calendar.family?start=2026-11-20T00%3A00%3A00Z&end=2026-11-21"
+    );
+    assert_eq!(r.wrap.as_deref(), Some("events"));
+
     let r = req(
         "ha_call_service",
         json!({"domain": "homeassistant", "service": "restart"}),
@@ -424,7 +517,7 @@ fn whole_manifest_schema() {
         schema["$schema"],
         "https://json-schema.org/draft/2020-12/schema"
     );
-    assert_eq!(schema["oneOf"].as_array().unwrap().len(), 9);
+    assert_eq!(schema["oneOf"].as_array().unwrap().len(), 12);
     for t in m.tools() {
         assert_eq!(schema["$defs"][&t.name], t.input_schema());
     }
@@ -461,5 +554,5 @@ fn nearest_tools_first() {
         ["ha_get_state", "ha_get_states"]
     );
     assert_eq!(m.nearest_tools("ha_call_servce", 1), ["ha_call_service"]);
-    assert_eq!(m.nearest_tools("x", 100).len(), 9);
+    assert_eq!(m.nearest_tools("x", 100).len(), 12);
 }

@@ -50,6 +50,14 @@ impl OneOrMany {
     }
 }
 
+/// An empty list (which validation refuses: an `or_list` argument takes at least one
+/// value); generated deserialisers use it only as a placeholder beside an error.
+impl Default for OneOrMany {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
 impl From<String> for OneOrMany {
     fn from(value: String) -> Self {
         OneOrMany::One(value)
@@ -99,6 +107,9 @@ pub trait Tool: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The manifest's `wrap` key: the gateway returns the response as
     /// `{wrap: response}`; typed calls unwrap it. `None` unless set.
     const WRAP: Option<&'static str> = None;
+    /// The manifest's `wrap_unless` argument: when a call sets it to `true`, the
+    /// gateway returns the response unwrapped and typed calls decode it as it is.
+    const WRAP_UNLESS: Option<&'static str> = None;
     /// What a call returns: the declared response type (`State`,
     /// `Vec<State>`), or `serde_json::Value` when the manifest declares none.
     type Response: DeserializeOwned + Send + 'static;
@@ -229,7 +240,15 @@ fn validate_value<T: Tool>(value: &Value) -> Result<(), Error> {
 /// Decodes a tool's `data` into its response type: takes the `wrap` key out
 /// of the object when the manifest sets one, then deserialises.
 pub fn decode_response<T: Tool>(data: Value) -> Result<T::Response, Error> {
-    let inner = match T::WRAP {
+    decode_response_of::<T>(&Value::Null, data)
+}
+
+/// [`decode_response`] for the call's arguments `args`: a call whose
+/// `wrap_unless` argument is `true` is answered unwrapped, so nothing is taken out.
+pub fn decode_response_of<T: Tool>(args: &Value, data: Value) -> Result<T::Response, Error> {
+    let unwrapped = T::WRAP_UNLESS.is_some_and(|arg| args.get(arg) == Some(&Value::Bool(true)));
+    let wrap = if unwrapped { None } else { T::WRAP };
+    let inner = match wrap {
         None => data,
         Some(key) => match data {
             Value::Object(mut map) => map.remove(key).ok_or_else(|| {
@@ -391,9 +410,9 @@ impl<'a, T: Tool> ToolCall<'a, T> {
         validate_value::<T>(&value)?;
         let data = self
             .client
-            .tool_request_with(T::NAME, value, self.options)
+            .tool_request_with(T::NAME, value.clone(), self.options)
             .await?;
-        decode_response::<T>(data)
+        decode_response_of::<T>(&value, data)
     }
 }
 

@@ -191,6 +191,9 @@ fn every_home_assistant_struct_has_the_manifests_schema() {
         ha::HaGetLogbookArgs,
         ha::HaGetConfigArgs,
         ha::HaRenderTemplateArgs,
+        ha::HaGetAreasArgs,
+        ha::HaGetCalendarsArgs,
+        ha::HaGetCalendarEventsArgs,
         ha::HaCallServiceArgs,
         ha::HaFireEventArgs,
     ];

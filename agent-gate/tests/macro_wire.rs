@@ -55,6 +55,18 @@ fn script() -> Script {
     );
     put("ha_render_template", json!({"result": "21.5"}));
     put(
+        "ha_get_areas",
+        json!({"areas": [{"area_id": "bedroom", "name": "Bedroom", "entities": ["light.bedroom"]}]}),
+    );
+    put(
+        "ha_get_calendars",
+        json!({"calendars": [{"name": "Family", "entity_id": "calendar.family"}]}),
+    );
+    put(
+        "ha_get_calendar_events",
+        json!({"events": [{"start": {"dateTime": "2026-11-21T09:00:00+00:00"}, "end": {"dateTime": "2026-11-21T10:00:00+00:00"}, "summary": "Dentist"}]}),
+    );
+    put(
         "ha_call_service",
         json!({"changed_states": [state("light.bedroom", "on")]}),
     );
@@ -103,9 +115,11 @@ async fn every_ha_method_sends_its_snapshotted_frame_and_returns_the_typed_resul
     pin(&mut gw, "ha_get_services", &mut seen).await;
 
     let history = client
-        .ha_get_history("sensor.kitchen")
+        .ha_get_history(["sensor.kitchen", "light.bedroom"])
         .start_time("2026-11-20T08:00:00+00:00")
         .end_time("2026-11-21")
+        .minimal_response(true)
+        .no_attributes(true)
         .request_id("wire-4")
         .await
         .unwrap();
@@ -126,12 +140,37 @@ async fn every_ha_method_sends_its_snapshotted_frame_and_returns_the_typed_resul
     pin(&mut gw, "ha_get_config", &mut seen).await;
 
     let text = client
-        .ha_render_template("{{ states('sensor.kitchen') }}")
+        .ha_render_template("{{ states(entity) }}")
+        .variables(json!({"entity": "sensor.kitchen"}))
         .request_id("wire-7")
         .await
         .unwrap();
     assert_eq!(text, json!("21.5"));
     pin(&mut gw, "ha_render_template", &mut seen).await;
+
+    let areas = client.ha_get_areas().request_id("wire-10").await.unwrap();
+    assert_eq!(areas[0]["entities"][0], json!("light.bedroom"));
+    pin(&mut gw, "ha_get_areas", &mut seen).await;
+
+    let calendars = client
+        .ha_get_calendars()
+        .request_id("wire-11")
+        .await
+        .unwrap();
+    assert_eq!(calendars[0]["entity_id"], json!("calendar.family"));
+    pin(&mut gw, "ha_get_calendars", &mut seen).await;
+
+    let events = client
+        .ha_get_calendar_events(
+            "calendar.family",
+            "2026-11-21T00:00:00+00:00",
+            "2026-11-22T00:00:00+00:00",
+        )
+        .request_id("wire-12")
+        .await
+        .unwrap();
+    assert_eq!(events[0]["summary"], json!("Dentist"));
+    pin(&mut gw, "ha_get_calendar_events", &mut seen).await;
 
     let changed = client
         .ha_call_service("light", "turn_on")

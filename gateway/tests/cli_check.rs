@@ -118,7 +118,7 @@ fn check_passes_on_good_files() {
         out.contains("permissions.yaml: 2 rules, 2 defaults"),
         "{out}"
     );
-    assert!(out.contains("tools.toml: 9 tools"), "{out}");
+    assert!(out.contains("tools.toml: 12 tools"), "{out}");
     assert!(
         out.ends_with("check passed: 0 errors, 0 warnings\n"),
         "{out}"

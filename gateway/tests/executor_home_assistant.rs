@@ -203,6 +203,54 @@ async fn every_home_assistant_tool_works_end_to_end() {
     let fired = run("ha_fire_event", json!({"event_type": "agent_ping"})).await;
     assert_eq!(fired, json!({"message": "Event agent_ping fired."}));
 
+    // Areas, calendars and services that answer with data, in the home shaped like Home
+    // Assistant Core's demo.
+    let core = HomeAssistant::core_demo(TOKEN);
+    let core_server = serve(&core).await;
+    let core_executor = executor_for(service(core_server.url(), bearer(TOKEN)));
+    let mut run_core = async |name: &str, call: Value| {
+        called.insert(name.to_owned());
+        core_executor
+            .execute(tool(&manifest, name), &args(call))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let areas = run_core("ha_get_areas", json!({})).await;
+    assert_eq!(
+        areas["areas"][2],
+        json!({"area_id": "bedroom", "name": "Bedroom", "entities": ["light.bed_light"]})
+    );
+    let calendars = run_core("ha_get_calendars", json!({})).await;
+    assert_eq!(
+        calendars["calendars"][0]["entity_id"],
+        "calendar.calendar_1"
+    );
+    let events = run_core(
+        "ha_get_calendar_events",
+        json!({"entity_id": "calendar.calendar_2", "start": "2000-01-01", "end": "2100-01-01"}),
+    )
+    .await;
+    assert_eq!(events["events"][0]["summary"], "Current Event");
+    let answered = run_core(
+        "ha_call_service",
+        json!({"domain": "weather", "service": "get_forecasts", "entity_id": "weather.demo_weather_north", "data": {"type": "daily"}, "return_response": true}),
+    )
+    .await;
+    assert_eq!(answered["changed_states"], json!([]));
+    assert_eq!(
+        answered["service_response"]["weather.demo_weather_north"]["forecast"][0]["condition"],
+        "snowy"
+    );
+    let recorded = core.requests();
+    let last = recorded.last().unwrap();
+    assert_eq!(
+        (last.path.as_str(), last.query.as_deref()),
+        (
+            "/api/services/weather/get_forecasts",
+            Some("return_response")
+        )
+    );
+
     let all: BTreeSet<String> = manifest
         .tools()
         .filter(|t| t.service == "homeassistant")
@@ -321,10 +369,12 @@ async fn an_unknown_entity_is_a_404_with_home_assistants_message() {
         )
         .await
         .unwrap_err();
+    // Home Assistant gives no reason: the tool's `error_help` says what was sent.
     assert_eq!(
         error.to_string(),
-        "service `homeassistant` answered HTTP 400 Bad Request: 400: Bad Request"
+        "service `homeassistant` answered HTTP 400 Bad Request: 400: Bad Request. Home Assistant refused service light.explode on entity_id light.kitchen with data (none); ha_get_services lists each service and the data it takes."
     );
+    assert_eq!(error.status(), Some(400));
 }
 
 #[tokio::test]

@@ -104,3 +104,153 @@ pub(super) fn entities() -> Vec<Entity> {
             .changed_ago(hours(6)),
     ]
 }
+
+/// Home Assistant Core's `demo:` home (the part the end-to-end suite uses) and the suite's
+/// own configuration, see [`super::HomeAssistant::core_demo`].
+pub(super) fn core_demo(builder: super::HomeAssistantBuilder) -> super::HomeAssistantBuilder {
+    let light = |id: &str, name: &str, state: &str| {
+        Entity::new(id, state)
+            .attribute("min_color_temp_kelvin", 2000)
+            .attribute("max_color_temp_kelvin", 6535)
+            .attribute("effect_list", json!(["rainbow", "none"]))
+            .attribute("supported_color_modes", json!(["color_temp", "hs"]))
+            .attribute("color_mode", json!(null))
+            .attribute(
+                "brightness",
+                if state == "on" {
+                    json!(180)
+                } else {
+                    json!(null)
+                },
+            )
+            .name(name)
+            .attribute("supported_features", 4)
+    };
+    let lock = |id: &str, name: &str, state: &str| {
+        Entity::new(id, state)
+            .name(name)
+            .attribute("supported_features", 0)
+    };
+    let switch = |id: &str, name: &str, state: &str, icon: &str| {
+        Entity::new(id, state).attribute("icon", icon).name(name)
+    };
+    let weather = |id: &str, name: &str| {
+        Entity::new(id, "rainy")
+            .attribute("temperature", 21.6)
+            .attribute("humidity", 92)
+            .attribute("pressure", 1099.0)
+            .attribute("wind_speed", 0.5)
+            .attribute("temperature_unit", "°C")
+            .attribute("pressure_unit", "hPa")
+            .attribute("wind_speed_unit", "m/s")
+            .attribute("visibility_unit", "km")
+            .attribute("precipitation_unit", "mm")
+            .name(name)
+            .attribute("supported_features", 3)
+    };
+    let daily = |condition: &str, precipitation: f64, high: f64, low: f64, chance: u32| json!({"condition": condition, "precipitation": precipitation, "temperature": high, "templow": low, "precipitation_probability": chance});
+    let mut scene = serde_json::Map::new();
+    scene.insert("input_boolean.agent_gate_test".into(), json!("on"));
+    builder
+        .location_name("agent-gate CI")
+        .version("2025.4.4")
+        .entity(light("light.bed_light", "Bed Light", "off"))
+        .entity(light("light.ceiling_lights", "Ceiling Lights", "on"))
+        .entity(light("light.kitchen_lights", "Kitchen Lights", "on"))
+        .entity(light(
+            "light.office_rgbw_lights",
+            "Office RGBW Lights",
+            "on",
+        ))
+        .entity(switch(
+            "switch.decorative_lights",
+            "Decorative Lights",
+            "on",
+            "mdi:lightbulb",
+        ))
+        .entity(switch("switch.ac", "AC", "off", "mdi:air-conditioner"))
+        .entity(lock("lock.front_door", "Front Door", "locked"))
+        .entity(lock("lock.kitchen_door", "Kitchen Door", "unlocked"))
+        .entity(lock(
+            "lock.poorly_installed_door",
+            "Poorly Installed Door",
+            "unlocked",
+        ))
+        .entity(
+            Entity::new("sensor.outside_temperature", "15.6")
+                .attribute("state_class", "measurement")
+                .attribute("unit_of_measurement", "°C")
+                .attribute("device_class", "temperature")
+                .name("Outside Temperature")
+                .changed_ago(MINUTE * 30)
+                .past_state(hours(3), "14.9"),
+        )
+        .entity(
+            Entity::new("sensor.outside_humidity", "54")
+                .attribute("state_class", "measurement")
+                .attribute("unit_of_measurement", "%")
+                .attribute("device_class", "humidity")
+                .name("Outside Humidity"),
+        )
+        .entity(
+            Entity::new("calendar.calendar_1", "off")
+                .attribute("message", "Future Event")
+                .attribute("all_day", false)
+                .attribute("description", "Future Description")
+                .attribute("location", "Future Location")
+                .name("Calendar 1"),
+        )
+        .entity(
+            Entity::new("calendar.calendar_2", "on")
+                .attribute("message", "Current Event")
+                .attribute("all_day", false)
+                .name("Calendar 2"),
+        )
+        .calendar_event(
+            "calendar.calendar_1",
+            super::CalendarEvent::new("Future Event", 30 * 60, HOUR)
+                .description("Future Description")
+                .location("Future Location"),
+        )
+        .calendar_event(
+            "calendar.calendar_2",
+            super::CalendarEvent::new("Current Event", -30 * 60, HOUR),
+        )
+        .entity(weather("weather.demo_weather_south", "Demo Weather South"))
+        .entity(weather("weather.demo_weather_north", "Demo Weather North"))
+        .forecast(
+            "weather.demo_weather_south",
+            vec![
+                daily("rainy", 1.0, 22.0, 15.0, 60),
+                daily("rainy", 5.0, 19.0, 8.0, 30),
+                daily("cloudy", 0.0, 15.0, 9.0, 10),
+                daily("sunny", 0.0, 12.0, 6.0, 0),
+                daily("partlycloudy", 2.0, 14.0, 7.0, 20),
+                daily("rainy", 15.0, 18.0, 7.0, 0),
+                daily("fog", 0.2, 21.0, 12.0, 100),
+            ],
+        )
+        .forecast(
+            "weather.demo_weather_north",
+            vec![
+                daily("snowy", 2.0, -23.3, -26.1, 100),
+                daily("sunny", 0.0, -22.8, -24.4, 0),
+            ],
+        )
+        .entity(
+            Entity::new("input_boolean.agent_gate_test", "off")
+                .attribute("editable", false)
+                .name("agent-gate test"),
+        )
+        .entity(
+            Entity::new("script.agent_gate_note", "off")
+                .attribute("last_triggered", json!(null))
+                .attribute("mode", "single")
+                .attribute("current", 0)
+                .name("agent-gate note"),
+        )
+        .scene("scene.agent_gate_evening", "agent-gate evening", scene)
+        .area("living_room", "Living Room", Vec::<String>::new())
+        .area("kitchen", "Kitchen", Vec::<String>::new())
+        .area("bedroom", "Bedroom", ["light.bed_light"])
+}

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
+use super::extras::{self, Responds};
 use super::services::{self, ServiceError};
 use super::template;
 use super::world::valid_entity_id;
@@ -75,6 +76,8 @@ pub(super) fn router(shared: SharedState) -> Router {
         .route("/api/logbook", get(logbook_today))
         .route("/api/logbook/{datetime}", get(logbook_from))
         .route("/api/template", post(render_template))
+        .route("/api/calendars", get(calendars))
+        .route("/api/calendars/{entity_id}", get(calendar_events))
         .route("/api/events/{event_type}", post(fire_event))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         // The frontend is served without authentication (a common health-check target).
@@ -417,22 +420,53 @@ async fn call_service(
         data: data.clone().unwrap_or(Value::Null),
     });
     let mut world = shared.world();
-    if Params(params).has("return_response") {
-        // None of the simulated services returns a response.
-        return if !services::exists(&world, &domain, &service) {
-            plain_error(StatusCode::BAD_REQUEST)
-        } else {
-            message(
+    if !services::exists(&world, &domain, &service) {
+        tracing::warn!(%domain, %service, "simulated Home Assistant: unable to find service {domain}.{service}");
+        return plain_error(StatusCode::BAD_REQUEST);
+    }
+    // `?return_response` counts by its presence, whatever its value (`request.query`).
+    let response_requested = Params(params).has("return_response");
+    match (extras::responds(&domain, &service), response_requested) {
+        (Responds::No, true) => {
+            return message(
                 StatusCode::BAD_REQUEST,
                 "Service does not support responses. Remove return_response from request.",
-            )
-        };
+            );
+        }
+        (Responds::Only, false) => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Service call requires responses but caller did not ask for responses. Add ?return_response to query parameters.",
+            );
+        }
+        _ => {}
     }
-    match services::call(&mut world, &domain, &service, data, Some(USER_ID)) {
-        Ok(changed) => json_response(
-            StatusCode::OK,
-            Value::Array(changed.iter().map(|s| s.to_json()).collect()),
-        ),
+    let fields = match &data {
+        Some(Value::Object(map)) => map.clone(),
+        _ => Map::new(),
+    };
+    let result =
+        services::call(&mut world, &domain, &service, data, Some(USER_ID)).and_then(|changed| {
+            if !response_requested {
+                return Ok((changed, Value::Null));
+            }
+            let entity_ids = services::targeted(&world, &domain, &service, &fields)?;
+            let response =
+                extras::service_response(&world, &domain, &service, &entity_ids, &fields)?;
+            Ok((changed, response))
+        });
+    match result {
+        Ok((changed, response)) => {
+            let changed = Value::Array(changed.iter().map(|s| s.to_json()).collect());
+            if response_requested {
+                json_response(
+                    StatusCode::OK,
+                    json!({"changed_states": changed, "service_response": response}),
+                )
+            } else {
+                json_response(StatusCode::OK, changed)
+            }
+        }
         // Home Assistant answers these with a bare status and logs the reason.
         Err(ServiceError::NotFound) => {
             tracing::warn!(%domain, %service, "simulated Home Assistant: unable to find service {domain}.{service}");
@@ -673,7 +707,11 @@ async fn render_template(State(shared): State<SharedState>, body: Bytes) -> Resp
             );
         }
     };
-    match template::render(&shared.world(), &template) {
+    let variables = match data.get("variables") {
+        Some(Value::Object(variables)) => variables.clone(),
+        _ => Map::new(),
+    };
+    match template::render(&shared.world(), &template, &variables) {
         Ok(text) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -684,6 +722,31 @@ async fn render_template(State(shared): State<SharedState>, body: Bytes) -> Resp
             StatusCode::BAD_REQUEST,
             format!("Error rendering template: {error}"),
         ),
+    }
+}
+
+/// `CalendarListView.get`.
+async fn calendars(State(shared): State<SharedState>) -> Response {
+    json_response(StatusCode::OK, extras::calendars(&shared.world()))
+}
+
+/// `CalendarEventView.get`: a bare 400 (empty body) for an unknown calendar or a missing,
+/// unparsable or reversed window.
+async fn calendar_events(
+    State(shared): State<SharedState>,
+    Path(entity_id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let params = Params(params);
+    match extras::events_in(
+        &shared.world(),
+        &entity_id,
+        params.get("start"),
+        params.get("end"),
+    ) {
+        Some(Ok(events)) => json_response(StatusCode::OK, events),
+        Some(Err(())) => plain_error(StatusCode::INTERNAL_SERVER_ERROR),
+        None => StatusCode::BAD_REQUEST.into_response(),
     }
 }
 

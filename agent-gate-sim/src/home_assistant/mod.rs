@@ -14,11 +14,18 @@
 //!   service data, changes the targeted entities (lights with brightness, switches,
 //!   locks, covers, climate, `homeassistant.turn_on/off/toggle`, ...) and returns the
 //!   changed state objects; an unknown service or invalid data is `400: Bad Request`;
+//!   `?return_response` (present, whatever its value) answers `{changed_states,
+//!   service_response}` for the services that answer (`weather.get_forecasts`,
+//!   `calendar.get_events`, `todo.get_items`, scripts), with Home Assistant's 400 messages
+//!   for asking a service without an answer, or not asking one that only answers;
 //! - `GET /api/history/period[/<start>]?filter_entity_id=..` (required, as in Home
 //!   Assistant since 2023: `400 {"message": "filter_entity_id is missing"}`) and
 //!   `GET /api/logbook[/<start>]?entity=..`, from the recorded changes;
-//! - `POST /api/template` for plain text and `states()`, `state_attr()`, `is_state()`
-//!   expressions (anything else is `400 {"message": "Error rendering template: ..."}`);
+//! - `POST /api/template` for plain text, `variables`, and `states()`, `state_attr()`,
+//!   `is_state()`, `areas()`, `area_name()`, `area_entities()` expressions, and the template
+//!   of `ha_get_areas` (anything else is `400 {"message": "Error rendering template: ..."}`);
+//! - `GET /api/calendars` and `/api/calendars/<entity_id>?start=&end=` (a bare 400 for an
+//!   unknown calendar or a bad window);
 //! - `POST /api/events/<event_type>` → `{"message": "Event <type> fired."}`.
 //!
 //! For tests it records every request (headers included), counts service calls, can
@@ -46,6 +53,7 @@
 //! ```
 
 mod demo;
+mod extras;
 mod http;
 mod scenes;
 mod services;
@@ -182,11 +190,52 @@ impl Entity {
     }
 }
 
+/// An event of a simulated calendar, for [`HomeAssistantBuilder::calendar_event`].
+#[derive(Debug, Clone)]
+pub struct CalendarEvent {
+    summary: String,
+    description: Option<String>,
+    location: Option<String>,
+    starts_in_seconds: i64,
+    duration: Duration,
+}
+
+impl CalendarEvent {
+    /// An event called `summary` that starts `starts_in_seconds` after the simulator is
+    /// built (negative: before) and lasts `duration`.
+    pub fn new(summary: impl Into<String>, starts_in_seconds: i64, duration: Duration) -> Self {
+        Self {
+            summary: summary.into(),
+            description: None,
+            location: None,
+            starts_in_seconds,
+            duration,
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Sets the location.
+    pub fn location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self
+    }
+}
+
 /// Builds a [`HomeAssistant`].
 #[derive(Debug, Clone)]
 pub struct HomeAssistantBuilder {
     credential: Credential,
     entities: Vec<Entity>,
+    areas: Vec<(String, String, Vec<String>)>,
+    scenes: Vec<(String, Map<String, Value>)>,
+    calendar_events: Vec<(String, CalendarEvent)>,
+    forecasts: Vec<(String, Vec<Map<String, Value>>)>,
+    todo_items: Vec<(String, String, String)>,
     location_name: String,
     version: String,
     start_time: Option<Timestamp>,
@@ -208,6 +257,72 @@ impl HomeAssistantBuilder {
     /// Adds an entity.
     pub fn entity(mut self, entity: Entity) -> Self {
         self.entities.push(entity);
+        self
+    }
+
+    /// Adds an area (`area_id`, its name) with the entities in it, as Home Assistant's area
+    /// registry keeps them (reached by the templates `areas()`, `area_name()`,
+    /// `area_entities()`).
+    pub fn area<S: Into<String>>(
+        mut self,
+        area_id: impl Into<String>,
+        name: impl Into<String>,
+        entities: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let entities = entities.into_iter().map(Into::into).collect();
+        self.areas.push((area_id.into(), name.into(), entities));
+        self
+    }
+
+    /// Adds a scene from configuration: entity `scene.<id>` named `name` that sets each
+    /// entity of `states` (entity id → state, or `{"state": .., attributes..}`) when
+    /// turned on.
+    pub fn scene(
+        mut self,
+        entity_id: impl Into<String>,
+        name: impl Into<String>,
+        states: Map<String, Value>,
+    ) -> Self {
+        let entity_id = entity_id.into();
+        let members: Vec<Value> = states.keys().cloned().map(Value::String).collect();
+        self.entities.push(
+            Entity::new(entity_id.clone(), "unknown")
+                .attribute("entity_id", Value::Array(members))
+                .name(name),
+        );
+        self.scenes.push((entity_id, states));
+        self
+    }
+
+    /// Adds an event to calendar `entity_id` (add the `calendar.` entity too).
+    pub fn calendar_event(mut self, entity_id: impl Into<String>, event: CalendarEvent) -> Self {
+        self.calendar_events.push((entity_id.into(), event));
+        self
+    }
+
+    /// Sets the forecast `weather.get_forecasts` answers for weather entity `entity_id`:
+    /// one object per period (condition, temperature, ...); `datetime` is added.
+    pub fn forecast(mut self, entity_id: impl Into<String>, entries: Vec<Value>) -> Self {
+        let entries = entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .collect();
+        self.forecasts.push((entity_id.into(), entries));
+        self
+    }
+
+    /// Adds an item (`status` `needs_action` or `completed`) to to-do list `entity_id`.
+    pub fn todo_item(
+        mut self,
+        entity_id: impl Into<String>,
+        summary: impl Into<String>,
+        status: impl Into<String>,
+    ) -> Self {
+        self.todo_items
+            .push((entity_id.into(), summary.into(), status.into()));
         self
     }
 
@@ -291,6 +406,41 @@ impl HomeAssistantBuilder {
         for (at, entity_id, state, attributes) in writes {
             let context = world.new_context(None);
             world.set_state(&entity_id, &state, attributes, &context, None, at);
+        }
+        for (entity_id, states) in self.scenes {
+            world.scenes.insert(entity_id, states);
+        }
+        for (id, name, entities) in self.areas {
+            world.areas.push(extras::Area { id, name, entities });
+        }
+        for (entity_id, event) in self.calendar_events {
+            let offset = Duration::from_secs(event.starts_in_seconds.unsigned_abs());
+            let start = if event.starts_in_seconds < 0 {
+                now.minus(offset)
+            } else {
+                now.plus(offset)
+            };
+            world
+                .calendar_events
+                .entry(entity_id)
+                .or_default()
+                .push(extras::Event {
+                    start,
+                    end: start.plus(event.duration),
+                    summary: event.summary,
+                    description: event.description,
+                    location: event.location,
+                });
+        }
+        for (entity_id, entries) in self.forecasts {
+            world.forecasts.insert(entity_id, entries);
+        }
+        for (n, (entity_id, summary, status)) in self.todo_items.into_iter().enumerate() {
+            let mut item = Map::new();
+            item.insert("summary".into(), summary.into());
+            item.insert("uid".into(), format!("item-{}", n + 1).into());
+            item.insert("status".into(), status.into());
+            world.todo_items.entry(entity_id).or_default().push(item);
         }
         Ok(HomeAssistant::from_parts(
             world,
@@ -497,6 +647,11 @@ impl HomeAssistant {
         HomeAssistantBuilder {
             credential: Credential::Bearer(DEFAULT_TOKEN.to_owned()),
             entities: Vec::new(),
+            areas: Vec::new(),
+            scenes: Vec::new(),
+            calendar_events: Vec::new(),
+            forecasts: Vec::new(),
+            todo_items: Vec::new(),
             location_name: "Home".to_owned(),
             version: DEFAULT_VERSION.to_owned(),
             start_time: None,
@@ -518,6 +673,32 @@ impl HomeAssistant {
             Ok(home) => home,
             // Unreachable: the demo entities are fixed and valid (a test builds them).
             // An empty home is the safe answer rather than a panic.
+            Err(_) => Self::from_parts(
+                World::new(Clock::System {
+                    offset: Duration::ZERO,
+                }),
+                credential,
+                location_name,
+                version,
+            ),
+        }
+    }
+
+    /// A home shaped like Home Assistant Core's `demo:` integration (the entities the
+    /// end-to-end suite uses, with their ids, names and kinds of state), with the additions of
+    /// the suite's configuration (`.ci/ha/configuration.yaml`): `input_boolean.agent_gate_test`,
+    /// `script.agent_gate_note`, `scene.agent_gate_evening`, and the areas onboarding creates
+    /// (Living Room, Kitchen, Bedroom, with `light.bed_light` in the Bedroom). Accepts `token`.
+    pub fn core_demo(token: impl Into<String>) -> Self {
+        let builder = demo::core_demo(Self::builder().token(token));
+        let (credential, location_name, version) = (
+            builder.credential.clone(),
+            builder.location_name.clone(),
+            builder.version.clone(),
+        );
+        match builder.build() {
+            Ok(home) => home,
+            // Unreachable: the entities are fixed and valid (a test builds them).
             Err(_) => Self::from_parts(
                 World::new(Clock::System {
                     offset: Duration::ZERO,

@@ -177,7 +177,103 @@ const GROUP_SET_FIELDS: &[Field] = &[
     },
 ];
 
+const GET_FORECASTS_FIELDS: &[Field] = &[Field {
+    key: "type",
+    name: "Forecast type",
+    description: "The scope of the weather forecast.",
+    required: true,
+    kind: Kind::Text,
+}];
+
+const GET_EVENTS_FIELDS: &[Field] = &[
+    Field {
+        key: "start_date_time",
+        name: "Start time",
+        description: "Returns active events after this time (exclusive). When not set, defaults to now.",
+        required: false,
+        kind: Kind::Text,
+    },
+    Field {
+        key: "end_date_time",
+        name: "End time",
+        description: "Returns active events before this time (exclusive). Cannot be used with 'duration'.",
+        required: false,
+        kind: Kind::Text,
+    },
+    Field {
+        key: "duration",
+        name: "Duration",
+        description: "Returns active events from start_date_time until the specified duration.",
+        required: false,
+        kind: Kind::Any,
+    },
+];
+
+const GET_ITEMS_FIELDS: &[Field] = &[Field {
+    key: "status",
+    name: "Status",
+    description: "Only return to-do items with the specified statuses. Returns not completed actions by default.",
+    required: false,
+    kind: Kind::Any,
+}];
+
+/// A script from configuration, called by its own name (`script.agent_gate_note`).
+const SCRIPT_RUN: Service = Service {
+    domain: "script",
+    service: "",
+    name: "",
+    description: "",
+    targets: false,
+    allow_extra: true,
+    fields: &[],
+};
+
 const SERVICES: &[Service] = &[
+    Service {
+        domain: "weather",
+        service: "get_forecasts",
+        name: "Get forecasts",
+        description: "Get weather forecasts.",
+        targets: true,
+        allow_extra: false,
+        fields: GET_FORECASTS_FIELDS,
+    },
+    Service {
+        domain: "calendar",
+        service: "get_events",
+        name: "Get events",
+        description: "Get events on a calendar within a time range.",
+        targets: true,
+        allow_extra: false,
+        fields: GET_EVENTS_FIELDS,
+    },
+    Service {
+        domain: "todo",
+        service: "get_items",
+        name: "Get to-do list items",
+        description: "Gets items on a to-do list.",
+        targets: true,
+        allow_extra: false,
+        fields: GET_ITEMS_FIELDS,
+    },
+    Service {
+        domain: "script",
+        service: "turn_on",
+        name: "Turn on",
+        description: "Runs the sequence of actions defined in a script.",
+        targets: true,
+        allow_extra: true,
+        fields: &[],
+    },
+    Service {
+        domain: "script",
+        service: "turn_off",
+        name: "Turn off",
+        description: "Stops a running script.",
+        targets: true,
+        allow_extra: false,
+        fields: &[],
+    },
     Service {
         domain: "scene",
         service: "turn_on",
@@ -496,6 +592,57 @@ fn find(world: &World, domain: &str, service: &str) -> Option<&'static Service> 
         .iter()
         .find(|s| s.domain == domain && s.service == service)
         .filter(|s| domain_loaded(world, s.domain))
+        .or_else(|| {
+            (domain == "script" && world.entities.contains_key(&format!("script.{service}")))
+                .then_some(&SCRIPT_RUN)
+        })
+}
+
+/// The entity ids a call targets (`entity_id` of its data), for its `service_response`.
+pub(crate) fn targeted(
+    world: &World,
+    domain: &str,
+    service: &str,
+    data: &Map<String, Value>,
+) -> Result<Vec<String>, ServiceError> {
+    let found = find(world, domain, service).ok_or(ServiceError::NotFound)?;
+    targets(world, found, data)
+}
+
+/// Runs script `script.<name>` (it turns on, runs its sequence, turns off) and fires the
+/// event the suite's script fires.
+fn run_script(
+    world: &mut World,
+    entity_id: &str,
+    context: &super::world::Context,
+    origin: &Origin,
+) -> Vec<StateObject> {
+    let Some(current) = world.entities.get(entity_id).cloned() else {
+        return Vec::new();
+    };
+    let now = world.now();
+    let mut attributes = current.attributes.clone();
+    attributes.insert("last_triggered".into(), Value::String(now.to_string()));
+    attributes.insert("current".into(), Value::from(1));
+    let mut changed = Vec::new();
+    if let Some(on) = world.set_state(
+        entity_id,
+        "on",
+        attributes.clone(),
+        context,
+        Some(origin),
+        now,
+    ) {
+        changed.push(on);
+    }
+    let event = format!("{}_ran", entity_id.trim_start_matches("script."));
+    world.events.push((event, Value::Object(Map::new())));
+    attributes.insert("current".into(), Value::from(0));
+    let now = world.now();
+    if let Some(off) = world.set_state(entity_id, "off", attributes, context, Some(origin), now) {
+        changed.push(off);
+    }
+    changed
 }
 
 /// Whether `domain.service` exists in this home.
@@ -537,8 +684,27 @@ pub(crate) fn describe(world: &World) -> Value {
             };
             description.insert("target".into(), target);
         }
+        match super::extras::responds(service.domain, service.service) {
+            super::extras::Responds::Only => {
+                description.insert("response".into(), json!({"optional": false}));
+            }
+            super::extras::Responds::Optionally => {
+                description.insert("response".into(), json!({"optional": true}));
+            }
+            super::extras::Responds::No => {}
+        }
         if let Some((_, services)) = domains.get_mut(index) {
             services.insert(service.service.into(), Value::Object(description));
+        }
+    }
+    // Each script from configuration is a service of its own, which may answer.
+    for script in world.entities.values().filter(|e| e.domain() == "script") {
+        let name = script.entity_id.trim_start_matches("script.");
+        if let Some((_, services)) = domains.iter_mut().find(|(d, _)| *d == "script") {
+            services.insert(
+                name.into(),
+                json!({"name": script.name(), "description": "", "fields": {}, "response": {"optional": true}}),
+            );
         }
     }
     Value::Array(
@@ -687,6 +853,17 @@ pub(crate) fn call(
     if domain == "persistent_notification" {
         world.notifications.push(fields);
         return Ok(Vec::new());
+    }
+    if domain == "script" && !matches!(service_name, "turn_on" | "turn_off") {
+        let entity_id = format!("script.{service_name}");
+        return Ok(run_script(world, &entity_id, &context, &origin));
+    }
+    if (domain, service_name) == ("script", "turn_on") {
+        let mut changed = Vec::new();
+        for entity_id in entity_ids.iter().filter(|id| id.starts_with("script.")) {
+            changed.extend(run_script(world, entity_id, &context, &origin));
+        }
+        return Ok(changed);
     }
     match (domain, service_name) {
         ("scene", "apply") => return super::scenes::apply(world, &fields, &context, &origin),

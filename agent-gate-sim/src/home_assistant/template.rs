@@ -1,15 +1,36 @@
 //! A small subset of Home Assistant's Jinja2 templates, enough for `POST /api/template`:
 //! plain text, and `{{ ... }}` expressions calling `states('x.y')`,
-//! `state_attr('x.y', 'attr')` or `is_state('x.y', 'value')`. Values print the way
-//! Python prints them (`None`, `True`, `[255, 0, 0]`), as Home Assistant's output does.
-//! Anything else is refused with an error, which the API returns as HTTP 400.
+//! `state_attr('x.y', 'attr')`, `is_state('x.y', 'value')`, `areas()`,
+//! `area_name('area_id')` or `area_entities('area_id')`, or naming a variable of the
+//! request's `variables` (an unknown name renders as nothing, as Jinja2's `Undefined` does).
+//! Values print the way Python prints them (`None`, `True`, `[255, 0, 0]`), as Home
+//! Assistant's output does. The one statement template rendered is `ha_get_areas`' (the
+//! areas with their entities as JSON, [`AREAS_TEMPLATE`]). Anything else is refused with an
+//! error, which the API returns as HTTP 400.
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::world::World;
 
-/// Renders `template`; the error is the text after `Error rendering template: `.
-pub(crate) fn render(world: &World, template: &str) -> Result<String, String> {
+/// The template of `tools.toml`'s `ha_get_areas` (kept equal to it: the end-to-end suite
+/// runs that tool against the simulator and a real Home Assistant).
+pub(crate) const AREAS_TEMPLATE: &str = "{%- set ns = namespace(areas=[]) -%}{%- for area_id in areas() -%}{%- set ns.areas = ns.areas + [{\"area_id\": area_id, \"name\": area_name(area_id), \"entities\": area_entities(area_id)}] -%}{%- endfor -%}{{ ns.areas | to_json }}";
+
+/// Renders `template` with `variables`; the error is the text after
+/// `Error rendering template: `.
+pub(crate) fn render(
+    world: &World,
+    template: &str,
+    variables: &Map<String, Value>,
+) -> Result<String, String> {
+    if template == AREAS_TEMPLATE {
+        let areas: Vec<Value> = world
+            .areas
+            .iter()
+            .map(|a| json!({"area_id": a.id, "name": a.name, "entities": a.entities}))
+            .collect();
+        return Ok(Value::Array(areas).to_string());
+    }
     if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
         return Ok(template.to_owned());
     }
@@ -28,7 +49,7 @@ pub(crate) fn render(world: &World, template: &str) -> Result<String, String> {
         let Some(close) = inner.find("}}") else {
             return Err("TemplateSyntaxError: unexpected end of template, expected 'end of print statement'.".into());
         };
-        out.push_str(&evaluate(world, inner[..close].trim())?);
+        out.push_str(&evaluate(world, inner[..close].trim(), variables)?);
         rest = &inner[close + 2..];
     }
     out.push_str(rest);
@@ -46,13 +67,32 @@ fn excerpt(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
-fn evaluate(world: &World, expression: &str) -> Result<String, String> {
+fn evaluate(
+    world: &World,
+    expression: &str,
+    variables: &Map<String, Value>,
+) -> Result<String, String> {
     let unsupported = || {
         format!(
-            "UndefinedError: unsupported expression '{}' (the simulated Home Assistant renders only states('<entity_id>'), state_attr('<entity_id>', '<attribute>') and is_state('<entity_id>', '<state>'))",
+            "UndefinedError: unsupported expression '{}' (the simulated Home Assistant renders only variables, states('<entity_id>'), state_attr('<entity_id>', '<attribute>'), is_state('<entity_id>', '<state>'), areas(), area_name('<area_id>') and area_entities('<area_id>'))",
             excerpt(expression)
         )
     };
+    if expression.matches('(').count() != expression.matches(')').count() {
+        return Err("TemplateSyntaxError: unexpected '}', expected ')'".to_owned());
+    }
+    let is_name = !expression.is_empty()
+        && expression
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !expression.as_bytes()[0].is_ascii_digit();
+    if is_name {
+        return Ok(variables
+            .get(expression)
+            .map(python_str)
+            .unwrap_or_default());
+    }
+    let area = |area_id: &str| world.areas.iter().find(|a| a.id == area_id);
     let (name, args) = parse_call(expression).ok_or_else(unsupported)?;
     let state = |entity_id: &str| world.entities.get(&entity_id.to_lowercase());
     match (name, args.as_slice()) {
@@ -66,10 +106,23 @@ fn evaluate(world: &World, expression: &str) -> Result<String, String> {
             let matches = state(entity_id).is_some_and(|s| &s.state == value);
             Ok(if matches { "True" } else { "False" }.to_owned())
         }
-        ("states" | "state_attr" | "is_state", _) => Err(format!(
-            "TypeError: {name}() got the wrong number of arguments in '{}'",
-            excerpt(expression)
-        )),
+        ("areas", []) => Ok(python_repr(&json!(
+            world.areas.iter().map(|a| a.id.clone()).collect::<Vec<_>>()
+        ))),
+        ("area_name", [area_id]) => {
+            Ok(area(area_id).map_or_else(|| "None".to_owned(), |a| a.name.clone()))
+        }
+        ("area_entities", [area_id]) => Ok(python_repr(&json!(
+            area(area_id)
+                .map(|a| a.entities.clone())
+                .unwrap_or_default()
+        ))),
+        ("states" | "state_attr" | "is_state" | "areas" | "area_name" | "area_entities", _) => {
+            Err(format!(
+                "TypeError: {name}() got the wrong number of arguments in '{}'",
+                excerpt(expression)
+            ))
+        }
         _ => Err(unsupported()),
     }
 }

@@ -56,14 +56,19 @@ impl StateObject {
         })
     }
 
-    /// The shape the history API returns for a recorded state (no context).
+    /// The shape the history API returns for a recorded state (no context, no
+    /// `last_reported`); without `attributes` (`no_attributes`) they are `{}`, as Home
+    /// Assistant 2025.4 answers.
     pub fn to_history_json(&self, attributes: bool) -> Value {
         let mut object = Map::new();
         object.insert("entity_id".into(), Value::from(self.entity_id.clone()));
         object.insert("state".into(), Value::from(self.state.clone()));
-        if attributes {
-            object.insert("attributes".into(), Value::Object(self.attributes.clone()));
-        }
+        let attributes = if attributes {
+            self.attributes.clone()
+        } else {
+            Map::new()
+        };
+        object.insert("attributes".into(), Value::Object(attributes));
         object.insert(
             "last_changed".into(),
             Value::from(self.last_changed.to_string()),
@@ -163,6 +168,14 @@ pub(crate) struct World {
     pub events: Vec<(String, Value)>,
     /// The states each scene sets (`scene.<id>` → entity id → state or `{state, ...attributes}`).
     pub scenes: IndexMap<String, Map<String, Value>>,
+    /// The areas, in creation order.
+    pub areas: Vec<super::extras::Area>,
+    /// Each calendar's events.
+    pub calendar_events: IndexMap<String, Vec<super::extras::Event>>,
+    /// Each weather entity's forecast entries (without `datetime`, added when asked).
+    pub forecasts: IndexMap<String, Vec<Map<String, Value>>>,
+    /// Each to-do list's items (`{summary, uid, status}`).
+    pub todo_items: IndexMap<String, Vec<Map<String, Value>>>,
     id_counter: u64,
     last_id_millis: i64,
 }
@@ -179,6 +192,10 @@ impl World {
             notifications: Vec::new(),
             events: Vec::new(),
             scenes: IndexMap::new(),
+            areas: Vec::new(),
+            calendar_events: IndexMap::new(),
+            forecasts: IndexMap::new(),
+            todo_items: IndexMap::new(),
             id_counter: 0,
             last_id_millis: 0,
         }

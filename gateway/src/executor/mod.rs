@@ -11,7 +11,11 @@
 //!   `decode = "text"` answer is the body as a string, wrapped. Anything else is an
 //!   [`ExecutionError`]: 401/403, other error statuses (with the configured
 //!   `services.<name>.errors` message or a default naming the status and a short,
-//!   sanitized excerpt of the body), a non-JSON success, a timeout, a connection failure.
+//!   sanitized excerpt of the body; a 4xx other than 401/403 adds the tool's `error_help`
+//!   with the call's arguments, e.g. which service, entities and data were sent), a
+//!   non-JSON success, a timeout, a connection failure.
+//! - Query flags (`?return_response`) are sent without a value; `wrap_unless` keeps an
+//!   answer whole (`HttpRequestParts::wrap` is already `None` for such a call).
 //! - At most `services.<name>.max_connections` (default 32) requests to one service are in
 //!   flight at once, and so at most that many connections are open to it; further calls wait
 //!   their turn in arrival order ([`tokio::sync::Semaphore`] is fair).
@@ -185,7 +189,7 @@ impl Executor {
         let status = response.status();
         if !status.is_success() {
             let body = service.read_body(response).await.unwrap_or_default();
-            let error = service.status_error(status, &body);
+            let error = service.status_error(status, &body, parts.error_help.as_deref());
             tracing::info!(tool = %tool.name, service = %service.name, status = status.as_u16(), "service answered with an error");
             return Err(error);
         }
@@ -459,8 +463,19 @@ impl ServiceClient {
     }
 
     /// The error for a non-2xx answer.
-    fn status_error(&self, status: StatusCode, body: &[u8]) -> ExecutionError {
+    /// The error of a non-2xx answer. `help` (the tool's `error_help` for this call) is
+    /// added to the message of a 4xx answer other than 401 and 403: those are the answers
+    /// where the call itself was refused, often without a reason (Home Assistant's
+    /// `400: Bad Request`).
+    fn status_error(&self, status: StatusCode, body: &[u8], help: Option<&str>) -> ExecutionError {
         let code = status.as_u16();
+        let with_help = |message: String| match help {
+            Some(help) if status.is_client_error() => {
+                let separator = if message.ends_with('.') { " " } else { ". " };
+                self.scrub(&format!("{message}{separator}{help}"))
+            }
+            _ => message,
+        };
         if let Some(template) = self.errors.get(&code) {
             let message = template
                 .replace("{status}", &code.to_string())
@@ -468,7 +483,7 @@ impl ServiceClient {
             return ExecutionError::Status {
                 service: self.name.clone(),
                 status: code,
-                message: self.scrub(&message),
+                message: with_help(self.scrub(&message)),
                 service_message: self.service_message(body),
             };
         }
@@ -500,7 +515,7 @@ impl ServiceClient {
         ExecutionError::Status {
             service: self.name.clone(),
             status: code,
-            message,
+            message: with_help(message),
             service_message: self.service_message(body),
         }
     }
