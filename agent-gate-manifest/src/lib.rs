@@ -80,6 +80,7 @@
 //! | `response` | optional; `"TypeName"` or `"[TypeName]"` (a list) naming a declared type |
 //! | `http` | required; the HTTP mapping (below) |
 //! | `targets` | optional table: which arguments name what a call affects, so the policy judges each (below) |
+//! | `read_only`, `destructive`, `idempotent`, `open_world` | optional booleans ([`Hints`]): what the tool does to the world, shown to MCP clients as tool annotations; hints only, the policy decides |
 //! | `args.<name>` | the arguments; **declaration order is the order of positional parameters in generated code** |
 //!
 //! ## Arguments: `[tools.<tool>.args.<name>]` (and type fields)
@@ -200,7 +201,7 @@ pub mod validate;
 pub use diagnostics::{Diagnostic, Location, ManifestError, Severity};
 pub use forbidden::{FORBIDDEN_SIGNATURE_CHARS, forbidden_char};
 pub use model::{
-    Arg, ArgType, Decode, Dispatch, HttpMapping, Manifest, Method, Pattern, ResponseType,
+    Arg, ArgType, Decode, Dispatch, Hints, HttpMapping, Manifest, Method, Pattern, ResponseType,
     ScalarType, Service, Targets, Template, TemplatePart, Tool, TypeDef,
 };
 pub use parse::Loaded;

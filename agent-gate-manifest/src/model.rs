@@ -126,8 +126,32 @@ pub struct Tool {
     /// Which arguments carry the things a call affects (`[tools.<name>.targets]`), so the
     /// policy judges every one of them; `None`: the signature is rendered once.
     pub targets: Option<Targets>,
+    /// What the tool does to the world, as told to MCP clients (tool annotations).
+    pub hints: Hints,
     /// Where the tool is defined (its `[tools.<name>]` header).
     pub location: Location,
+}
+
+/// `read_only`, `destructive`, `idempotent`, `open_world` of a tool: what it does to the world,
+/// shown to MCP clients as tool annotations (hints for the client and the model; the policy
+/// decides, never these). `None` where the manifest does not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// It changes nothing (reads only).
+    pub read_only: Option<bool>,
+    /// It may destroy or overwrite something (meaningful when not read-only).
+    pub destructive: Option<bool>,
+    /// Calling it twice with the same arguments does no more than once.
+    pub idempotent: Option<bool>,
+    /// It reaches things outside the gateway's own world (a home, the internet).
+    pub open_world: Option<bool>,
+}
+
+impl Hints {
+    /// Whether the manifest says nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Hints::default()
+    }
 }
 
 /// Where a tool's call names the things it affects, and how to find them

@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 use crate::diagnostics::{Diagnostic, LineIndex, Location, ManifestError, did_you_mean};
 use crate::forbidden::forbidden_char;
 use crate::model::{
-    Arg, ArgType, Decode, Dispatch, HttpMapping, Manifest, Method, Pattern, ResponseType,
+    Arg, ArgType, Decode, Dispatch, Hints, HttpMapping, Manifest, Method, Pattern, ResponseType,
     ScalarType, Service, Targets, Template, TemplatePart, Tool, TypeDef,
 };
 
@@ -37,6 +37,10 @@ const TOOL_KEYS: &[&str] = &[
     "http",
     "args",
     "targets",
+    "read_only",
+    "destructive",
+    "idempotent",
+    "open_world",
 ];
 const TARGETS_KEYS: &[&str] = &[
     "slot",
@@ -883,6 +887,18 @@ fn parse_tool(ctx: &mut Ctx<'_>, name: &Spanned<String>, value: &Value<'_>) -> O
         Some((ResponseType { name, list }, ctx.loc(v.span())))
     });
 
+    let mut hints = Hints::default();
+    for (key, slot) in [
+        ("read_only", &mut hints.read_only),
+        ("destructive", &mut hints.destructive),
+        ("idempotent", &mut hints.idempotent),
+        ("open_world", &mut hints.open_world),
+    ] {
+        if let Some(v) = get(table, key) {
+            *slot = ctx.bool(v, &format!("`{key}` of {what}"));
+        }
+    }
+
     let http = match get(table, "http") {
         Some(v) => parse_http(ctx, v, &what, tool_name, &args, &unknown_arg_help),
         None => {
@@ -962,6 +978,7 @@ fn parse_tool(ctx: &mut Ctx<'_>, name: &Spanned<String>, value: &Value<'_>) -> O
         http: http?,
         response,
         targets,
+        hints,
         location: ctx.loc(value.span()),
     };
     Some(PendingTool {

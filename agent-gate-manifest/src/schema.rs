@@ -212,6 +212,19 @@ impl Tool {
                 }),
             );
         }
+        // Present only when declared, so manifests without them keep their hash.
+        if let (false, Value::Object(map)) = (self.hints.is_empty(), &mut canonical) {
+            let h = &self.hints;
+            map.insert(
+                "hints".into(),
+                json!({
+                    "read_only": h.read_only,
+                    "destructive": h.destructive,
+                    "idempotent": h.idempotent,
+                    "open_world": h.open_world,
+                }),
+            );
+        }
         canonical
     }
 }

@@ -26,6 +26,10 @@ fn broken_manifests() {
             tool("descripton = \"x\"\nhttp = { method = \"GET\", path = \"/a\", wrapp = \"x\" }\nflavour = 1\n"),
         ),
         ("unknown top-level key", format!("tool = {{}}\n{SERVICE}")),
+        (
+            "annotation hints that are not booleans",
+            tool("read_only = \"yes\"\nopen_world = 1\nhttp = { method = \"GET\", path = \"/a\" }\n"),
+        ),
         ("unsupported version", format!("version = 2\n{SERVICE}")),
         (
             "unknown argument type",

@@ -180,6 +180,15 @@ async fn an_mcp_client_gets_the_tools_the_policy_and_the_human() {
             "every rule denies it to pi: {tools:?}"
         );
 
+        let annotations = &results["annotations"];
+        assert_eq!(
+            annotations["get_state"]["readOnlyHint"], true,
+            "{annotations}"
+        );
+        assert_eq!(annotations["call_service"]["readOnlyHint"], false);
+        assert_eq!(annotations["call_service"]["destructiveHint"], true);
+        assert_eq!(annotations["call_service"]["idempotentHint"], false);
+
         assert_eq!(results["allowed"]["state"], "locked");
         let denied = results["denied"]["text"].as_str().unwrap();
         assert_eq!(denied, "Denied by policy: Locks are off limits");

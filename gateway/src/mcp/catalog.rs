@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agent_gate_manifest::{Manifest, Tool as ManifestTool};
-use rmcp::model::{JsonObject, Tool};
+use agent_gate_manifest::{Hints, Manifest, Tool as ManifestTool};
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
@@ -53,6 +53,19 @@ fn output_schema(manifest: &Manifest, tool: &ManifestTool) -> Option<JsonObject>
     Some(object(schema))
 }
 
+/// The manifest's hints as MCP tool annotations (`None` when it gives none).
+fn annotations(hints: &Hints) -> Option<ToolAnnotations> {
+    if hints.is_empty() {
+        return None;
+    }
+    let mut out = ToolAnnotations::new();
+    out.read_only_hint = hints.read_only;
+    out.destructive_hint = hints.destructive;
+    out.idempotent_hint = hints.idempotent;
+    out.open_world_hint = hints.open_world;
+    Some(out)
+}
+
 fn mcp_tool(manifest: &Manifest, tool: &ManifestTool) -> Tool {
     let mut out = Tool::new(
         tool.name.clone(),
@@ -61,6 +74,9 @@ fn mcp_tool(manifest: &Manifest, tool: &ManifestTool) -> Tool {
     );
     if let Some(schema) = output_schema(manifest, tool) {
         out = out.with_raw_output_schema(Arc::new(schema));
+    }
+    if let Some(annotations) = annotations(&tool.hints) {
+        out = out.annotate(annotations);
     }
     out
 }
@@ -85,7 +101,7 @@ fn request_status_tool() -> Tool {
         Arc::new(object(input)),
     )
     .annotate(
-        rmcp::model::ToolAnnotations::new()
+        ToolAnnotations::new()
             .read_only(true)
             .idempotent(true)
             .open_world(false),

@@ -64,6 +64,10 @@ async def session():
             state_tool = next(t for t in listed.tools if t.name == "ha_get_state")
             expect(state_tool.input_schema.get("required") == ["entity_id"], "input schema")
             expect(state_tool.output_schema is not None, "ha_get_state has an output schema")
+            service_tool = next(t for t in listed.tools if t.name == "ha_call_service")
+            report("annotations",
+                   get_state=state_tool.annotations.model_dump(by_alias=True, exclude_none=True),
+                   call_service=service_tool.annotations.model_dump(by_alias=True, exclude_none=True))
 
             allowed = await client.call_tool("ha_get_state", {"entity_id": "lock.front_door"})
             expect(not allowed.is_error, f"allowed call: {text_of(allowed)}")
