@@ -240,3 +240,134 @@ async fn an_mcp_client_gets_the_tools_the_policy_and_the_human() {
     human.abort();
     gateway.shutdown().await.unwrap();
 }
+
+/// A client that declares the Tasks extension: a call that waits for a human is a task at
+/// once; the task survives a gateway restart (approved on the restarted gateway, its result
+/// read by `tasks/get`), and `tasks/cancel` withdraws a waiting request (approvers are told).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_client_gets_a_task_that_survives_a_restart_and_can_be_cancelled() {
+    use agent_gate_gateway::approvals::{ApproverEvent, Resolution};
+
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (_, ha) = home.spawn("127.0.0.1:0").await.unwrap();
+    let text = support::config_text(dir.path(), ha.addr(), &support::Options::default());
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let mut config = agent_gate_gateway::config::Config::parse(
+        &text,
+        &path,
+        &agent_gate_gateway::config::ProcessEnv,
+    )
+    .unwrap();
+    config.gateway.port = 0;
+    config.gateway.health_port = 0;
+    let start = |config: agent_gate_gateway::config::Config, approver: Arc<ChannelApprover>| {
+        let policy = support::load_policy_text(dir.path(), PERMISSIONS);
+        async move {
+            Gateway::builder(config, policy, support::manifest())
+                .approver(approver)
+                .insecure(true)
+                .start()
+                .await
+                .unwrap()
+        }
+    };
+    let first = Arc::new(ChannelApprover::new("test"));
+    let mut gateway = Some(start(config.clone(), first.clone()).await);
+    let port = gateway.as_ref().unwrap().ws_addr().port();
+    config.gateway.port = port;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/tasks_scenario.py");
+    let mut child = tokio::process::Command::new(&python)
+        .arg(script)
+        .env("MCP_URL", &url)
+        .env("MCP_TOKEN", support::PI_TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the Python client starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let second = Arc::new(ChannelApprover::new("test"));
+    let mut tasks: Vec<Value> = Vec::new();
+    let mut cancelled_id = None;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the client answers within a minute")
+        .unwrap()
+    {
+        if let Some(rest) = line.strip_prefix("TASK ") {
+            let (id, entity) = rest.split_once(' ').unwrap();
+            let running = gateway.as_ref().unwrap();
+            assert_eq!(
+                running.pending_approvals(),
+                1,
+                "the task is a stored pending request"
+            );
+            if entity == "light.bedroom" {
+                // Restart with the task pending, then approve it on the new gateway.
+                gateway.take().unwrap().shutdown().await.unwrap();
+                gateway = Some(start(config.clone(), second.clone()).await);
+                let outcome = second.approve(RequestKey::new("pi", id), "alice").await;
+                assert_eq!(outcome, agent_gate_gateway::approvals::DecideOutcome::Won);
+            } else {
+                cancelled_id = Some(id.to_owned());
+            }
+            stdin.write_all(b"DONE\n").await.unwrap();
+        } else if let Some(json) = line.strip_prefix("RESULT ") {
+            let value: Value = serde_json::from_str(json).unwrap();
+            if value["step"] == "task" {
+                tasks.push(value);
+            }
+        } else {
+            eprintln!("client: {line}");
+        }
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "the Tasks scenario failed: {status}");
+
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert_eq!(tasks[0]["status"], "completed", "{tasks:?}");
+    assert_eq!(
+        tasks[0]["seen"][0], "working",
+        "a task first, then its outcome"
+    );
+    let bedroom = home
+        .service_calls()
+        .iter()
+        .filter(|c| c.data["entity_id"] == "light.bedroom")
+        .count();
+    assert_eq!(bedroom, 1, "the approved task ran once, after the restart");
+    assert_eq!(tasks[1]["status"], "cancelled", "{tasks:?}");
+    assert_eq!(tasks[1]["message"], "Cancelled by the agent");
+    let cancelled_id = cancelled_id.unwrap();
+    let coffee = home
+        .service_calls()
+        .iter()
+        .filter(|c| c.data["entity_id"] == "switch.coffee_maker")
+        .count();
+    assert_eq!(coffee, 0, "a cancelled request never runs");
+    // The approvers were told it was cancelled.
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match second.next_event().await {
+                Some(ApproverEvent::Resolved(request, Resolution::Cancelled { reason, .. }))
+                    if request.key.request_id == cancelled_id =>
+                {
+                    return reason;
+                }
+                Some(_) => continue,
+                None => panic!("the approver closed"),
+            }
+        }
+    })
+    .await
+    .expect("the approvers hear of the cancellation");
+    assert_eq!(told, "cancelled by the agent");
+    gateway.take().unwrap().shutdown().await.unwrap();
+}

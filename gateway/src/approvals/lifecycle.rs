@@ -102,7 +102,13 @@ pub(crate) enum Resolve {
     Deny(String),
     /// Its approval timed out.
     Expire,
+    /// The agent that made it withdrew it (the actor names the agent). Recorded as a denial
+    /// by the agent, `Cancelled by the agent`; approvers are told it was cancelled.
+    Cancel(String),
 }
+
+/// The error message of a request its agent cancelled.
+pub(crate) const CANCELLED_BY_AGENT: &str = "Cancelled by the agent";
 
 /// The result of a resolution.
 #[derive(Debug)]
@@ -436,6 +442,13 @@ impl Approvals {
             Resolve::Expire => Transition::expire(agent, rid)
                 .error(ErrorCode::ApprovalTimeout.code(), "Approval timed out")
                 .audit(audit(AuditKind::Expired).actor("timeout")),
+            Resolve::Cancel(actor) => Transition::deny(agent, rid, actor.as_str())
+                .error(ErrorCode::DeniedByHuman.code(), CANCELLED_BY_AGENT)
+                .audit(
+                    audit(AuditKind::Other("cancelled".to_owned()))
+                        .actor(actor.as_str())
+                        .detail(json!({"reason": "cancelled by the agent"})),
+                ),
         }
         .at(at);
         if !self.store.transition(transition).await? {
@@ -472,6 +485,24 @@ impl Approvals {
                     &Outcome::Failed {
                         code: ErrorCode::DeniedByHuman,
                         message: "Denied by user".to_owned(),
+                        data: None,
+                    },
+                );
+            }
+            Resolve::Cancel(actor) => {
+                tracing::info!(agent, request_id = rid, by = %actor, "cancelled by the agent");
+                self.tell_approvers(
+                    key.clone(),
+                    Resolution::Cancelled {
+                        reason: "cancelled by the agent".to_owned(),
+                        at,
+                    },
+                );
+                self.delivery.deliver(
+                    &key,
+                    &Outcome::Failed {
+                        code: ErrorCode::DeniedByHuman,
+                        message: CANCELLED_BY_AGENT.to_owned(),
                         data: None,
                     },
                 );

@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use channel::{ApproverEvent, ChannelApprover};
-pub(crate) use lifecycle::{Approvals, Ask, AskError, Asked, Resolve};
+pub(crate) use lifecycle::{Approvals, Ask, AskError, Asked, CANCELLED_BY_AGENT, Resolve};
 
 use crate::store::{AuditEntry, RequestKey, RequestRecord, Timestamp};
 

@@ -178,6 +178,24 @@ impl Engine {
             .map_err(|e| refusal::store_failure(&e))
     }
 
+    /// `agent` withdraws its request `request_id` while it waits for a human: what the
+    /// withdrawal achieved (`Won`: cancelled; `AlreadyDecided`/`Expired`: it had ended;
+    /// `NotFound`: no such request of this agent, or the gateway is stopping).
+    pub(crate) async fn cancel(&self, agent: &str, request_id: &str) -> DecideOutcome {
+        if self.shutdown.is_cancelled() {
+            return DecideOutcome::NotFound;
+        }
+        let key = RequestKey::new(agent, request_id);
+        let how = Resolve::Cancel(format!("agent:{agent}"));
+        match self.approvals.resolve(key, how).await {
+            Ok(decided) => decided.outcome,
+            Err(error) => {
+                tracing::error!(%error, "could not record a cancellation");
+                DecideOutcome::NotFound
+            }
+        }
+    }
+
     /// After the store's start-up recovery: approvals re-armed or expired, approved requests
     /// that never started executed now.
     pub(crate) async fn recover(&self, report: RecoveryReport) -> Result<(), StoreError> {

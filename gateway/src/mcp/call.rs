@@ -68,9 +68,20 @@ pub(super) async fn call_tool(
     };
     let result = match progress {
         Progress::Finished(outcome) => finished(shared, agent, &request_id, outcome).await,
+        // A client that declared Tasks gets a task at once (the pending row is stored).
+        Progress::Waiting(waiting) if wants_tasks(ctx) => {
+            let expires_at = waiting.awaiting_approval;
+            return Ok(super::tasks::created(&request_id, expires_at).into());
+        }
         Progress::Waiting(waiting) => hold(shared, agent, &request_id, waiting, ctx).await?,
     };
     Ok(result.into())
+}
+
+/// Whether the client declared the Tasks extension on this request.
+fn wants_tasks(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.client_capabilities()
+        .is_some_and(|c| c.supports_tasks())
 }
 
 /// A refusal that belongs to no stored request, as a tool error (the model can fix the
@@ -93,14 +104,9 @@ fn tool_error(text: String, structured: Value) -> CallToolResult {
     result
 }
 
-/// The answer of a finished call, marked received first: a call with the same arguments made
-/// after this answer is a new request, not this one again.
-async fn finished(
-    shared: &Shared,
-    agent: &str,
-    request_id: &str,
-    outcome: Outcome,
-) -> CallToolResult {
+/// Marks the outcome of `request_id` received by `agent`, and waits for the write: a call with
+/// the same arguments made after the answer is a new request, not this one again.
+pub(super) async fn mark_received(shared: &Shared, agent: &str, request_id: &str) {
     let marking = shared
         .engine
         .delivery
@@ -108,10 +114,21 @@ async fn finished(
     if let Some(marking) = marking {
         let _ = marking.await;
     }
+}
+
+/// The answer of a finished call, marked received first.
+async fn finished(
+    shared: &Shared,
+    agent: &str,
+    request_id: &str,
+    outcome: Outcome,
+) -> CallToolResult {
+    mark_received(shared, agent, request_id).await;
     outcome_result(request_id, outcome)
 }
 
-fn outcome_result(request_id: &str, outcome: Outcome) -> CallToolResult {
+/// An outcome as a tool result.
+pub(super) fn outcome_result(request_id: &str, outcome: Outcome) -> CallToolResult {
     match outcome {
         Outcome::Executed(data @ Value::Object(_)) => CallToolResult::structured(data),
         Outcome::Executed(data) => {

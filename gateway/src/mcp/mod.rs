@@ -11,6 +11,9 @@
 //!   "still waiting" with what to do; calling again with the same arguments attaches to the
 //!   same request.
 //!
+//! - `tasks`: the Tasks extension, for clients that declare it: a call waiting for a human is a
+//!   task (its request id), read from the store by `tasks/get`, withdrawn by `tasks/cancel`.
+//!
 //! `Host` and `Origin` are checked by `rmcp` against `mcp.allowed_hosts` and
 //! `mcp.allowed_origins` (Origin checks are on: with no origins listed, any request carrying
 //! an `Origin` is refused).
@@ -18,14 +21,16 @@
 mod auth;
 mod call;
 mod catalog;
+mod tasks;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -69,15 +74,20 @@ fn agent_of(ctx: &RequestContext<RoleServer>) -> Result<Arc<str>, McpError> {
 
 impl ServerHandler for McpFront {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("agent-gate", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Tools of an agent-gate gateway: every call is checked by the gateway's policy; \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
+        .with_server_info(Implementation::new("agent-gate", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Tools of an agent-gate gateway: every call is checked by the gateway's policy; \
                  some wait for a human to approve them. A call that comes back saying it is \
                  waiting for a human has not run: call the same tool again with the same \
                  arguments later (it attaches to the same request and never runs twice), or \
                  ask gateway_request_status with its request_id.",
-            )
+        )
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
@@ -105,6 +115,24 @@ impl ServerHandler for McpFront {
     ) -> Result<CallToolResponse, McpError> {
         let agent = agent_of(&ctx)?;
         call::call_tool(&self.shared, &agent, request, &ctx).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        let agent = agent_of(&ctx)?;
+        tasks::get(&self.shared, &agent, &request.task_id).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let agent = agent_of(&ctx)?;
+        tasks::cancel(&self.shared, &agent, &request.task_id).await
     }
 }
 
