@@ -17,8 +17,13 @@
 //! Every call is recorded in two SQLite commits (the decision before execution, the outcome
 //! before the answer), group-committed across concurrent calls. Runs the database on disk with
 //! `storage.sync: background` (the default) and `always`, and on tmpfs; `BENCH_ONLY=background`
-//! (or `direct`, `always`, `tmpfs`, `memory`) runs one part; `direct` is the backend alone with
-//! 64 calls in flight, for scale.
+//! (or `direct`, `always`, `tmpfs`, `memory`, `mcp`) runs one part; `direct` is the backend alone
+//! with 64 calls in flight, for scale.
+//!
+//! 4. MCP (`BENCH_ONLY=mcp`): the same allowed call as an MCP `tools/call` over Streamable HTTP
+//!    (`/mcp`, keep-alive, 2025-11-25 without a session), sequential against direct HTTP calls
+//!    (alternating in blocks), and with 64 in flight. Budgets: p50 added ≤ 200 µs,
+//!    ≥ 10,000 calls/s.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -196,6 +201,100 @@ async fn latency(url: &str, backend: SocketAddr, calls: u64) -> Result<(), Error
             micros(g) - micros(d)
         );
     }
+    Ok(())
+}
+
+fn mcp_body(id: u64) -> String {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "tools/call",
+        "params": {"name": "ha_get_state", "arguments": {"entity_id": "sensor.living_room_temperature"}},
+    })
+    .to_string()
+}
+
+async fn mcp_call(client: &reqwest::Client, url: &str, token: &str, id: u64) -> Result<(), Error> {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(mcp_body(id))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() || body["result"]["isError"] != false {
+        return Err(format!("MCP call failed: {status} {body}").into());
+    }
+    std::hint::black_box(body);
+    Ok(())
+}
+
+/// MCP `tools/call` latency (alternating blocks of direct and MCP calls) and throughput.
+async fn mcp(url: &str, backend: SocketAddr, calls: u64, seconds: u64) -> Result<(), Error> {
+    let client = reqwest::Client::new();
+    let direct_url = format!("http://{backend}/api/states/sensor.living_room_temperature");
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    let token0 = token(0);
+    for i in 0..(calls + 500) / 100 {
+        for j in 0..100 {
+            let start = Instant::now();
+            let body: Value = client.get(&direct_url).send().await?.json().await?;
+            std::hint::black_box(body);
+            if i >= 5 {
+                direct.push(start.elapsed());
+            }
+            let start = Instant::now();
+            mcp_call(&client, url, &token0, i * 100 + j).await?;
+            if i >= 5 {
+                through.push(start.elapsed());
+            }
+        }
+    }
+    direct.sort();
+    through.sort();
+    println!(
+        "MCP tools/call latency ({} calls each, alternating with direct HTTP):",
+        direct.len()
+    );
+    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        let (d, g) = (percentile(&direct, p), percentile(&through, p));
+        println!(
+            "  {name}: direct HTTP {:>8.1} µs | MCP through the gateway {:>8.1} µs | added {:>8.1} µs",
+            micros(d),
+            micros(g),
+            micros(g) - micros(d)
+        );
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..64u64 {
+        let (client, url, done) = (client.clone(), url.to_owned(), Arc::clone(&done));
+        let token = token((t % 8) as usize);
+        tasks.push(tokio::spawn(async move {
+            let mut id = t * 1_000_000;
+            while Instant::now() < deadline {
+                mcp_call(&client, &url, &token, id).await?;
+                id += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let total = done.load(Ordering::Relaxed);
+    println!(
+        "MCP throughput: {total} allowed calls in {:.2} s with 64 in flight = {:.0} calls/s",
+        start.elapsed().as_secs_f64(),
+        total as f64 / start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -434,7 +533,8 @@ async fn in_process(
     seconds: u64,
 ) -> Result<(), Error> {
     let config_path = db_dir.join("config.yaml");
-    let text = config_yaml(db_dir, backend, 8, (8443, 8080), sync);
+    let store_sync = if sync == "mcp" { "background" } else { sync };
+    let text = config_yaml(db_dir, backend, 8, (8443, 8080), store_sync);
     let mut config = Config::parse(&text, &config_path, &ProcessEnv)?;
     config.gateway.port = 0;
     std::fs::write(db_dir.join("permissions.yaml"), PERMISSIONS)?;
@@ -446,6 +546,12 @@ async fn in_process(
         .start()
         .await?;
     let url = gateway.ws_url();
+    if sync == "mcp" {
+        let mcp_url = format!("http://{}/mcp", gateway.ws_addr());
+        mcp(&mcp_url, backend, calls, seconds).await?;
+        gateway.shutdown().await?;
+        return Ok(());
+    }
     latency(&url, backend, calls).await?;
     throughput(&url, seconds).await?;
     let stats = gateway.store().stats();
@@ -488,6 +594,11 @@ async fn run() -> Result<(), Error> {
             disk.path().display()
         );
         in_process(disk.path(), "background", backend, calls, seconds).await?;
+    }
+    if only == "mcp" {
+        let disk = tempfile::tempdir_in(dir)?;
+        println!("== MCP over Streamable HTTP, database on disk, storage.sync: background");
+        in_process(disk.path(), "mcp", backend, calls, seconds).await?;
     }
     if wanted("always") {
         let disk = tempfile::tempdir_in(dir)?;
