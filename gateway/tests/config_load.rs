@@ -665,3 +665,54 @@ fn a_health_port_on_the_agents_port_is_an_error() {
     );
     assert_eq!(load(&yaml).gateway.health_port, 9000);
 }
+
+#[test]
+fn mcp_defaults_and_settings() {
+    let c = load(MINIMAL);
+    assert!(c.mcp.enabled);
+    assert_eq!(c.mcp.path, "/mcp");
+    assert_eq!(c.mcp.hold, std::time::Duration::from_secs(50));
+    assert!(c.mcp.allowed_hosts.iter().any(|h| h == "localhost"));
+    assert!(
+        c.mcp
+            .allowed_origins
+            .iter()
+            .any(|o| o == "http://127.0.0.1:*")
+    );
+    let c = load(&format!(
+        "{MINIMAL}gateway:\n  host: 192.168.1.10\nmcp:\n  enabled: false\n  path: /agents/mcp\n  hold_seconds: 20\n  allowed_origins: [\"https://app.example.com\"]\n"
+    ));
+    assert!(!c.mcp.enabled);
+    assert_eq!(c.mcp.path, "/agents/mcp");
+    assert_eq!(c.mcp.hold, std::time::Duration::from_secs(20));
+    assert!(
+        c.mcp.allowed_hosts.iter().any(|h| h == "192.168.1.10"),
+        "a specific gateway.host is accepted as Host by default"
+    );
+    assert_eq!(c.mcp.allowed_origins, ["https://app.example.com"]);
+}
+
+#[test]
+fn mcp_settings_that_cannot_work_are_refused_with_the_key() {
+    let errors = errors(&format!(
+        "{MINIMAL}mcp:\n  enabled: \"yes\"\n  path: mcp/\n  hold_seconds: 0\n  allowed_hosts: []\n  allowed_origins: [app.example.com]\n"
+    ));
+    let all = errors.join("\n");
+    assert!(
+        all.contains("mcp.enabled") && all.contains("true or false"),
+        "{all}"
+    );
+    assert!(
+        all.contains("mcp.path") && all.contains("\"/mcp\""),
+        "{all}"
+    );
+    assert!(all.contains("mcp.hold_seconds"), "{all}");
+    assert!(
+        all.contains("mcp.allowed_hosts") && all.contains("DNS rebinding"),
+        "{all}"
+    );
+    assert!(
+        all.contains("mcp.allowed_origins[0]") && all.contains("https://app.example.com"),
+        "{all}"
+    );
+}

@@ -24,8 +24,10 @@ pub struct McpConfig {
     /// another name (a LAN address, a DNS name, a proxy) must list it here.
     pub allowed_hosts: Vec<String>,
     /// Browser origins accepted (`https://app.example.com`, with a scheme; `:*` for any port).
-    /// Default none: a request with an `Origin` header is refused (403), one without is
-    /// served (agents are not browsers).
+    /// Default: pages served from this machine (`http://localhost:*`, `http://127.0.0.1:*`,
+    /// `http://[::1]:*`, e.g. a local MCP inspector); a request with any other `Origin` is
+    /// refused (403), one without is served (agents are not browsers). An empty list refuses
+    /// every `Origin`.
     pub allowed_origins: Vec<String>,
 }
 
@@ -45,7 +47,10 @@ impl McpConfig {
             path: DEFAULT_MCP_PATH.to_owned(),
             hold: Duration::from_secs(DEFAULT_MCP_HOLD_SECONDS),
             allowed_hosts,
-            allowed_origins: Vec::new(),
+            allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
