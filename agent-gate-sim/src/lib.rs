@@ -11,7 +11,6 @@
 //! - [`telegram`]: an in-process Telegram Bot API (long polling, buttons, failures).
 //! - [`time`]: UTC timestamps formatted and parsed as Home Assistant does.
 
-mod calendar;
 pub mod home_assistant;
 pub mod telegram;
 pub mod time;
