@@ -31,6 +31,8 @@ pub(crate) mod engine;
 pub mod executor;
 pub mod health;
 pub(crate) mod mcp;
+/// The stdio MCP bridge of `agent-gate mcp` (see its module docs).
+pub(crate) mod mcp_bridge;
 pub mod messengers;
 pub mod policy;
 pub mod ratelimit;

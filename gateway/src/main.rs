@@ -30,7 +30,8 @@ fn main() -> ExitCode {
             return code;
         }
     };
-    let mut stdout = std::io::stdout().lock();
+    // Not locked for the whole run: `mcp` writes the protocol to stdout from its runtime.
+    let mut stdout = std::io::stdout();
     match run(cli, &mut stdout) {
         Ok(code) => code,
         Err(e) => {

@@ -184,6 +184,60 @@ async fn the_banner_names_the_urls_the_token_and_what_to_try() {
     assert!(banner.contains(DEMO_TOKEN), "{banner}");
     assert!(banner.contains("cargo run -p agent-gate --example quickstart"));
     assert!(banner.contains("agent-gate request ha_get_state"));
+
+    // MCP: the endpoint and a ready-to-paste line per client.
+    let mcp = demo.mcp_url();
+    assert!(banner.contains(&mcp), "{banner}");
+    assert!(
+        banner.contains(&format!(
+            "claude mcp add --transport http agent-gate {mcp} --header \"Authorization: Bearer {DEMO_TOKEN}\""
+        )),
+        "{banner}"
+    );
+    let desktop = banner
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("{\"mcpServers\""))
+        .expect("the Claude Desktop line");
+    let desktop: Value = serde_json::from_str(desktop).expect("the Claude Desktop line is JSON");
+    let server = &desktop["mcpServers"]["agent-gate"];
+    assert_eq!(
+        server["args"],
+        serde_json::json!(["mcp", "--url", demo.ws_url()])
+    );
+    assert_eq!(server["env"]["AGENT_GATE_TOKEN"], DEMO_TOKEN);
+    assert!(
+        banner.contains(&format!(
+            "MCPServerStreamableHttp(params={{\"url\": \"{mcp}\", \"headers\": {{\"Authorization\": \"Bearer {DEMO_TOKEN}\"}}"
+        )),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!(
+            "MultiServerMCPClient({{\"agent-gate\": {{\"transport\": \"streamable_http\", \"url\": \"{mcp}\""
+        )),
+        "{banner}"
+    );
+    // The demo serves it: tools/list with the demo token (Host 127.0.0.1 is allowed).
+    let listed = reqwest::Client::new()
+        .post(&mcp)
+        .bearer_auth(DEMO_TOKEN)
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", "2025-11-25")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let listed: Value = listed.json().await.unwrap();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .expect("a tool list")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"ha_get_state"), "{listed}");
+
     let health = reqwest::get(demo.health_url()).await.unwrap();
     assert_eq!(health.status(), 200);
     demo.shutdown().await.expect("clean shutdown");

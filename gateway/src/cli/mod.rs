@@ -1,5 +1,5 @@
 //! The `agent-gate` command line: the clap tree and its subcommands (`serve`, the default;
-//! `check`; `policy explain`; `approve-link`; ...).
+//! `check`; `policy explain`; `approve-link`; `mcp`; ...).
 //!
 //! Adding a subcommand: add a variant to [`Command`] (its arguments as an `Args` struct, with
 //! [`ConfigPaths`] flattened in if it reads the config files), a module with a
@@ -12,6 +12,7 @@ pub mod client;
 pub mod demo;
 pub mod explain;
 pub mod healthcheck;
+pub mod mcp;
 pub mod schema;
 pub mod serve;
 
@@ -48,6 +49,9 @@ pub enum Command {
     Tools(client::ListArgs),
     /// Fetch results decided while this agent was away (JSON).
     Pending(client::ListArgs),
+    /// Serve MCP on stdin/stdout, forwarding to a gateway (for MCP clients that launch local
+    /// servers, such as Claude Desktop).
+    Mcp(mcp::McpArgs),
     /// Check that a running gateway is healthy (exit 0) or not (exit 1).
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Try agent-gate: a gateway with a simulated Home Assistant and a web approval page.
@@ -96,6 +100,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Request(args)) => client::run_request(&args, out),
         Some(Command::Tools(args)) => client::run_tools(&args, out),
         Some(Command::Pending(args)) => client::run_pending(&args, out),
+        Some(Command::Mcp(args)) => mcp::run(&args, out),
         Some(Command::Healthcheck(args)) => healthcheck::run(&args, out),
         #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo::run(&args, out),

@@ -289,6 +289,46 @@ impl RunningDemo {
         self.gateway.ws_url()
     }
 
+    /// The MCP endpoint (Streamable HTTP, on the agent listener):
+    /// `http://127.0.0.1:<port>/mcp`.
+    pub fn mcp_url(&self) -> String {
+        format!(
+            "http://{}{}",
+            self.gateway.ws_addr(),
+            crate::config::DEFAULT_MCP_PATH
+        )
+    }
+
+    /// Ready-to-paste lines that connect MCP clients to the demo: Claude Code, Claude Desktop
+    /// (through the stdio bridge `agent-gate mcp`, run from `bridge`, the path of this
+    /// binary), the OpenAI Agents SDK and LangChain's `langchain-mcp-adapters`.
+    pub fn mcp_client_lines(&self, bridge: &str) -> String {
+        let mcp = self.mcp_url();
+        let ws = self.ws_url();
+        let desktop = serde_json::json!({
+            "mcpServers": {
+                "agent-gate": {
+                    "command": bridge,
+                    "args": ["mcp", "--url", ws],
+                    "env": {"AGENT_GATE_TOKEN": DEMO_TOKEN},
+                }
+            }
+        });
+        format!(
+            r#"  Claude Code:
+    claude mcp add --transport http agent-gate {mcp} --header "Authorization: Bearer {DEMO_TOKEN}"
+
+  Claude Desktop (claude_desktop_config.json, through the stdio bridge `agent-gate mcp`):
+    {desktop}
+
+  OpenAI Agents SDK (Python; the timeouts leave room for the 50 s hold of a call that asks you):
+    MCPServerStreamableHttp(params={{"url": "{mcp}", "headers": {{"Authorization": "Bearer {DEMO_TOKEN}"}}, "timeout": 60}}, client_session_timeout_seconds=60)
+
+  LangChain (langchain-mcp-adapters):
+    MultiServerMCPClient({{"agent-gate": {{"transport": "streamable_http", "url": "{mcp}", "headers": {{"Authorization": "Bearer {DEMO_TOKEN}"}}}}}})"#
+        )
+    }
+
     /// The demo agent's token ([`DEMO_TOKEN`]).
     pub fn token(&self) -> &'static str {
         DEMO_TOKEN
@@ -336,6 +376,13 @@ impl RunningDemo {
             .unwrap_or_else(|| String::from("(the HTTP side is off)"));
         let web = self.http_url("");
         let health = self.health_url();
+        let mcp = self.mcp_url();
+        let bridge = std::env::current_exe()
+            .ok()
+            .and_then(|path| path.to_str().map(str::to_owned))
+            .filter(|path| !path.is_empty())
+            .unwrap_or_else(|| String::from("agent-gate"));
+        let clients = self.mcp_client_lines(&bridge);
         let keep = if self.temporary {
             "a temporary directory, removed when the demo stops"
         } else {
@@ -350,6 +397,7 @@ impl RunningDemo {
   Open it with         {link}
                        (a one-time link, valid 10 minutes; for a new one:
                        agent-gate approve-link --data-dir {data} --url {web})
+  MCP (HTTP)           {mcp}   (header Authorization: Bearer {DEMO_TOKEN})
   Health               {health}
   Database             {data} ({keep})
 
@@ -364,6 +412,11 @@ Try it (in another terminal):
   agent-gate request ha_call_service domain=lock service=unlock entity_id=lock.front_door   # denied
   agent-gate request ha_call_service domain=light service=turn_on entity_id=light.bedroom   # asks: open the approval page
   agent-gate tools
+
+Connect an MCP client (a call that asks you is held up to 50 s, then answered "still
+waiting": calling it again with the same arguments picks up the outcome):
+
+{clients}
 
 Press Ctrl-C to stop."#,
             data = self.data_dir.display(),

@@ -31,7 +31,7 @@ use crate::engine::{Submitted, ToolCall};
 use crate::store::RequestState;
 
 /// How often a held call reports progress: every 5 s, or ten times in a shorter hold.
-fn progress_every(hold: Duration) -> Duration {
+pub(crate) fn progress_every(hold: Duration) -> Duration {
     (hold / 10).clamp(Duration::from_millis(200), Duration::from_secs(5))
 }
 
@@ -86,7 +86,7 @@ fn wants_tasks(ctx: &RequestContext<RoleServer>) -> bool {
 
 /// A refusal that belongs to no stored request, as a tool error (the model can fix the
 /// arguments or wait), except an internal error, which is a protocol error.
-fn refusal(error: ErrorObject) -> Result<CallToolResult, McpError> {
+pub(crate) fn refusal(error: ErrorObject) -> Result<CallToolResult, McpError> {
     if error.code == ErrorCode::InternalError {
         return Err(McpError::internal_error(error.message, None));
     }
@@ -98,7 +98,9 @@ fn refusal(error: ErrorObject) -> Result<CallToolResult, McpError> {
     Ok(tool_error(text, structured))
 }
 
-fn tool_error(text: String, structured: Value) -> CallToolResult {
+/// A tool result with `isError: true`, `text` as its content and `structured` as its
+/// structured content.
+pub(crate) fn tool_error(text: String, structured: Value) -> CallToolResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
     result.structured_content = Some(structured);
     result
@@ -127,8 +129,8 @@ async fn finished(
     outcome_result(request_id, outcome)
 }
 
-/// An outcome as a tool result.
-pub(super) fn outcome_result(request_id: &str, outcome: Outcome) -> CallToolResult {
+/// The tool result of a finished call.
+pub(crate) fn outcome_result(request_id: &str, outcome: Outcome) -> CallToolResult {
     match outcome {
         Outcome::Executed(data @ Value::Object(_)) => CallToolResult::structured(data),
         Outcome::Executed(data) => {
@@ -147,15 +149,19 @@ pub(super) fn outcome_result(request_id: &str, outcome: Outcome) -> CallToolResu
 
 /// What a call still waiting for a human answers when the hold ends.
 fn still_waiting(request_id: &str, expires_at: Option<Timestamp>) -> CallToolResult {
+    still_waiting_until(request_id, expires_at.map(rfc3339).as_deref())
+}
+
+/// [`still_waiting`] with the expiry as RFC 3339 text (as the WebSocket protocol carries it).
+pub(crate) fn still_waiting_until(request_id: &str, expires_at: Option<&str>) -> CallToolResult {
     let (status, text) = match expires_at {
         Some(at) => (
             "awaiting_approval",
             format!(
                 "This call is waiting for a human to approve it (request_id {request_id}, until \
-                 {}). It has not run. To get its outcome, call this tool again with the same \
+                 {at}). It has not run. To get its outcome, call this tool again with the same \
                  arguments (that attaches to this request: it never runs twice), or call \
                  {REQUEST_STATUS_TOOL} with request_id \"{request_id}\".",
-                rfc3339(at)
             ),
         ),
         None => (
@@ -171,7 +177,7 @@ fn still_waiting(request_id: &str, expires_at: Option<Timestamp>) -> CallToolRes
     structured.insert("status".to_owned(), Value::from(status));
     structured.insert("request_id".to_owned(), Value::from(request_id));
     if let Some(at) = expires_at {
-        structured.insert("expires_at".to_owned(), Value::from(rfc3339(at)));
+        structured.insert("expires_at".to_owned(), Value::from(at));
     }
     tool_error(text, Value::Object(structured))
 }

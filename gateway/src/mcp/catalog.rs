@@ -81,7 +81,8 @@ fn mcp_tool(manifest: &Manifest, tool: &ManifestTool) -> Tool {
     out
 }
 
-fn request_status_tool() -> Tool {
+/// The built-in `gateway_request_status` tool.
+pub(crate) fn request_status_tool() -> Tool {
     let input = json!({
         "type": "object",
         "properties": {

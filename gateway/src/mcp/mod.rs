@@ -19,8 +19,8 @@
 //! an `Origin` is refused).
 
 mod auth;
-mod call;
-mod catalog;
+pub(crate) mod call;
+pub(crate) mod catalog;
 mod tasks;
 
 use std::borrow::Cow;
@@ -44,6 +44,20 @@ use crate::engine::Engine;
 
 /// Largest request body accepted on `/mcp` (the WebSocket front's message limit).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What an MCP client is told about this server (shared with the stdio bridge).
+pub(crate) const INSTRUCTIONS: &str = "Tools of an agent-gate gateway: every call is checked by \
+     the gateway's policy; some wait for a human to approve them. A call that comes back saying \
+     it is waiting for a human has not run: call the same tool again with the same arguments \
+     later (it attaches to the same request and never runs twice), or ask \
+     gateway_request_status with its request_id.";
+
+/// The protocol revisions served (shared with the stdio bridge).
+pub(crate) const PROTOCOL_VERSIONS: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+    ProtocolVersion::V_2026_07_28,
+];
 
 /// The agent a request authenticated as (set by `auth`, read by the handlers).
 #[derive(Debug, Clone)]
@@ -81,21 +95,11 @@ impl ServerHandler for McpFront {
                 .build(),
         )
         .with_server_info(Implementation::new("agent-gate", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "Tools of an agent-gate gateway: every call is checked by the gateway's policy; \
-                 some wait for a human to approve them. A call that comes back saying it is \
-                 waiting for a human has not run: call the same tool again with the same \
-                 arguments later (it attaches to the same request and never runs twice), or \
-                 ask gateway_request_status with its request_id.",
-        )
+        .with_instructions(INSTRUCTIONS)
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(&[
-            ProtocolVersion::V_2025_06_18,
-            ProtocolVersion::V_2025_11_25,
-            ProtocolVersion::V_2026_07_28,
-        ])
+        Cow::Borrowed(PROTOCOL_VERSIONS)
     }
 
     async fn list_tools(

@@ -66,6 +66,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{StoreError, StoreResult};
+pub(crate) use rows::args_digest;
 pub use schema::SCHEMA_VERSION;
 pub(crate) use types::rfc3339;
 pub use types::{
