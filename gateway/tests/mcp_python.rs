@@ -119,18 +119,8 @@ async fn an_mcp_client_gets_the_tools_the_policy_and_the_human() {
     let dir = tempfile::tempdir().unwrap();
     let home = HomeAssistant::demo(DEFAULT_TOKEN);
     let (_, ha) = home.spawn("127.0.0.1:0").await.unwrap();
-    let mut text = support::config_text(dir.path(), ha.addr(), &support::Options::default());
-    text.push_str("mcp:\n  hold_seconds: 2\n");
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, &text).unwrap();
-    let mut config = agent_gate_gateway::config::Config::parse(
-        &text,
-        &path,
-        &agent_gate_gateway::config::ProcessEnv,
-    )
-    .unwrap();
-    config.gateway.port = 0;
-    config.gateway.health_port = 0;
+    let mut config = support::load_config(dir.path(), ha.addr(), &support::Options::default());
+    config.mcp.hold = Duration::from_secs(2);
     let policy = support::load_policy_text(dir.path(), PERMISSIONS);
     let approver = Arc::new(ChannelApprover::new("test"));
     let gateway = Gateway::builder(config, policy, support::manifest())
@@ -252,17 +242,7 @@ async fn a_tasks_client_gets_a_task_that_survives_a_restart_and_can_be_cancelled
     let dir = tempfile::tempdir().unwrap();
     let home = HomeAssistant::demo(DEFAULT_TOKEN);
     let (_, ha) = home.spawn("127.0.0.1:0").await.unwrap();
-    let text = support::config_text(dir.path(), ha.addr(), &support::Options::default());
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, &text).unwrap();
-    let mut config = agent_gate_gateway::config::Config::parse(
-        &text,
-        &path,
-        &agent_gate_gateway::config::ProcessEnv,
-    )
-    .unwrap();
-    config.gateway.port = 0;
-    config.gateway.health_port = 0;
+    let mut config = support::load_config(dir.path(), ha.addr(), &support::Options::default());
     let start = |config: agent_gate_gateway::config::Config, approver: Arc<ChannelApprover>| {
         let policy = support::load_policy_text(dir.path(), PERMISSIONS);
         async move {
