@@ -16,6 +16,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::Shared;
 use super::config::ClientConfig;
+use super::slot::Generation;
 use crate::error::{Error, ErrorKind};
 use crate::protocol::{AUTH_REQUEST_ID, AuthResult, Id, Incoming, Request, parse_incoming};
 
@@ -256,11 +257,12 @@ impl Running {
         shared: Arc<Shared>,
         ws: Ws,
         outbox: mpsc::UnboundedReceiver<Message>,
+        generation: Generation,
     ) -> Running {
         let ping_interval = shared.config.ping_interval;
         let (sink, stream) = ws.split();
         let liveness = Arc::new(Liveness::new());
-        let reader = tokio::spawn(read_loop(shared, stream, Arc::clone(&liveness)));
+        let reader = tokio::spawn(read_loop(shared, stream, Arc::clone(&liveness), generation));
         let writer = tokio::spawn(write_loop(sink, outbox, liveness, ping_interval));
         Running { reader, writer }
     }
@@ -270,6 +272,7 @@ async fn read_loop(
     shared: Arc<Shared>,
     mut stream: futures_util::stream::SplitStream<Ws>,
     liveness: Arc<Liveness>,
+    generation: Generation,
 ) -> String {
     loop {
         match stream.next().await {
@@ -278,7 +281,7 @@ async fn read_loop(
             Some(Ok(message)) => {
                 liveness.touch();
                 match message {
-                    Message::Text(text) => shared.dispatch(text.as_str()),
+                    Message::Text(text) => shared.dispatch(text.as_str(), generation),
                     Message::Close(_) => {
                         return "the gateway closed the connection".to_owned();
                     }

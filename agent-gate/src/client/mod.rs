@@ -12,9 +12,11 @@ mod config;
 mod connection;
 mod deadline;
 mod reconnect;
+mod slot;
 mod stream;
 
-use std::collections::HashMap;
+use slot::{Entry, Generation, Slot};
+
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use config::{
     ClientBuilder, ClientConfig, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_JITTER,
@@ -126,117 +128,6 @@ impl Responder {
     }
 }
 
-struct Entry {
-    request_id: Option<String>,
-    frame: Utf8Bytes,
-    responder: Responder,
-    /// A `tool_request`: counts against the gateway's in-flight cap, so it is paced.
-    paced: bool,
-    /// Sent on the current connection.
-    sent: bool,
-}
-
-#[derive(Default)]
-struct Slot {
-    /// The writer's queue while connected; `None` while disconnected.
-    outbox: Option<mpsc::UnboundedSender<Message>>,
-    calls: HashMap<i64, Entry>,
-    by_request_id: HashMap<String, i64>,
-    /// Set once the client is closed or has given up; calls fail with it.
-    terminal: Option<Error>,
-    /// Paced calls sent on the current connection and not answered yet.
-    sent: usize,
-    /// Most paced calls in flight on one connection (see [`GATEWAY_MAX_IN_FLIGHT`]).
-    window: usize,
-    /// Paced calls waiting for room in the window, oldest first.
-    waiting: std::collections::VecDeque<i64>,
-}
-
-impl Slot {
-    fn remove(&mut self, id: i64) -> Option<Entry> {
-        let entry = self.calls.remove(&id)?;
-        if let Some(rid) = &entry.request_id {
-            self.by_request_id.remove(rid);
-        }
-        if entry.paced && entry.sent {
-            self.sent = self.sent.saturating_sub(1);
-            self.pump();
-        }
-        Some(entry)
-    }
-
-    /// Registers a call and sends it now, or once the window has room if it is paced.
-    fn insert(&mut self, id: i64, entry: Entry) {
-        let paced = entry.paced;
-        self.calls.insert(id, entry);
-        if paced {
-            self.waiting.push_back(id);
-            self.pump();
-        } else {
-            self.send_now(id);
-        }
-    }
-
-    /// A fresh connection's queue: everything outstanding is sent again, paced calls oldest
-    /// first and no more of them in flight than the window.
-    fn attach(&mut self, outbox: mpsc::UnboundedSender<Message>) {
-        self.outbox = Some(outbox);
-        self.sent = 0;
-        self.waiting.clear();
-        let mut ids: Vec<i64> = self.calls.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(entry) = self.calls.get_mut(&id) else {
-                continue;
-            };
-            entry.sent = false;
-            if entry.paced {
-                self.waiting.push_back(id);
-            } else {
-                self.send_now(id);
-            }
-        }
-        self.pump();
-    }
-
-    fn send_now(&mut self, id: i64) {
-        let (Some(outbox), Some(entry)) = (&self.outbox, self.calls.get_mut(&id)) else {
-            return;
-        };
-        entry.sent = true;
-        // If the writer is gone the entry stays and is re-sent after the reconnection.
-        let _ = outbox.send(Message::Text(entry.frame.clone()));
-    }
-
-    /// Sends waiting paced calls while the window has room.
-    fn pump(&mut self) {
-        if self.outbox.is_none() {
-            return;
-        }
-        while self.sent < self.window {
-            let Some(id) = self.waiting.pop_front() else {
-                break;
-            };
-            if self.calls.get(&id).is_some_and(|entry| !entry.sent) {
-                self.sent += 1;
-                self.send_now(id);
-            }
-        }
-    }
-
-    /// Fail every outstanding call with `error` and refuse new ones.
-    fn fail_all(&mut self, error: &Error) {
-        self.outbox = None;
-        self.terminal = Some(error.clone());
-        self.by_request_id.clear();
-        self.waiting.clear();
-        self.sent = 0;
-        for (_, entry) in self.calls.drain() {
-            entry.responder.deliver(Err(error.clone()));
-        }
-    }
-}
-
 /// State shared by the handles, the supervisor and the connection tasks.
 pub(crate) struct Shared {
     config: ClientConfig,
@@ -270,7 +161,7 @@ impl Shared {
     }
 
     /// Handle one text frame from the gateway (called by the reader task).
-    fn dispatch(&self, text: &str) {
+    fn dispatch(&self, text: &str, from: Generation) {
         match parse_incoming(text) {
             Ok(Incoming::Response(response)) => {
                 let Some(Id::Number(id)) = response.id else {
@@ -279,13 +170,13 @@ impl Shared {
                     }
                     return;
                 };
-                let entry = self.lock().remove(id);
+                let entry = self.lock().answered(id, from);
                 if let Some(entry) = entry {
                     let reply = response
                         .into_result()
                         .map(Answer::Result)
                         .map_err(Error::from_error_object);
-                    entry.responder.deliver(reply);
+                    entry.into_responder().deliver(reply);
                 }
             }
             Ok(Incoming::Notification(n)) if n.method == NOTIFICATION_REQUEST_STATUS => {
@@ -294,14 +185,8 @@ impl Shared {
                     return;
                 };
                 let slot = self.lock();
-                let entry = slot
-                    .by_request_id
-                    .get(&params.request_id)
-                    .and_then(|id| slot.calls.get(id));
-                if let Some(Entry {
-                    responder: Responder::Stream(tx),
-                    ..
-                }) = entry
+                if let Some(Responder::Stream(tx)) =
+                    slot.by_request_id(&params.request_id).map(Entry::responder)
                 {
                     let _ = tx.send(Delivery::Status(params));
                 }
@@ -346,7 +231,7 @@ impl Shared {
     }
 
     fn lost_error(&self) -> Error {
-        self.lock().terminal.clone().unwrap_or_else(|| {
+        self.lock().terminal().cloned().unwrap_or_else(|| {
             Error::connection("the call was abandoned by the client", "retry the call")
         })
     }
@@ -381,28 +266,24 @@ impl Shared {
         loop {
             {
                 let mut slot = shared.lock();
-                if let Some(error) = &slot.terminal {
+                if let Some(error) = slot.terminal() {
                     return Err(error.clone());
                 }
-                if slot.outbox.is_some() {
+                if slot.is_attached() {
                     let Some(responder) = responder.take() else {
                         return Err(Error::new(
                             ErrorKind::Protocol,
                             "internal: responder used twice",
                         ));
                     };
-                    if let Some(rid) = &request_id {
-                        slot.by_request_id.insert(rid.clone(), id);
-                    }
                     slot.insert(
                         id,
-                        Entry {
+                        Entry::new(
                             request_id,
-                            frame: frame.clone(),
+                            frame.clone(),
                             responder,
-                            paced: method == crate::protocol::METHOD_TOOL_REQUEST,
-                            sent: false,
-                        },
+                            method == crate::protocol::METHOD_TOOL_REQUEST,
+                        ),
                     );
                     return Ok(CallGuard {
                         shared: Arc::clone(self),
@@ -425,15 +306,12 @@ impl Shared {
     fn resolve_pending(&self, results: &[PendingResult]) {
         let mut slot = self.lock();
         for result in results {
-            let Some(id) = slot.by_request_id.get(&result.request_id).copied() else {
-                continue;
-            };
-            if let Some(entry) = slot.remove(id) {
+            if let Some(entry) = slot.resolved(&result.request_id) {
                 let reply = result
                     .outcome()
                     .map(|data| Answer::Data(data.clone()))
                     .map_err(Error::from_error_object);
-                entry.responder.deliver(reply);
+                entry.into_responder().deliver(reply);
             }
         }
     }
@@ -448,7 +326,7 @@ pub(crate) struct CallGuard {
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        self.shared.lock().remove(self.id);
+        self.shared.lock().abandon(self.id);
     }
 }
 
@@ -536,10 +414,7 @@ impl AgentGateClient {
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             tls,
-            slot: Mutex::new(Slot {
-                window,
-                ..Slot::default()
-            }),
+            slot: Mutex::new(Slot::new(window)),
             next_id: AtomicI64::new(1),
             request_prefix: prefix,
             request_counter: AtomicU64::new(1),
@@ -573,7 +448,7 @@ impl AgentGateClient {
 
     /// How many calls are waiting for an answer right now.
     pub fn in_flight(&self) -> usize {
-        self.shared().lock().calls.len()
+        self.shared().lock().len()
     }
 
     /// The current connection state.

@@ -71,12 +71,12 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 /// Attach a fresh connection: new outbox, re-send every outstanding call.
 fn attach(shared: &Arc<Shared>, ws: Ws) -> Running {
     let (tx, rx) = mpsc::unbounded_channel();
-    shared.lock().attach(tx);
-    Running::start(Arc::clone(shared), ws, rx)
+    let generation = shared.lock().attach(tx);
+    Running::start(Arc::clone(shared), ws, rx, generation)
 }
 
 fn detach(shared: &Shared) {
-    shared.lock().outbox = None;
+    shared.lock().detach();
 }
 
 async fn supervise(shared: Arc<Shared>, first: Running) {
