@@ -21,8 +21,10 @@
 //! with 64 calls in flight, for scale.
 //!
 //! 4. MCP (`BENCH_ONLY=mcp`): the same allowed call as an MCP `tools/call` over Streamable HTTP
-//!    (`/mcp`, keep-alive, 2025-11-25 without a session), sequential against direct HTTP calls
-//!    (alternating in blocks), and with 64 in flight. Budgets: p50 added ≤ 200 µs,
+//!    (`/mcp`, keep-alive, 2025-11-25 without a session) to the release `agent-gate` as a
+//!    separate process, sequential against direct HTTP calls (alternating in blocks), and with
+//!    64 in flight. `BENCH_GATEWAYS=old:new` (paths of `agent-gate` binaries) alternates
+//!    binaries for `BENCH_ROUNDS` rounds and prints the medians. Budgets: p50 added ≤ 200 µs,
 //!    ≥ 10,000 calls/s.
 
 use std::io::{BufRead, BufReader};
@@ -233,8 +235,16 @@ async fn mcp_call(client: &reqwest::Client, url: &str, token: &str, id: u64) -> 
     Ok(())
 }
 
-/// MCP `tools/call` latency (alternating blocks of direct and MCP calls) and throughput.
-async fn mcp(url: &str, backend: SocketAddr, calls: u64, seconds: u64) -> Result<(), Error> {
+/// One MCP measurement of one gateway binary.
+struct McpRun {
+    direct: Vec<Duration>,
+    through: Vec<Duration>,
+    calls_per_second: f64,
+}
+
+/// MCP `tools/call` latency (alternating blocks of direct and MCP calls) and throughput
+/// against the gateway at `url`.
+async fn mcp(url: &str, backend: SocketAddr, calls: u64, seconds: u64) -> Result<McpRun, Error> {
     let client = reqwest::Client::new();
     let direct_url = format!("http://{backend}/api/states/sensor.living_room_temperature");
     let (mut direct, mut through) = (Vec::new(), Vec::new());
@@ -256,19 +266,6 @@ async fn mcp(url: &str, backend: SocketAddr, calls: u64, seconds: u64) -> Result
     }
     direct.sort();
     through.sort();
-    println!(
-        "MCP tools/call latency ({} calls each, alternating with direct HTTP):",
-        direct.len()
-    );
-    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
-        let (d, g) = (percentile(&direct, p), percentile(&through, p));
-        println!(
-            "  {name}: direct HTTP {:>8.1} µs | MCP through the gateway {:>8.1} µs | added {:>8.1} µs",
-            micros(d),
-            micros(g),
-            micros(g) - micros(d)
-        );
-    }
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
@@ -290,16 +287,168 @@ async fn mcp(url: &str, backend: SocketAddr, calls: u64, seconds: u64) -> Result
         task.await??;
     }
     let total = done.load(Ordering::Relaxed);
+    Ok(McpRun {
+        direct,
+        through,
+        calls_per_second: total as f64 / start.elapsed().as_secs_f64(),
+    })
+}
+
+fn print_mcp_run(label: &str, run: &McpRun) {
     println!(
-        "MCP throughput: {total} allowed calls in {:.2} s with 64 in flight = {:.0} calls/s",
-        start.elapsed().as_secs_f64(),
-        total as f64 / start.elapsed().as_secs_f64()
+        "{label}: MCP tools/call latency ({} calls each, alternating with direct HTTP):",
+        run.direct.len()
     );
+    for (name, p) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        let (d, g) = (percentile(&run.direct, p), percentile(&run.through, p));
+        println!(
+            "  {name}: direct HTTP {:>8.1} µs | MCP through the gateway {:>8.1} µs | added {:>8.1} µs | ×{:.1} direct",
+            micros(d),
+            micros(g),
+            micros(g) - micros(d),
+            micros(g) / micros(d).max(0.001)
+        );
+    }
+    println!(
+        "  throughput: {:.0} allowed calls/s with 64 in flight",
+        run.calls_per_second
+    );
+}
+
+/// A release `agent-gate serve --insecure` as a separate process, with `agents` agents, the
+/// database on disk in `dir`; killed when dropped.
+struct GatewayProcess {
+    child: std::process::Child,
+    ports: (u16, u16),
+}
+
+impl GatewayProcess {
+    async fn start(
+        binary: &Path,
+        dir: &Path,
+        backend: SocketAddr,
+        agents: usize,
+    ) -> Result<GatewayProcess, Error> {
+        let ports = (free_port()?, free_port()?);
+        std::fs::write(
+            dir.join("config.yaml"),
+            config_yaml(dir, backend, agents, ports, "background"),
+        )?;
+        std::fs::write(dir.join("permissions.yaml"), PERMISSIONS)?;
+        let mut child = Command::new(binary)
+            .args(["serve", "--insecure", "-c"])
+            .arg(dir.join("config.yaml"))
+            .arg("-p")
+            .arg(dir.join("permissions.yaml"))
+            .env("LOG_LEVEL", "warn,agent_gate_gateway::app=info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            let found = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.contains("ready"));
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            found
+        })
+        .await?;
+        let process = GatewayProcess { child, ports };
+        if !ready {
+            return Err(format!("{} did not become ready", binary.display()).into());
+        }
+        Ok(process)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release `agent-gate` binary next to this example's directory.
+fn release_binary() -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("agent-gate"))
+        .ok_or_else(|| "cannot locate the target directory".into())
+}
+
+/// The MCP numbers of each binary in `BENCH_GATEWAYS` (colon-separated paths; default: the
+/// release `agent-gate`), each a separate process, alternating binaries round after round
+/// (`BENCH_ROUNDS`, default 3), then the medians.
+async fn mcp_processes(backend: SocketAddr, calls: u64, seconds: u64) -> Result<(), Error> {
+    let binaries: Vec<PathBuf> = match std::env::var("BENCH_GATEWAYS") {
+        Ok(list) if !list.is_empty() => list.split(':').map(PathBuf::from).collect(),
+        _ => vec![release_binary()?],
+    };
+    for binary in &binaries {
+        if !binary.exists() {
+            return Err(format!(
+                "{} does not exist; build it first: cargo build --release -p agent-gate-gateway --bin agent-gate",
+                binary.display()
+            )
+            .into());
+        }
+    }
+    let rounds: usize = match std::env::var("BENCH_ROUNDS") {
+        Ok(n) => n.parse()?,
+        Err(_) => 3,
+    };
+    let mut results: Vec<Vec<McpRun>> = binaries.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        for (binary, runs) in binaries.iter().zip(results.iter_mut()) {
+            let dir = tempfile::tempdir()?;
+            let gateway = GatewayProcess::start(binary, dir.path(), backend, 8).await?;
+            let url = format!("http://127.0.0.1:{}/mcp", gateway.ports.0);
+            let run = mcp(&url, backend, calls, seconds).await?;
+            print_mcp_run(&format!("round {round}, {}", binary.display()), &run);
+            runs.push(run);
+            drop(gateway);
+        }
+    }
+    println!("medians over {rounds} rounds (added = gateway − direct, same round):");
+    for (binary, runs) in binaries.iter().zip(&results) {
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let added = |p: f64| {
+            median(
+                runs.iter()
+                    .map(|r| micros(percentile(&r.through, p)) - micros(percentile(&r.direct, p)))
+                    .collect(),
+            )
+        };
+        let ratio = median(
+            runs.iter()
+                .map(|r| micros(percentile(&r.through, 0.5)) / micros(percentile(&r.direct, 0.5)))
+                .collect(),
+        );
+        println!(
+            "  {}: added p50 {:.1} µs, p99 {:.1} µs; p50 ×{ratio:.1} direct; {:.0} calls/s",
+            binary.display(),
+            added(0.5),
+            added(0.99),
+            median(runs.iter().map(|r| r.calls_per_second).collect())
+        );
+    }
     Ok(())
 }
 
-/// CPU time (ns) of this process's threads, summed by thread name: read from
-/// `/proc/self/task/*/schedstat` (empty where that does not exist).
 fn thread_cpu() -> std::collections::BTreeMap<String, u64> {
     let mut by_name = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -455,12 +604,7 @@ fn rss_kib(pid: u32) -> Result<u64, Error> {
 }
 
 async fn memory(backend: SocketAddr) -> Result<(), Error> {
-    let exe = std::env::current_exe()?;
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("agent-gate"))
-        .ok_or("cannot locate the target directory")?;
+    let binary = release_binary()?;
     if !binary.exists() {
         println!(
             "memory: skipped; build the binary first: cargo build --release -p agent-gate-gateway --bin agent-gate"
@@ -468,42 +612,13 @@ async fn memory(backend: SocketAddr) -> Result<(), Error> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let ports = (free_port()?, free_port()?);
     let agents = 1000;
-    std::fs::write(
-        dir.path().join("config.yaml"),
-        config_yaml(dir.path(), backend, agents, ports, "background"),
-    )?;
-    std::fs::write(dir.path().join("permissions.yaml"), PERMISSIONS)?;
-    let mut child = Command::new(&binary)
-        .args(["serve", "--insecure", "-c"])
-        .arg(dir.path().join("config.yaml"))
-        .arg("-p")
-        .arg(dir.path().join("permissions.yaml"))
-        .env("LOG_LEVEL", "warn,agent_gate_gateway::app=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let ready = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines();
-        let found = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("ready"));
-        // Keep draining so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        found
-    })
-    .await?;
-    if !ready {
-        return Err("the gateway did not become ready".into());
-    }
-    let pid = child.id();
+    let gateway = GatewayProcess::start(&binary, dir.path(), backend, agents).await?;
+    let pid = gateway.pid();
     // Let start-up allocations settle (the health checks run before "ready").
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = rss_kib(pid)?;
-    let url = format!("ws://127.0.0.1:{}", ports.0);
+    let url = format!("ws://127.0.0.1:{}", gateway.ports.0);
     let mut connections = Vec::with_capacity(agents);
     for i in 0..agents {
         connections.push(agent(&url, &token(i)).await?);
@@ -516,11 +631,7 @@ async fn memory(backend: SocketAddr) -> Result<(), Error> {
         loaded as f64 / 1024.0
     );
     drop(connections);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await?;
+    drop(gateway);
     Ok(())
 }
 
@@ -533,8 +644,7 @@ async fn in_process(
     seconds: u64,
 ) -> Result<(), Error> {
     let config_path = db_dir.join("config.yaml");
-    let store_sync = if sync == "mcp" { "background" } else { sync };
-    let text = config_yaml(db_dir, backend, 8, (8443, 8080), store_sync);
+    let text = config_yaml(db_dir, backend, 8, (8443, 8080), sync);
     let mut config = Config::parse(&text, &config_path, &ProcessEnv)?;
     config.gateway.port = 0;
     std::fs::write(db_dir.join("permissions.yaml"), PERMISSIONS)?;
@@ -546,12 +656,6 @@ async fn in_process(
         .start()
         .await?;
     let url = gateway.ws_url();
-    if sync == "mcp" {
-        let mcp_url = format!("http://{}/mcp", gateway.ws_addr());
-        mcp(&mcp_url, backend, calls, seconds).await?;
-        gateway.shutdown().await?;
-        return Ok(());
-    }
     latency(&url, backend, calls).await?;
     throughput(&url, seconds).await?;
     let stats = gateway.store().stats();
@@ -596,9 +700,10 @@ async fn run() -> Result<(), Error> {
         in_process(disk.path(), "background", backend, calls, seconds).await?;
     }
     if only == "mcp" {
-        let disk = tempfile::tempdir_in(dir)?;
-        println!("== MCP over Streamable HTTP, database on disk, storage.sync: background");
-        in_process(disk.path(), "mcp", backend, calls, seconds).await?;
+        println!(
+            "== MCP over Streamable HTTP, the gateway a separate process, database on disk, storage.sync: background"
+        );
+        mcp_processes(backend, calls, seconds).await?;
     }
     if wanted("always") {
         let disk = tempfile::tempdir_in(dir)?;

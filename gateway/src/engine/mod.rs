@@ -44,6 +44,9 @@ pub(crate) struct ToolCall {
     /// request of the same call (same tool and arguments, still waiting, or finished with an
     /// outcome the agent has not received) instead of asking again. For fronts whose clients
     /// send no request id and re-send a call to learn its outcome (MCP).
+    ///
+    /// Such a call decided at once (allowed or denied) is answered in band: nothing could
+    /// fetch its outcome later, so it does not wait in the store for the agent.
     pub(crate) same_call_attaches: bool,
 }
 
@@ -65,6 +68,9 @@ pub(crate) struct Submitted {
     pub(crate) request_id: String,
     /// Finished with its outcome, or waiting.
     pub(crate) progress: Progress,
+    /// The outcome waits in the store until the front marks it received
+    /// ([`Delivery::mark_delivered`]); `false` for a call answered in band.
+    pub(crate) kept: bool,
 }
 
 /// The shared engine.

@@ -29,10 +29,11 @@ fn new_request_id() -> String {
     format!("gw-{millis:012x}{:016x}", rand::random::<u64>())
 }
 
-fn finished(request_id: String, outcome: Outcome) -> Submitted {
+fn finished(request_id: String, outcome: Outcome, kept: bool) -> Submitted {
     Submitted {
         request_id,
         progress: Progress::Finished(outcome),
+        kept,
     }
 }
 
@@ -67,6 +68,8 @@ impl Engine {
             same_call_attaches,
         } = call;
         let client_key = request_id.is_some();
+        // Nothing can fetch the outcome of a call decided at once later (see `ToolCall`).
+        let kept = !(same_call_attaches && !client_key);
         let rid = request_id.unwrap_or_else(new_request_id);
 
         // Validated once: the same proof serves the judgement and the execution.
@@ -117,9 +120,11 @@ impl Engine {
                     return self.attach(rid, existing).await;
                 }
                 let key = RequestKey::new(agent, rid.as_str());
-                let outcome = self.execute_and_record(&key, Ok(valid), &signature).await;
+                let outcome = self
+                    .execute_and_record(&key, Ok(valid), &signature, kept)
+                    .await;
                 self.delivery.deliver(&key, &outcome);
-                Ok(finished(rid, outcome))
+                Ok(finished(rid, outcome, kept))
             }
             Action::Deny => {
                 let (message, data) = refusal::policy_denial(&decision.reason, &signature);
@@ -133,6 +138,7 @@ impl Engine {
                 .error(ErrorCode::DeniedByPolicy.code(), message.as_str())
                 .error_data(data.clone())
                 .audit(decision_audit(Decision::Deny));
+                let new = if kept { new } else { new.answered_in_band() };
                 if let Some(existing) = self.insert_decided(new, rule.as_deref()).await? {
                     return self.attach(rid, existing).await;
                 }
@@ -141,7 +147,7 @@ impl Engine {
                     message,
                     data: Some(data),
                 };
-                Ok(finished(rid, outcome))
+                Ok(finished(rid, outcome, kept))
             }
             Action::Ask => {
                 if same_call_attaches && !client_key {
@@ -169,6 +175,7 @@ impl Engine {
                     Ok(Asked::Pending { expires_at, waiter }) => Ok(Submitted {
                         request_id: rid,
                         progress: waiter.waiting(Some(expires_at)),
+                        kept: true,
                     }),
                     Ok(Asked::Existing(record)) => self.attach(rid, record).await,
                     Ok(Asked::Conflict(record)) => Err(refusal::conflict(&record)),
@@ -226,6 +233,7 @@ impl Engine {
         Ok(Submitted {
             request_id: rid,
             progress,
+            kept: true,
         })
     }
 
@@ -250,7 +258,8 @@ impl Engine {
         error
     }
 
-    /// Executes a request in state `executing` and records the outcome (with its audit).
+    /// Executes a request in state `executing` and records the outcome (with its audit), kept
+    /// for the agent unless the call is answered in band (`kept` false).
     ///
     /// `valid` is the proof that the arguments were validated (once, for the request), or why
     /// they are not valid now (a stored, approved request checked against the manifest again
@@ -260,6 +269,7 @@ impl Engine {
         key: &RequestKey,
         valid: Result<ValidArgs<'_>, ArgsError>,
         signature: &str,
+        kept: bool,
     ) -> Outcome {
         let agent = key.agent_id.as_str();
         let rid = key.request_id.as_str();
@@ -281,6 +291,11 @@ impl Engine {
                 let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(0);
                 let transition = Transition::executed(agent, rid, data.clone())
                     .audit(audit(AuditKind::Executed).detail(json!({"result_bytes": size})));
+                let transition = if kept {
+                    transition
+                } else {
+                    transition.answered_in_band()
+                };
                 if let Err(error) = self.store.transition(transition).await {
                     tracing::error!(%error, agent, request_id = rid, "could not record an execution result");
                 }
@@ -298,6 +313,11 @@ impl Engine {
                 )
                 .error_data(data.clone())
                 .audit(audit(AuditKind::Failed).detail(json!({"error": message, "data": data})));
+                let transition = if kept {
+                    transition
+                } else {
+                    transition.answered_in_band()
+                };
                 if let Err(error) = self.store.transition(transition).await {
                     tracing::error!(%error, agent, request_id = rid, "could not record an execution failure");
                 }
@@ -364,7 +384,7 @@ impl Engine {
             }
         }
         let outcome = self
-            .execute_and_record(&key, tool.validate(args), &record.signature)
+            .execute_and_record(&key, tool.validate(args), &record.signature, true)
             .await;
         self.delivery.deliver(&key, &outcome);
     }

@@ -62,11 +62,13 @@ pub(super) async fn call_tool(
     let Submitted {
         request_id,
         progress,
+        kept,
     } = match shared.engine.submit(agent, call).await {
         Ok(submitted) => submitted,
         Err(refused) => return refusal(refused).map(Into::into),
     };
     let result = match progress {
+        Progress::Finished(outcome) if !kept => outcome_result(&request_id, outcome),
         Progress::Finished(outcome) => finished(shared, agent, &request_id, outcome).await,
         // A client that declared Tasks gets a task at once (the pending row is stored).
         Progress::Waiting(waiting) if wants_tasks(ctx) => {

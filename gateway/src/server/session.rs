@@ -114,9 +114,11 @@ fn tool_response(id: Id, request_id: &str, outcome: Outcome) -> String {
 /// requests (`permit`) is given up before the answer is queued, so an agent that sends its
 /// next request as soon as it reads an answer never finds the place still taken.
 async fn answer(link: &Link, id: Id, submitted: Submitted, permit: OwnedSemaphorePermit) {
+    // Every outcome the session answers is kept until the agent acknowledges it.
     let Submitted {
         request_id,
         progress,
+        kept: _,
     } = submitted;
     let outcome = match progress {
         Progress::Finished(outcome) => outcome,

@@ -65,6 +65,9 @@ pub struct NewRequest {
     pub(crate) error: Option<StoredError>,
     pub(crate) approver_refs: Option<Value>,
     pub(crate) audit: Vec<AuditEntry>,
+    /// A finished request's outcome waits in `undelivered` for its agent (see
+    /// [`NewRequest::answered_in_band`]).
+    pub(crate) kept_for_agent: bool,
 }
 
 impl NewRequest {
@@ -90,6 +93,7 @@ impl NewRequest {
             error: None,
             approver_refs: None,
             audit: Vec::new(),
+            kept_for_agent: true,
         }
     }
 
@@ -172,6 +176,14 @@ impl NewRequest {
     /// Sets the approver message references (e.g. Telegram chat and message ids).
     pub fn approver_refs(mut self, refs: Value) -> Self {
         self.approver_refs = Some(refs);
+        self
+    }
+
+    /// The outcome goes back in the answer to the call that made the request, and the agent
+    /// has no way to ask for it again (an MCP call decided at once): a request inserted
+    /// finished (denied) does not wait in `undelivered` for its agent.
+    pub fn answered_in_band(mut self) -> Self {
+        self.kept_for_agent = false;
         self
     }
 

@@ -19,6 +19,9 @@ pub struct Transition {
     pub(crate) result: Option<Value>,
     pub(crate) error: Option<StoredError>,
     pub(crate) audit: Vec<AuditEntry>,
+    /// A finishing transition leaves the outcome in `undelivered` for its agent (see
+    /// [`Transition::answered_in_band`]).
+    pub(crate) kept_for_agent: bool,
 }
 
 impl Transition {
@@ -39,6 +42,7 @@ impl Transition {
             result: None,
             error: None,
             audit: Vec::new(),
+            kept_for_agent: true,
         }
     }
 
@@ -124,6 +128,14 @@ impl Transition {
             RequestState::Failed,
         )
         .error(code, message)
+    }
+
+    /// The outcome goes back in the answer to the call that made the request, and the agent
+    /// has no way to ask for it again (an MCP call decided at once): it does not wait in
+    /// `undelivered` for its agent.
+    pub fn answered_in_band(mut self) -> Self {
+        self.kept_for_agent = false;
+        self
     }
 
     /// Sets the time of the transition (default: now).

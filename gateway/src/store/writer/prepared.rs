@@ -57,8 +57,8 @@ pub(crate) struct PreparedInsert {
     pub(super) decision: &'static str,
     pub(super) rule: Option<String>,
     pub(super) state: &'static str,
-    /// The request is inserted already finished (denied by the policy): its outcome waits for
-    /// the agent.
+    /// The request is inserted already finished (denied by the policy) and its outcome waits
+    /// for the agent.
     pub(super) finished: bool,
     pub(super) created_at: i64,
     pub(super) expires_at: Option<i64>,
@@ -83,7 +83,7 @@ impl PreparedInsert {
         let (error_code, error_message, error_data) = error_columns(request.error)?;
         Ok(Self {
             state: state.as_str(),
-            finished: state.is_terminal(),
+            finished: state.is_terminal() && request.kept_for_agent,
             resolved_at: (state != RequestState::Pending).then_some(request.created_at.as_millis()),
             audit: PreparedAudit::prepare_all(request.audit)?,
             agent_id: request.agent_id,
@@ -126,7 +126,7 @@ pub(crate) struct PreparedTransition {
     pub(super) request_id: String,
     pub(super) from: &'static str,
     pub(super) to: &'static str,
-    /// `to` ends the request's life: its outcome waits for the agent.
+    /// `to` ends the request's life and its outcome waits for the agent.
     pub(super) finishes: bool,
     pub(super) at: i64,
     pub(super) resolves: bool,
@@ -154,7 +154,7 @@ impl PreparedTransition {
         Ok(Self {
             from: transition.from.as_str(),
             to: transition.to.as_str(),
-            finishes: transition.to.is_terminal(),
+            finishes: transition.to.is_terminal() && transition.kept_for_agent,
             at: transition.at.as_millis(),
             resolves: transition.from == RequestState::Pending,
             audit: PreparedAudit::prepare_all(transition.audit)?,
