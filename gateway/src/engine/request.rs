@@ -69,7 +69,7 @@ impl Engine {
         } = call;
         let client_key = request_id.is_some();
         // Nothing can fetch the outcome of a call decided at once later (see `ToolCall`).
-        let kept = !(same_call_attaches && !client_key);
+        let kept = !same_call_attaches || client_key;
         let rid = request_id.unwrap_or_else(new_request_id);
 
         // Validated once: the same proof serves the judgement and the execution.
