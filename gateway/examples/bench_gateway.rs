@@ -417,6 +417,9 @@ async fn mcp_processes(backend: SocketAddr, calls: u64, seconds: u64) -> Result<
             let run = mcp(&url, backend, calls, seconds).await?;
             print_mcp_run(&format!("round {round}, {}", binary.display()), &run);
             runs.push(run);
+            // The WebSocket front against the same process, for scale.
+            let ws_url = format!("ws://127.0.0.1:{}", gateway.ports.0);
+            latency(&ws_url, backend, calls).await?;
             drop(gateway);
         }
     }
