@@ -61,19 +61,33 @@ impl fmt::Debug for AuthParams {
     }
 }
 
-/// Result of `auth`: `{"status": "authenticated"}`.
+/// Result of `auth`: `{"status": "authenticated", "request_ids": "idempotent"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthResult {
     /// `"authenticated"` on success.
     pub status: String,
+    /// `"idempotent"` from agent-gate: a re-sent `request_id` attaches to its request and
+    /// never runs twice. Upstream's gateway (agentpass) does not send it and ignores
+    /// `request_id`, so a client must not re-send a call that may have run there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_ids: Option<String>,
 }
 
+/// The `request_ids` value of a gateway that honours `request_id`.
+pub const REQUEST_IDS_IDEMPOTENT: &str = "idempotent";
+
 impl AuthResult {
-    /// `{"status": "authenticated"}`.
+    /// agent-gate's answer: `{"status": "authenticated", "request_ids": "idempotent"}`.
     pub fn authenticated() -> Self {
         AuthResult {
             status: STATUS_AUTHENTICATED.to_owned(),
+            request_ids: Some(REQUEST_IDS_IDEMPOTENT.to_owned()),
         }
+    }
+
+    /// True when the gateway says a re-sent `request_id` never runs twice.
+    pub fn honours_request_ids(&self) -> bool {
+        self.request_ids.as_deref() == Some(REQUEST_IDS_IDEMPOTENT)
     }
 
     /// True when the status says `"authenticated"`.

@@ -136,8 +136,53 @@ struct Entry {
     sent: bool,
 }
 
+/// Whether the gateway honours `request_id` (attaches a re-sent call instead of running it
+/// again), as far as its answers have shown: agent-gate echoes the id in every answer and
+/// status notification; upstream's gateway (agentpass) echoes nothing and ignores it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum RequestIds {
+    /// No answer has shown it yet.
+    #[default]
+    Unknown,
+    /// An answer or notification echoed the call's `request_id`.
+    Honoured,
+    /// A successful answer came without it.
+    Ignored,
+}
+
+impl RequestIds {
+    /// What the answer to a `tool_request` says: `Some` when it shows either way.
+    fn from_answer(reply: &Result<Value, crate::protocol::ErrorObject>) -> Option<Self> {
+        match reply {
+            Ok(value) => Some(match value.get("request_id") {
+                Some(Value::String(_)) => RequestIds::Honoured,
+                _ => RequestIds::Ignored,
+            }),
+            // Refusals before a request exists carry no id on either gateway: no evidence.
+            Err(error) => error
+                .details()
+                .and_then(|d| d.get("request_id"))
+                .map(|_| RequestIds::Honoured),
+        }
+    }
+
+    /// Why a sent call is not re-sent, for the error's message.
+    fn evidence(self) -> &'static str {
+        match self {
+            RequestIds::Ignored => {
+                "this gateway does not honour request_id (its answers do not echo it: an upstream agentpass gateway)"
+            }
+            _ => {
+                "this gateway has not shown that it honours request_id (no answer on this client echoed one yet)"
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Slot {
+    /// What the gateway's answers have shown about `request_id`.
+    request_ids: RequestIds,
     /// The writer's queue while connected; `None` while disconnected.
     outbox: Option<mpsc::UnboundedSender<Message>>,
     calls: HashMap<i64, Entry>,
@@ -179,7 +224,33 @@ impl Slot {
 
     /// A fresh connection's queue: everything outstanding is sent again, paced calls oldest
     /// first and no more of them in flight than the window.
-    fn attach(&mut self, outbox: mpsc::UnboundedSender<Message>) {
+    fn attach(&mut self, outbox: mpsc::UnboundedSender<Message>, url: &str, idempotent: bool) {
+        // What this connection's gateway said in its auth answer decides; without a word an
+        // earlier "honoured" may have come from another gateway behind the same URL.
+        if idempotent {
+            self.request_ids = RequestIds::Honoured;
+        } else if self.request_ids == RequestIds::Honoured {
+            self.request_ids = RequestIds::Unknown;
+        }
+        // A tool call sent on the lost connection is re-sent only to a gateway that attaches
+        // it by request_id; elsewhere it might run twice: it ends "outcome unknown" instead.
+        if self.request_ids != RequestIds::Honoured {
+            let lost: Vec<i64> = self
+                .calls
+                .iter()
+                .filter(|(_, entry)| entry.paced && entry.sent)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in lost {
+                if let Some(entry) = self.calls.remove(&id) {
+                    if let Some(rid) = &entry.request_id {
+                        self.by_request_id.remove(rid);
+                    }
+                    let error = Error::outcome_unknown(url, self.request_ids.evidence());
+                    entry.responder.deliver(Err(error));
+                }
+            }
+        }
         self.outbox = Some(outbox);
         self.sent = 0;
         self.waiting.clear();
@@ -279,12 +350,17 @@ impl Shared {
                     }
                     return;
                 };
-                let entry = self.lock().remove(id);
+                let mut slot = self.lock();
+                let entry = slot.remove(id);
                 if let Some(entry) = entry {
-                    let reply = response
-                        .into_result()
-                        .map(Answer::Result)
-                        .map_err(Error::from_error_object);
+                    let reply = response.into_result();
+                    if entry.paced
+                        && let Some(seen) = RequestIds::from_answer(&reply)
+                    {
+                        slot.request_ids = seen;
+                    }
+                    drop(slot);
+                    let reply = reply.map(Answer::Result).map_err(Error::from_error_object);
                     entry.responder.deliver(reply);
                 }
             }
@@ -293,7 +369,9 @@ impl Shared {
                     tracing::warn!("agent-gate: ignoring a malformed request_status notification");
                     return;
                 };
-                let slot = self.lock();
+                let mut slot = self.lock();
+                // Only agent-gate sends these, and each names its call's request_id.
+                slot.request_ids = RequestIds::Honoured;
                 let entry = slot
                     .by_request_id
                     .get(&params.request_id)
@@ -569,6 +647,20 @@ impl AgentGateClient {
     /// How many times the client has reconnected after losing the connection.
     pub fn reconnect_count(&self) -> u64 {
         self.shared().reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Whether the gateway honours `request_id`, as its answers have shown so far: `Some(true)`
+    /// when one echoed a call's `request_id` (agent-gate), `Some(false)` when a successful
+    /// answer did not (upstream's agentpass gateway, which would run a re-sent call again),
+    /// `None` before any answer showed it. While it is not `Some(true)`, a call that was sent
+    /// on a connection lost before its answer is not re-sent after reconnecting: it fails
+    /// with an "outcome unknown" execution error instead.
+    pub fn honours_request_id(&self) -> Option<bool> {
+        match self.shared().lock().request_ids {
+            RequestIds::Unknown => None,
+            RequestIds::Honoured => Some(true),
+            RequestIds::Ignored => Some(false),
+        }
     }
 
     /// How many calls are waiting for an answer right now.

@@ -264,7 +264,11 @@ where
                         return None;
                     }
                 };
-                let ok = Response::success(id, serde_json::json!({"status": "authenticated"}));
+                // `request_ids: idempotent` tells clients that re-sending is safe here.
+                let ok = Response::success(
+                    id,
+                    serde_json::json!({"status": "authenticated", "request_ids": "idempotent"}),
+                );
                 if ws.send(Message::text(to_text(&ok))).await.is_err() {
                     return None;
                 }
