@@ -61,19 +61,33 @@ impl fmt::Debug for AuthParams {
     }
 }
 
-/// Result of `auth`: `{"status": "authenticated"}`.
+/// Result of `auth`: `{"status": "authenticated", "request_ids": "idempotent"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthResult {
     /// `"authenticated"` on success.
     pub status: String,
+    /// `"idempotent"` from agent-gate: a re-sent `request_id` attaches to its request and
+    /// never runs twice. Upstream's gateway (agentpass) does not send it and ignores
+    /// `request_id`, so a client must not re-send a call that may have run there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_ids: Option<String>,
 }
 
+/// The `request_ids` value of a gateway that honours `request_id`.
+pub const REQUEST_IDS_IDEMPOTENT: &str = "idempotent";
+
 impl AuthResult {
-    /// `{"status": "authenticated"}`.
+    /// agent-gate's answer: `{"status": "authenticated", "request_ids": "idempotent"}`.
     pub fn authenticated() -> Self {
         AuthResult {
             status: STATUS_AUTHENTICATED.to_owned(),
+            request_ids: Some(REQUEST_IDS_IDEMPOTENT.to_owned()),
         }
+    }
+
+    /// True when the gateway says a re-sent `request_id` never runs twice.
+    pub fn honours_request_ids(&self) -> bool {
+        self.request_ids.as_deref() == Some(REQUEST_IDS_IDEMPOTENT)
     }
 
     /// True when the status says `"authenticated"`.
@@ -222,13 +236,24 @@ pub struct PendingOutcome {
 }
 
 /// One result decided while the agent was away.
+///
+/// Upstream-compatible both ways: it is written with upstream's `tool_name` and `args` beside
+/// our `tool`, `signature` and typed `error`; it is read from our rows and from upstream's
+/// (where `result` and `args` are JSON text and the tool is only under `tool_name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "PendingResultWire")]
 pub struct PendingResult {
     /// The request's id (the client's idempotency key when it sent one).
     pub request_id: String,
     /// The tool that was requested.
     #[serde(default)]
     pub tool: String,
+    /// The tool that was requested, under upstream's name (the same as `tool`).
+    #[serde(default)]
+    pub tool_name: String,
+    /// The call's arguments (`null` when the gateway did not say).
+    #[serde(default)]
+    pub args: Value,
     /// The request's signature, for example `ha_call_service(light.turn_on, light.bedroom)`.
     #[serde(default)]
     pub signature: String,
@@ -237,6 +262,68 @@ pub struct PendingResult {
     /// For typed clients: the error a live call would have received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorObject>,
+}
+
+/// A `get_pending_results` row as either gateway writes it.
+#[derive(Deserialize)]
+struct PendingResultWire {
+    request_id: String,
+    #[serde(default)]
+    tool: String,
+    #[serde(default)]
+    tool_name: String,
+    #[serde(default, deserialize_with = "json_or_json_text")]
+    args: Value,
+    #[serde(default)]
+    signature: String,
+    #[serde(deserialize_with = "outcome_or_json_text")]
+    result: PendingOutcome,
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+impl From<PendingResultWire> for PendingResult {
+    fn from(wire: PendingResultWire) -> Self {
+        let tool = if wire.tool.is_empty() {
+            wire.tool_name.clone()
+        } else {
+            wire.tool
+        };
+        let tool_name = if wire.tool_name.is_empty() {
+            tool.clone()
+        } else {
+            wire.tool_name
+        };
+        PendingResult {
+            request_id: wire.request_id,
+            tool,
+            tool_name,
+            args: wire.args,
+            signature: wire.signature,
+            result: wire.result,
+            error: wire.error,
+        }
+    }
+}
+
+/// A JSON value, or JSON text holding one (upstream stores `args` as text).
+fn json_or_json_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(text) => Ok(serde_json::from_str(&text).unwrap_or(Value::String(text))),
+        other => Ok(other),
+    }
+}
+
+/// The outcome object, or JSON text holding it (upstream's `result` column).
+fn outcome_or_json_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<PendingOutcome, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`result` is text but not a JSON outcome: {e}"))
+        }),
+        other => serde_json::from_value(other).map_err(serde::de::Error::custom),
+    }
 }
 
 impl PendingResult {

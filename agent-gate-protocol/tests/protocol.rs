@@ -129,6 +129,8 @@ fn result_shapes() {
                     PendingResult {
                         request_id: "req-1".into(),
                         tool: "ha_call_service".into(),
+                        tool_name: "ha_call_service".into(),
+                        args: json!({"domain": "light", "service": "turn_on", "entity_id": "light.bedroom"}),
                         signature: "ha_call_service(light.turn_on, light.bedroom)".into(),
                         result: PendingOutcome {
                             status: ResultStatus::Executed,
@@ -139,6 +141,8 @@ fn result_shapes() {
                     PendingResult {
                         request_id: "req-2".into(),
                         tool: "ha_call_service".into(),
+                        tool_name: "ha_call_service".into(),
+                        args: json!({"domain": "lock", "service": "unlock", "entity_id": "lock.front_door"}),
                         signature: "ha_call_service(lock.unlock, lock.front_door)".into(),
                         result: PendingOutcome {
                             status: ResultStatus::Denied,
@@ -149,6 +153,8 @@ fn result_shapes() {
                     PendingResult {
                         request_id: "req-3".into(),
                         tool: "ha_get_state".into(),
+                        tool_name: "ha_get_state".into(),
+                        args: json!({"entity_id": "sensor.temp"}),
                         signature: "ha_get_state(sensor.temp)".into(),
                         result: PendingOutcome {
                             status: ResultStatus::Error,
@@ -609,4 +615,42 @@ fn client_parser_classifies_frames() {
         };
         assert_eq!(got, kind, "{bad}: {err}");
     }
+}
+
+#[test]
+fn upstream_pending_rows_parse_with_result_and_args_as_json_text() {
+    // A row as agentpass 0.2.0 sends it: the database row, `result` and `args` as JSON text.
+    let row = json!({
+        "request_id": "5b0c2b9e-6f0e-4c53-9a57-0d8f1c0e2a11",
+        "tool_name": "ha_call_service",
+        "args": "{\"domain\": \"light\", \"service\": \"turn_on\"}",
+        "signature": "ha_call_service(light.turn_on)",
+        "message_id": "17",
+        "chat_id": null,
+        "result": "{\"status\": \"executed\", \"data\": {\"result\": []}}",
+        "created_at": "2026-12-04T18:00:00Z",
+        "expires_at": "2026-12-04T18:15:00Z"
+    });
+    let parsed: PendingResult = serde_json::from_value(row).unwrap();
+    assert_eq!(parsed.tool, "ha_call_service");
+    assert_eq!(parsed.tool_name, "ha_call_service");
+    assert_eq!(
+        parsed.args,
+        json!({"domain": "light", "service": "turn_on"})
+    );
+    assert_eq!(parsed.outcome(), Ok(&json!({"result": []})));
+    let denied: PendingResult = serde_json::from_value(json!({
+        "request_id": "x", "tool_name": "t", "args": "{}",
+        "result": "{\"status\": \"denied\", \"data\": \"Denied by user\"}"
+    }))
+    .unwrap();
+    assert_eq!(denied.outcome().unwrap_err().code, ErrorCode::DeniedByHuman);
+    // Our own rows keep parsing: `tool` alone, objects, no `args`.
+    let ours: PendingResult = serde_json::from_value(json!({
+        "request_id": "r", "tool": "ha_get_config", "signature": "ha_get_config()",
+        "result": {"status": "executed", "data": {"version": "1"}}
+    }))
+    .unwrap();
+    assert_eq!(ours.tool_name, "ha_get_config");
+    assert_eq!(ours.args, Value::Null);
 }

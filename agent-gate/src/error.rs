@@ -172,6 +172,28 @@ impl Error {
         Error::new(ErrorKind::Connection, message).with_suggestion(suggestion)
     }
 
+    /// A call whose outcome cannot be known: it was sent, the connection was lost before its
+    /// answer, and the gateway does not honour `request_id` (or has not shown that it does),
+    /// so re-sending it could run it a second time. The client did not re-send it.
+    pub(crate) fn outcome_unknown(url: &str, evidence: &str) -> Self {
+        let mut e = Error::new(
+            ErrorKind::Execution,
+            format!(
+                "outcome unknown: the connection to {url} was lost after the call was sent, and {evidence}, so re-sending it could run it twice; it was not re-sent"
+            ),
+        )
+        .with_suggestion(
+            "check whether the action happened (for example in Home Assistant) before calling again",
+        );
+        e.inner.execution = Some(ExecutionFailure {
+            kind: "outcome_unknown".to_owned(),
+            status: None,
+            may_have_executed: true,
+            service_message: None,
+        });
+        e
+    }
+
     /// Set the suggestion.
     pub fn with_suggestion(mut self, suggestion: impl Into<String>) -> Self {
         self.inner.suggestion = Some(suggestion.into());
@@ -314,7 +336,9 @@ impl Error {
 /// How a service call failed (`error.data` of a `-32004`), see [`Error::execution_failure`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionFailure {
-    /// `timeout`, `connect`, `http`, `decode` or `interrupted`.
+    /// `timeout`, `connect`, `http`, `decode` or `interrupted` (from the gateway), or
+    /// `outcome_unknown` (from the client: lost before the answer, and not re-sent because
+    /// the gateway does not honour `request_id`).
     pub kind: String,
     /// The service's HTTP status, when it answered.
     pub status: Option<u16>,

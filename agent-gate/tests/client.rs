@@ -1004,3 +1004,38 @@ async fn wss_without_trusting_the_ca_fails_with_a_hint() {
     );
     assert!(err.suggestion().unwrap().contains("ca_cert_file"), "{err}");
 }
+
+/// Against a gateway that does not say it honours `request_id` (upstream's), a call lost with
+/// its connection is not re-sent after reconnecting: it ends "outcome unknown".
+#[tokio::test(start_paused = true)]
+async fn a_call_lost_at_a_gateway_without_idempotency_is_not_re_sent() {
+    let mut gw = TestGateway::start().await;
+    let client = AgentGateClient::builder()
+        .ignore_env()
+        .url(gw.url())
+        .token(support::TOKEN)
+        .connect();
+    let (client, mut conn) = tokio::join!(client, gw.accept_upstream());
+    let client = client.unwrap();
+    let c = client.clone();
+    let call = tokio::spawn(async move {
+        c.tool_request(
+            "ha_call_service",
+            json!({"domain": "switch", "service": "turn_on"}),
+        )
+        .await
+    });
+    let _ = conn.recv_request().await;
+    conn.kill();
+    let mut conn = gw.accept_upstream().await;
+    let error = call.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), &ErrorKind::Execution);
+    assert!(error.message().starts_with("outcome unknown"), "{error}");
+    assert!(error.message().contains("not re-sent"), "{error}");
+    assert!(error.execution_failure().unwrap().may_have_executed);
+    assert_eq!(client.honours_request_id(), None);
+    // Only get_pending_results comes on the new connection, never the call again.
+    let (text, request) = conn.recv_request().await;
+    assert_eq!(request.method, "get_pending_results", "{text}");
+    client.close().await;
+}

@@ -305,6 +305,7 @@ impl GatewayBuilder {
         let front = server::Front::new(
             config.gateway.max_unauthenticated_connections,
             config.gateway.max_unauthenticated_per_address,
+            config.gateway.max_connections_per_agent,
             mcp,
         );
         if let Some(open_files) = open_files {
@@ -497,6 +498,11 @@ impl RunningGateway {
     /// Agents connected now.
     pub fn connected_agents(&self) -> usize {
         self.front.connected_agents()
+    }
+
+    /// Authenticated agent connections now (an agent may hold several).
+    pub fn agent_connections(&self) -> usize {
+        self.front.connections()
     }
 
     /// Connections accepted that have not authenticated yet (capped by

@@ -1,18 +1,27 @@
 //! The HTTP side's health endpoint: `GET /healthz` on `gateway.health_host:health_port`.
 //!
-//! The answer is JSON:
+//! The answer is JSON in two forms at once, upstream's and ours:
 //!
 //! ```json
-//! {"status": "ok", "store": {"ok": true},
+//! {"status": "healthy",
+//!  "checks": {"database": true, "telegram": true, "approvers": {"telegram": true},
+//!             "services": {"homeassistant": false}},
+//!  "condition": "degraded", "store": {"ok": true},
 //!  "approvers": [{"name": "telegram", "ok": true}],
 //!  "services": [{"name": "homeassistant", "ok": false, "detail": "unhealthy: ..."}],
-//!  "agents_connected": 1, "pending_approvals": 0}
+//!  "agents_connected": 1, "agent_connections": 2, "pending_approvals": 0}
 //! ```
 //!
+//! - Upstream's form (agentpass): `status` is `healthy` or `unhealthy`, `checks` holds a
+//!   boolean per part (`database`; `telegram` when a Telegram approver is configured; and
+//!   `services` by name); we add `approvers` by name to `checks`.
+//! - Ours: `condition` is `ok`, `degraded` (a service is unreachable) or `unhealthy`, and the
+//!   parts come with their details.
+//!
 //! The status code is 200 when the gateway can do its job (the store answers and every
-//! approver is healthy) and 503 otherwise. An unreachable service makes the status
-//! `degraded` but keeps 200: restarting the gateway would not bring Home Assistant back, and
-//! calls to it fail with -32004 until it returns.
+//! approver is healthy: `status: healthy`) and 503 otherwise, as upstream. An unreachable
+//! service makes the condition `degraded` but keeps 200 and `healthy`: restarting the gateway
+//! would not bring Home Assistant back, and calls to it fail with -32004 until it returns.
 
 use std::sync::Arc;
 
@@ -72,17 +81,37 @@ pub(crate) async fn report(engine: &Engine, front: &Front) -> (StatusCode, Value
         .collect();
     let services_ok = services.iter().all(|s| s["ok"].as_bool().unwrap_or(false));
     let healthy = store_ok && approvers_ok;
-    let status = match (healthy, services_ok) {
+    let condition = match (healthy, services_ok) {
         (false, _) => "unhealthy",
         (true, false) => "degraded",
         (true, true) => "ok",
     };
+    let by_name = |parts: &[Value]| -> serde_json::Map<String, Value> {
+        parts
+            .iter()
+            .map(|p| {
+                let name = p["name"].as_str().unwrap_or_default().to_owned();
+                (name, Value::Bool(p["ok"].as_bool().unwrap_or(false)))
+            })
+            .collect()
+    };
+    let approver_checks = by_name(&approvers);
+    let mut checks = serde_json::Map::new();
+    checks.insert("database".to_owned(), Value::Bool(store_ok));
+    if let Some(telegram) = approver_checks.get("telegram") {
+        checks.insert("telegram".to_owned(), telegram.clone());
+    }
+    checks.insert("approvers".to_owned(), Value::Object(approver_checks));
+    checks.insert("services".to_owned(), Value::Object(by_name(&services)));
     let body = json!({
-        "status": status,
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "checks": checks,
+        "condition": condition,
         "store": store,
         "approvers": approvers,
         "services": services,
         "agents_connected": front.connected_agents(),
+        "agent_connections": front.connections(),
         "pending_approvals": engine.approvals.pending_count(),
     });
     let code = if healthy {

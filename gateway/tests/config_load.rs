@@ -254,7 +254,7 @@ fn unknown_keys_suggest_the_closest() {
         errors(&yaml),
         vec![
             "config.yaml: rate_limits: unknown key `rate_limits` (did you mean `rate_limit`?); expected one of: gateway, agent, agents, tools, services, storage, messenger, approvers, approval_timeout, rate_limit, mcp",
-            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port, max_unauthenticated_connections, max_unauthenticated_per_address",
+            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port, max_unauthenticated_connections, max_unauthenticated_per_address, max_connections_per_agent",
         ]
     );
 }

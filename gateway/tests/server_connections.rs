@@ -170,7 +170,7 @@ async fn silent_connections_from_many_addresses_are_capped_in_total_oldest_first
     assert_eq!(open.iter().filter(|o| **o).count(), MAX_TOTAL - 1);
     assert!(!open[HELD - MAX_TOTAL]);
     assert_eq!(h.gateway().unauthenticated_connections(), MAX_TOTAL - 1);
-    // pi (its newest connection replaced the older ones) and laptop.
+    // pi (several connections, one agent) and laptop.
     assert_eq!(h.gateway().connected_agents(), 2);
     drop((held, newcomers));
 }

@@ -147,6 +147,10 @@ async fn healthz_reports_store_approvers_and_services() {
     let (status, body) = healthz(&h).await;
     assert_eq!(status, 200);
     insta::assert_json_snapshot!("healthz_ok", body);
+    // Upstream's form, which its Docker healthchecks read.
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["checks"]["database"], true);
+    assert_eq!(body["checks"]["services"]["homeassistant"], true);
 
     // Home Assistant down: degraded, still 200 (restarting the gateway would not help).
     let ha = std::mem::replace(
@@ -156,6 +160,11 @@ async fn healthz_reports_store_approvers_and_services() {
     ha.shutdown().await.unwrap();
     let (status, body) = healthz(&h).await;
     assert_eq!(status, 200);
-    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["condition"], "degraded");
+    assert_eq!(
+        body["status"], "healthy",
+        "upstream's status ignores services too"
+    );
     assert_eq!(body["services"][0]["ok"], false);
+    assert_eq!(body["checks"]["services"]["homeassistant"], false);
 }

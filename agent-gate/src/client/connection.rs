@@ -43,11 +43,12 @@ impl OpenError {
     }
 }
 
-/// Connect to the gateway and authenticate.
+/// Connect to the gateway and authenticate. `true` with the socket when the gateway said it
+/// honours `request_id` (see [`AuthResult::honours_request_ids`]).
 pub(crate) async fn open(
     config: &ClientConfig,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<Ws, OpenError> {
+) -> Result<(Ws, bool), OpenError> {
     let url = config.url.as_str();
     let connector = match tls {
         Some(tls) => Connector::Rustls(Arc::clone(tls)),
@@ -112,7 +113,7 @@ pub(crate) async fn open(
             ),
         )),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok(ws),
+        Ok(Ok(idempotent)) => Ok((ws, idempotent)),
     }
 }
 
@@ -138,7 +139,7 @@ fn connect_suggestion(url: &str) -> String {
     }
 }
 
-async fn read_auth_reply(ws: &mut Ws, url: &str) -> Result<(), OpenError> {
+async fn read_auth_reply(ws: &mut Ws, url: &str) -> Result<bool, OpenError> {
     let not_auth = |what: String| {
         OpenError::Rejected(
             Error::new(
@@ -168,6 +169,19 @@ async fn read_auth_reply(ws: &mut Ws, url: &str) -> Result<(), OpenError> {
             Message::Text(t) => t,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Binary(_) => return Err(not_auth("a binary frame".to_owned())),
+            Message::Close(Some(frame)) if u16::from(frame.code) == 4000 => {
+                // Upstream's gateway takes one connection in all, agent-gate a few per agent:
+                // the slot is taken, which passes; the token was not judged.
+                let reason = Some(frame.reason.to_string())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "no reason given".to_owned());
+                return Err(OpenError::Connect(Error::connection(
+                    format!(
+                        "the gateway at {url} refused the connection because its connection slot is taken (close 4000: {reason})"
+                    ),
+                    "another client with this token is connected (an upstream agentpass gateway takes one connection in all; agent-gate up to gateway.max_connections_per_agent per agent); retrying with backoff: close the other client, or raise max_retries to wait longer",
+                )));
+            }
             Message::Close(frame) => {
                 // A gateway that rejects a token may close with a reason.
                 let reason = frame
@@ -191,7 +205,7 @@ async fn read_auth_reply(ws: &mut Ws, url: &str) -> Result<(), OpenError> {
             Ok(Incoming::Response(r)) if r.id == Some(Id::String(AUTH_REQUEST_ID.to_owned())) => {
                 match r.into_result() {
                     Ok(value) => match serde_json::from_value::<AuthResult>(value) {
-                        Ok(a) if a.is_authenticated() => Ok(()),
+                        Ok(a) if a.is_authenticated() => Ok(a.honours_request_ids()),
                         Ok(a) => Err(not_auth(format!("status {:?}", a.status))),
                         Err(e) => Err(not_auth(format!("unexpected result: {e}"))),
                     },

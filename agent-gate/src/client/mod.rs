@@ -12,9 +12,11 @@ mod config;
 mod connection;
 mod deadline;
 mod reconnect;
+mod request_ids;
 mod slot;
 mod stream;
 
+use request_ids::RequestIds;
 use slot::{Entry, Generation, Slot};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -170,12 +172,17 @@ impl Shared {
                     }
                     return;
                 };
-                let entry = self.lock().answered(id, from);
+                let mut slot = self.lock();
+                let entry = slot.answered(id, from);
                 if let Some(entry) = entry {
-                    let reply = response
-                        .into_result()
-                        .map(Answer::Result)
-                        .map_err(Error::from_error_object);
+                    let reply = response.into_result();
+                    if entry.is_paced()
+                        && let Some(seen) = RequestIds::from_answer(&reply)
+                    {
+                        slot.request_ids = seen;
+                    }
+                    drop(slot);
+                    let reply = reply.map(Answer::Result).map_err(Error::from_error_object);
                     entry.into_responder().deliver(reply);
                 }
             }
@@ -184,7 +191,9 @@ impl Shared {
                     tracing::warn!("agent-gate: ignoring a malformed request_status notification");
                     return;
                 };
-                let slot = self.lock();
+                let mut slot = self.lock();
+                // Only agent-gate sends these, and each names its call's request_id.
+                slot.request_ids = RequestIds::Honoured;
                 if let Some(Responder::Stream(tx)) =
                     slot.by_request_id(&params.request_id).map(Entry::responder)
                 {
@@ -444,6 +453,20 @@ impl AgentGateClient {
     /// How many times the client has reconnected after losing the connection.
     pub fn reconnect_count(&self) -> u64 {
         self.shared().reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Whether the gateway honours `request_id`, as its answers have shown so far: `Some(true)`
+    /// when one echoed a call's `request_id` (agent-gate), `Some(false)` when a successful
+    /// answer did not (upstream's agentpass gateway, which would run a re-sent call again),
+    /// `None` before any answer showed it. While it is not `Some(true)`, a call that was sent
+    /// on a connection lost before its answer is not re-sent after reconnecting: it fails
+    /// with an "outcome unknown" execution error instead.
+    pub fn honours_request_id(&self) -> Option<bool> {
+        match self.shared().lock().request_ids {
+            RequestIds::Unknown => None,
+            RequestIds::Honoured => Some(true),
+            RequestIds::Ignored => Some(false),
+        }
     }
 
     /// How many calls are waiting for an answer right now.

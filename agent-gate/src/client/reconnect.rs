@@ -19,11 +19,11 @@ use crate::error::Error;
 pub(crate) async fn initial_connect(
     config: &ClientConfig,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<Ws, Error> {
+) -> Result<(Ws, bool), Error> {
     let mut attempt: u32 = 0;
     loop {
         match open(config, tls).await {
-            Ok(ws) => return Ok(ws),
+            Ok(opened) => return Ok(opened),
             Err(OpenError::Connect(e)) => {
                 if config.max_retries.is_some_and(|max| attempt >= max) {
                     return Err(gave_up(config, attempt, &e));
@@ -45,7 +45,10 @@ fn gave_up(config: &ClientConfig, retries: u32, last: &Error) -> Error {
             retries.saturating_add(1),
             last.message()
         ),
-        "check that the gateway is running and reachable, or raise max_retries (None retries forever)",
+        last.suggestion().map_or_else(
+            || "check that the gateway is running and reachable, or raise max_retries (None retries forever)".to_owned(),
+            |s| format!("{s} (or raise max_retries; None retries forever)"),
+        ),
     )
 }
 
@@ -56,7 +59,7 @@ fn closed_error() -> Error {
     )
 }
 
-pub(crate) fn spawn_supervisor(shared: Arc<Shared>, ws: Ws) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_supervisor(shared: Arc<Shared>, ws: (Ws, bool)) -> tokio::task::JoinHandle<()> {
     // Attach before returning, so a call made right after `connect()` finds the outbox
     // instead of waiting for a state change that already happened.
     let running = attach(&shared, ws);
@@ -69,9 +72,10 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Attach a fresh connection: new outbox, re-send every outstanding call.
-fn attach(shared: &Arc<Shared>, ws: Ws) -> Running {
+/// `idempotent`: the gateway said it honours `request_id` (re-sending is safe).
+fn attach(shared: &Arc<Shared>, (ws, idempotent): (Ws, bool)) -> Running {
     let (tx, rx) = mpsc::unbounded_channel();
-    let generation = shared.lock().attach(tx);
+    let generation = shared.lock().attach(tx, &shared.config.url, idempotent);
     Running::start(Arc::clone(shared), ws, rx, generation)
 }
 
@@ -128,7 +132,10 @@ fn finish(shared: &Shared, error: Error, state: ConnectionState) {
 }
 
 /// The backoff loop. `None` means the client is finished (closed or gave up).
-async fn reconnect(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) -> Option<Ws> {
+async fn reconnect(
+    shared: &Arc<Shared>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(Ws, bool)> {
     let config = &shared.config;
     let mut attempt: u32 = 0;
     let mut last_error: Option<Error> = None;
@@ -165,7 +172,7 @@ async fn reconnect(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) -
             }
         };
         match result {
-            Ok(ws) => return Some(ws),
+            Ok(opened) => return Some(opened),
             Err(OpenError::Rejected(e)) => {
                 tracing::error!(error = %e, "agent-gate: reconnection rejected (authentication or TLS), giving up");
                 finish(shared, e.clone(), ConnectionState::Failed(e));

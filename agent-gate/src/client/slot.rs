@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::Responder;
+use super::request_ids::RequestIds;
 use crate::error::Error;
 
 /// Which connection a frame came from: bumped on every attach.
@@ -47,6 +48,11 @@ impl Entry {
         }
     }
 
+    /// A `tool_request`, paced by the window.
+    pub(crate) fn is_paced(&self) -> bool {
+        self.paced
+    }
+
     /// Who waits for this call's answer.
     pub(crate) fn responder(&self) -> &Responder {
         &self.responder
@@ -60,6 +66,8 @@ impl Entry {
 
 /// The client's outstanding calls and the connection they go out on.
 pub(crate) struct Slot {
+    /// What the gateway's answers have shown about `request_id`.
+    pub(crate) request_ids: RequestIds,
     /// The writer's queue while connected; `None` while disconnected.
     outbox: Option<mpsc::UnboundedSender<Message>>,
     /// The current connection (see [`Generation`]).
@@ -82,6 +90,7 @@ impl Slot {
     /// No calls, not connected, at most `window` paced calls in flight.
     pub(crate) fn new(window: usize) -> Slot {
         Slot {
+            request_ids: RequestIds::Unknown,
             outbox: None,
             generation: 0,
             calls: HashMap::new(),
@@ -156,7 +165,40 @@ impl Slot {
     /// A fresh connection's queue: everything outstanding is sent again, paced calls oldest
     /// first and no more of them in flight than the window. Returns the connection's
     /// generation, which its reader passes to [`Slot::answered`].
-    pub(crate) fn attach(&mut self, outbox: mpsc::UnboundedSender<Message>) -> Generation {
+    ///
+    /// `idempotent`: the gateway at `url` said in its auth answer that it honours
+    /// `request_id`. Otherwise a tool call sent on the lost connection is not re-sent (it
+    /// might run twice): it fails "outcome unknown".
+    pub(crate) fn attach(
+        &mut self,
+        outbox: mpsc::UnboundedSender<Message>,
+        url: &str,
+        idempotent: bool,
+    ) -> Generation {
+        // What this connection's gateway said in its auth answer decides; without a word an
+        // earlier "honoured" may have come from another gateway behind the same URL.
+        if idempotent {
+            self.request_ids = RequestIds::Honoured;
+        } else if self.request_ids == RequestIds::Honoured {
+            self.request_ids = RequestIds::Unknown;
+        }
+        if self.request_ids != RequestIds::Honoured {
+            let lost: Vec<i64> = self
+                .calls
+                .iter()
+                .filter(|(_, entry)| entry.paced && entry.sent)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in lost {
+                if let Some(entry) = self.calls.remove(&id) {
+                    if let Some(rid) = &entry.request_id {
+                        self.by_request_id.remove(rid);
+                    }
+                    let error = Error::outcome_unknown(url, self.request_ids.evidence());
+                    entry.responder.deliver(Err(error));
+                }
+            }
+        }
         self.outbox = Some(outbox);
         self.generation += 1;
         self.sent = 0;
@@ -274,7 +316,7 @@ mod tests {
     fn two_on_the_wire() -> (Slot, mpsc::UnboundedReceiver<Message>, Generation) {
         let mut slot = Slot::new(2);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let generation = slot.attach(tx);
+        let generation = slot.attach(tx, "ws://gateway", true);
         for (id, rid) in [(1, "c1"), (2, "c2"), (3, "c3")] {
             slot.insert(id, paced(rid));
         }
@@ -307,7 +349,7 @@ mod tests {
         let (mut slot, mut rx, old) = two_on_the_wire();
         slot.detach();
         let (tx, mut new_rx) = mpsc::unbounded_channel();
-        let new = slot.attach(tx);
+        let new = slot.attach(tx, "ws://gateway", true);
         assert_eq!(drain(&mut new_rx), ["c1", "c2"]);
         assert!(drain(&mut rx).is_empty());
         // The old connection's answer to c1 arrives late: c1 is done, but the new
@@ -334,7 +376,7 @@ mod tests {
         slot.resolved("c2");
         slot.detach();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        slot.attach(tx);
+        slot.attach(tx, "ws://gateway", true);
         assert_eq!(drain(&mut rx), ["c3"]);
         assert_eq!(slot.len(), 1);
     }

@@ -101,7 +101,7 @@ async fn serve(
         let reply = match method.as_str() {
             "auth" => {
                 assert_eq!(frame["params"]["token"], json!(TOKEN));
-                json!({"jsonrpc": "2.0", "id": id, "result": {"status": "authenticated"}})
+                json!({"jsonrpc": "2.0", "id": id, "result": {"status": "authenticated", "request_ids": "idempotent"}})
             }
             "tool_request" => {
                 let _ = frames.send(text.to_string());

@@ -109,14 +109,25 @@ impl Conn {
         .await;
     }
 
-    /// Expect the auth frame, check the token, answer `authenticated`.
-    /// Returns the auth frame text.
+    /// Expect the auth frame, check the token, answer `authenticated` as agent-gate does
+    /// (`request_ids: idempotent`). Returns the auth frame text.
     pub async fn authenticate(&mut self) -> String {
+        self.authenticate_with(json!({"status": "authenticated", "request_ids": "idempotent"}))
+            .await
+    }
+
+    /// Like [`Conn::authenticate`], answering as upstream's gateway (agentpass) does: no
+    /// word on `request_id`, which it ignores.
+    pub async fn authenticate_upstream(&mut self) -> String {
+        self.authenticate_with(json!({"status": "authenticated"}))
+            .await
+    }
+
+    async fn authenticate_with(&mut self, answer: Value) -> String {
         let (text, request) = self.recv_request().await;
         assert_eq!(request.method, "auth", "first frame must be auth: {text}");
         assert_eq!(request.params["token"], json!(TOKEN));
-        self.result(request.id, json!({"status": "authenticated"}))
-            .await;
+        self.result(request.id, answer).await;
         text
     }
 
@@ -236,6 +247,13 @@ impl TestGateway {
     pub async fn accept_authenticated(&mut self) -> Conn {
         let mut conn = self.accept().await;
         conn.authenticate().await;
+        conn
+    }
+
+    /// Accept a connection and authenticate it as upstream's gateway would.
+    pub async fn accept_upstream(&mut self) -> Conn {
+        let mut conn = self.accept().await;
+        conn.authenticate_upstream().await;
         conn
     }
 

@@ -272,6 +272,12 @@ pub fn run_request(args: &RequestArgs, out: &mut dyn Write) -> anyhow::Result<Ex
             args.request_id.clone(),
         )
         .await;
+        if args.request_id.is_some() && client.honours_request_id() == Some(false) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: this gateway ignores request_id (its answer did not echo it, as upstream agentpass does): re-running with --request-id would run the call again"
+            );
+        }
         client.close().await;
         result
     });

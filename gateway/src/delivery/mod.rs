@@ -5,6 +5,16 @@
 //!
 //! Its own state is the table of waiters; everything durable is in the store: a waiter is only
 //! a shortcut, and an outcome nobody waits for stays fetchable until it is acknowledged.
+//!
+//! Two delivery contracts, told apart by who named the request ([`client_named`]):
+//!
+//! - **At least once** for a call that carried the client's `request_id`: its outcome stays in
+//!   `get_pending_results` until the agent acknowledges it (sends anything on the connection
+//!   after the frame that carried it); the client de-duplicates by id.
+//! - **At most once** for a call without one (the gateway named it, as upstream's clients
+//!   expect): its outcome counts as delivered once the frame carrying it is written, whether
+//!   that is the call's answer or a `get_pending_results` answer. Such a client could not tell
+//!   a repeated result from a new one.
 
 mod outcome;
 
@@ -21,6 +31,17 @@ use crate::store::{RequestKey, RequestRecord, RequestState, Store, StoreError};
 pub(crate) use crate::store::{Timestamp, rfc3339};
 
 type Waiters = HashMap<RequestKey, Vec<oneshot::Sender<Outcome>>>;
+
+/// Whether `request_id` was sent by the client (its idempotency key) rather than made by the
+/// gateway for a call that came without one. The engine's ids are `gw-` and 28 lower-case hex
+/// digits (`engine::request`); a client that sends an id of exactly that form is treated as
+/// not having sent one (its results are delivered at most once).
+pub(crate) fn client_named(request_id: &str) -> bool {
+    let generated = request_id.strip_prefix("gw-").is_some_and(|rest| {
+        rest.len() == 28 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    !generated
+}
 
 /// Waiters by request, and the store the outcomes are read from and acknowledged in.
 pub(crate) struct Delivery {
@@ -219,6 +240,14 @@ mod tests {
             message: "Denied by user".to_owned(),
             data: None,
         }
+    }
+
+    #[test]
+    fn gateway_made_ids_are_told_from_client_ids() {
+        assert!(!client_named("gw-019ae8c2b3f0a1b2c3d4e5f60718"));
+        assert!(client_named("light-1"));
+        assert!(client_named("gw-light"));
+        assert!(client_named("gw-019ae8c2b3f0A1B2C3D4E5F60718"));
     }
 
     #[tokio::test]

@@ -68,8 +68,8 @@ impl Outcome {
     }
 }
 
-/// The `get_pending_results` entry of a finished request (upstream `result` shape plus the
-/// typed `error`).
+/// The `get_pending_results` entry of a finished request (upstream's `result` shape,
+/// `tool_name` and `args`, plus our `tool`, `signature` and typed `error`).
 pub(crate) fn pending_result(record: &RequestRecord) -> Option<PendingResult> {
     let outcome = Outcome::of_record(record)?;
     let (result, error) = match outcome {
@@ -103,6 +103,8 @@ pub(crate) fn pending_result(record: &RequestRecord) -> Option<PendingResult> {
     Some(PendingResult {
         request_id: record.request_id.clone(),
         tool: record.tool.clone(),
+        tool_name: record.tool.clone(),
+        args: record.args.clone(),
         signature: record.signature.clone(),
         result,
         error,

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::admission::Ticket;
 use super::session::session;
+use super::sessions::{CLOSE_SLOT_TAKEN, Slot};
 use super::sniff;
 use super::{Front, ServerLimits};
 use crate::engine::Engine;
@@ -147,11 +148,11 @@ async fn run_websocket<S>(
     };
     // Authenticated (or gone): no longer under the caps on unauthenticated connections.
     drop(ticket);
-    let Some((ws, agent)) = admitted else {
+    let Some((ws, (agent, slot))) = admitted else {
         return;
     };
     tracing::info!(agent = %agent, %peer, "agent connected");
-    session(engine, ws, agent, limits, front).await;
+    session(engine, ws, agent, slot, limits).await;
 }
 
 /// Whether `text` is a JSON-RPC notification: an object with a `method` and no `id`. The
@@ -183,7 +184,8 @@ pub(super) fn close_for(error: &WsError) -> Option<CloseFrame> {
     })
 }
 
-/// Reads the first frame; `Some(agent id)` if it is a valid `auth`.
+/// Reads the first frame; `Some((agent id, its connection slot))` if it is a valid `auth`
+/// and the agent has room for one more connection.
 async fn authenticate<S>(
     engine: &Engine,
     front: &Front,
@@ -191,7 +193,7 @@ async fn authenticate<S>(
     peer: SocketAddr,
     deadline: Instant,
     limits: ServerLimits,
-) -> Option<String>
+) -> Option<(String, Slot)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -287,11 +289,29 @@ where
         Ok(MethodCall::Auth(params)) => match engine.config.agent_by_token(&params.token) {
             // A success does not clear the address's failures (see `AuthThrottle`).
             Some(agent) => {
-                let ok = Response::success(id, serde_json::json!({"status": "authenticated"}));
+                // Refused before it is told it is in: a client sees "slot taken", not a drop.
+                let slot = match front.sessions.register(&agent.id) {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        tracing::warn!(agent = %agent.id, %peer, max = full.max, "connection refused: the agent holds its most connections");
+                        let _ = ws
+                            .close(Some(CloseFrame {
+                                code: CloseCode::from(CLOSE_SLOT_TAKEN),
+                                reason: full.reason().into(),
+                            }))
+                            .await;
+                        return None;
+                    }
+                };
+                // `request_ids: idempotent` tells clients that re-sending is safe here.
+                let ok = Response::success(
+                    id,
+                    serde_json::json!({"status": "authenticated", "request_ids": "idempotent"}),
+                );
                 if ws.send(Message::text(to_text(&ok))).await.is_err() {
                     return None;
                 }
-                Some(agent.id.clone())
+                Some((agent.id.clone(), slot))
             }
             None => {
                 let error = ErrorObject::new(ErrorCode::NotAuthenticated, "Invalid token")

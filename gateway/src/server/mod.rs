@@ -9,8 +9,9 @@
 //!   token, the timeout or any other first frame is answered `-32005` and the connection is
 //!   closed (1008). Failed authentications are throttled per address
 //!   ([`crate::ratelimit::AuthThrottle`]).
-//! - Several agents may be connected at once; a new connection of an agent replaces its older
-//!   one, which is closed with code 4000.
+//! - Several agents may be connected at once, each with up to
+//!   `gateway.max_connections_per_agent` connections (8 by default; one more is closed with
+//!   4000 before its `auth` is answered). Each connection gets the answers to its own calls.
 //! - Requests run concurrently; each answer is sent as soon as it is ready.
 //! - Connections that have not authenticated yet are capped in total and per client address
 //!   (`gateway.max_unauthenticated_connections` / `max_unauthenticated_per_address`); when a
@@ -62,17 +63,19 @@ pub(crate) struct McpEndpoint {
 }
 
 impl Front {
-    /// Caps of `max_total` unauthenticated connections, `max_per_address` per address; `mcp`
-    /// served beside the WebSocket protocol when given.
+    /// Caps of `max_total` unauthenticated connections, `max_per_address` per address, and
+    /// `max_per_agent` authenticated WebSocket connections per agent; `mcp` served beside the
+    /// WebSocket protocol when given.
     pub(crate) fn new(
         max_total: usize,
         max_per_address: usize,
+        max_per_agent: usize,
         mcp: Option<McpEndpoint>,
     ) -> Arc<Self> {
         Arc::new(Self {
             admission: Admission::new(max_total, max_per_address),
             logs: LogLimiter::default(),
-            sessions: Sessions::default(),
+            sessions: Sessions::new(max_per_agent),
             mcp,
         })
     }
@@ -80,6 +83,11 @@ impl Front {
     /// Agents connected now.
     pub(crate) fn connected_agents(&self) -> usize {
         self.sessions.connected_agents()
+    }
+
+    /// Authenticated connections now, all agents together.
+    pub(crate) fn connections(&self) -> usize {
+        self.sessions.connections()
     }
 
     /// Connections accepted and not authenticated yet.

@@ -1,8 +1,10 @@
 //! An authenticated agent's session on one connection: the frame loop (each request handled
 //! concurrently through the engine), the mapping of the engine's answers to JSON-RPC (a
 //! `request_status` notification while a call waits for a human, then its response), and the
-//! writer that sends answers as they are ready and counts which outcomes were written, so that
-//! the agent's next frame acknowledges them.
+//! writer that sends answers as they are ready and counts which outcomes were written: an
+//! outcome of a call the client named (`request_id`) is acknowledged by the agent's next
+//! frame (at least once); one the gateway named is delivered once it is written (at most
+//! once; see [`crate::delivery`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,16 +22,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
+use super::ServerLimits;
 use super::connection::{close_for, is_notification, to_text};
-use super::{Front, ServerLimits};
-use crate::delivery::{Outcome, Progress, Timestamp, rfc3339};
+use super::sessions::Slot;
+use crate::delivery::{Outcome, Progress, Timestamp, client_named, rfc3339};
 use crate::engine::{Engine, Submitted};
 
 /// Acknowledged outcomes are marked delivered in batches of this many.
 const ACK_BATCH: usize = 64;
-
-/// Close code sent to a connection replaced by a newer one of the same agent.
-pub(crate) const CLOSE_REPLACED: u16 = 4000;
 
 /// The connection's acknowledged-but-not-yet-marked outcomes and the last marking write.
 struct Acks<'a> {
@@ -51,6 +51,21 @@ struct Outbound {
     /// Request ids whose outcome this frame carries: once the frame is written and the agent
     /// sends anything afterwards, they are marked delivered.
     carries: Vec<String>,
+    /// Request ids whose outcome this frame carries at most once: marked delivered as soon
+    /// as the frame is written.
+    once: Vec<String>,
+}
+
+impl Outbound {
+    /// A frame carrying the outcomes of `ids`, each under its delivery contract.
+    fn carrying(text: String, ids: Vec<String>) -> Self {
+        let (carries, once) = ids.into_iter().partition(|id| client_named(id));
+        Outbound {
+            text,
+            carries,
+            once,
+        }
+    }
 }
 
 /// The sending side of a connection, as request handlers see it.
@@ -65,7 +80,7 @@ struct Link {
 impl Link {
     async fn send(&self, text: String, carries: Vec<String>) {
         // A closed connection is fine: the outcome stays recorded for the agent.
-        let _ = self.sender.send(Outbound { text, carries }).await;
+        let _ = self.sender.send(Outbound::carrying(text, carries)).await;
     }
 
     async fn send_response(&self, response: &Response) {
@@ -147,13 +162,11 @@ pub(super) async fn session<S>(
     engine: Arc<Engine>,
     ws: WebSocketStream<S>,
     agent: String,
+    slot: Slot,
     limits: ServerLimits,
-    front: Arc<Front>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let replaced = CancellationToken::new();
-    let connection = front.sessions.register(&agent, replaced.clone());
     let stop = engine.shutdown.child_token();
     // Cancelled by the reader once it has set the close frame: the writer closes right away.
     let closing = CancellationToken::new();
@@ -163,6 +176,8 @@ pub(super) async fn session<S>(
     let close_frame: Shared<Option<CloseFrame>> = Arc::default();
     let close_all = engine.close_connections.child_token();
     let writer = tokio::spawn(write_loop(
+        Arc::clone(&engine),
+        Arc::from(agent.as_str()),
         sink,
         receiver,
         Arc::clone(&written),
@@ -187,11 +202,6 @@ pub(super) async fn session<S>(
     loop {
         let next = tokio::select! {
             biased;
-            () = replaced.cancelled() => {
-                set_close(CloseCode::from(CLOSE_REPLACED), "replaced by a newer connection of this agent");
-                closing.cancel();
-                break;
-            }
             () = engine.shutdown.cancelled() => {
                 set_close(CloseCode::Away, "gateway shutting down");
                 break;
@@ -249,7 +259,7 @@ pub(super) async fn session<S>(
         }
     }
     stop.cancel();
-    front.sessions.unregister(&agent, connection);
+    drop(slot);
     engine.delivery.mark_delivered(&agent, acked);
     drop(link);
     let _ = writer.await;
@@ -345,7 +355,10 @@ async fn handle_text(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_loop<S>(
+    engine: Arc<Engine>,
+    agent: Arc<str>,
     mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut receiver: mpsc::Receiver<Outbound>,
     written: Shared<Vec<String>>,
@@ -364,6 +377,7 @@ async fn write_loop<S>(
         };
         let Some(first) = first else { break };
         let mut carried = first.carries;
+        let mut once = first.once;
         if sink.feed(Message::text(first.text)).await.is_err() {
             break;
         }
@@ -371,6 +385,7 @@ async fn write_loop<S>(
         while batch < 64 {
             let Ok(more) = receiver.try_recv() else { break };
             carried.extend(more.carries);
+            once.extend(more.once);
             if sink.feed(Message::text(more.text)).await.is_err() {
                 break 'outer;
             }
@@ -379,6 +394,10 @@ async fn write_loop<S>(
         if sink.flush().await.is_err() {
             break;
         }
+        // Written: delivered, for the outcomes the client could not de-duplicate.
+        engine
+            .delivery
+            .mark_delivered(&agent, std::mem::take(&mut once));
         if !carried.is_empty() {
             written
                 .lock()

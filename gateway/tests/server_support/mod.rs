@@ -51,6 +51,8 @@ pub struct Options {
     pub insecure: bool,
     /// The permissions file's text (default [`PERMISSIONS`]).
     pub permissions: Option<String>,
+    /// `gateway.max_connections_per_agent` (default: not set, the gateway's default).
+    pub max_connections_per_agent: Option<usize>,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             tls: None,
             insecure: true,
             permissions: None,
+            max_connections_per_agent: None,
         }
     }
 }
@@ -89,6 +92,10 @@ pub fn config_text(dir: &Path, ha: std::net::SocketAddr, options: &Options) -> S
             key.display()
         ),
         None => String::new(),
+    };
+    let tls = match options.max_connections_per_agent {
+        Some(max) => format!("{tls}  max_connections_per_agent: {max}\n"),
+        None => tls,
     };
     format!(
         r#"

@@ -17,6 +17,8 @@ pub const DEFAULT_HEALTH_PORT: u16 = 8080;
 pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 512;
 /// Default cap on connections that have not authenticated yet, per client address.
 pub const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 128;
+/// Default cap on authenticated connections per agent.
+pub const DEFAULT_MAX_CONNECTIONS_PER_AGENT: usize = 8;
 
 /// `gateway:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub struct GatewayConfig {
     /// Most connections that have not authenticated yet from one client address (default
     /// 128); the address's oldest is dropped first.
     pub max_unauthenticated_per_address: usize,
+    /// Most authenticated connections one agent may hold at once (default 8); one more is
+    /// refused with close code 4000.
+    pub max_connections_per_agent: usize,
 }
 
 impl GatewayConfig {
@@ -82,6 +87,7 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
         health_port: DEFAULT_HEALTH_PORT,
         max_unauthenticated_connections: DEFAULT_MAX_UNAUTHENTICATED,
         max_unauthenticated_per_address: DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+        max_connections_per_agent: DEFAULT_MAX_CONNECTIONS_PER_AGENT,
     };
     let Some(obj) = ctx.obj(&root.field("gateway")) else {
         return gw;
@@ -96,6 +102,7 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
             "health_port",
             "max_unauthenticated_connections",
             "max_unauthenticated_per_address",
+            "max_connections_per_agent",
         ],
     );
     if let Some(n) = ctx
@@ -109,6 +116,12 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
         .and_then(|n| usize::try_from(n).ok())
     {
         gw.max_unauthenticated_per_address = n;
+    }
+    if let Some(n) = ctx
+        .int(&obj.field("max_connections_per_agent"), 1, 10_000)
+        .and_then(|n| usize::try_from(n).ok())
+    {
+        gw.max_connections_per_agent = n;
     }
     if let Some(host) = host(ctx, &obj.field("host")) {
         gw.host = host;
