@@ -374,12 +374,12 @@ fn http_requests_for_every_tool() {
         r.path_and_query(),
         "/api/logbook/2026-11-20?entity=lock.front_door"
     );
-    assert_eq!(r.wrap.as_deref(), Some("entries"));
+    assert_eq!(r.wrap.as_deref(), Some("logbook"));
 
     let r = req("ha_get_config", json!({}));
     assert_eq!(
         (r.method, r.path.as_str(), r.wrap.as_deref()),
-        (Method::Get, "/api/config", None)
+        (Method::Get, "/api/config", Some("config"))
     );
 
     let r = req("ha_render_template", json!({"template": "{{ 1 + 1 }}"}));
@@ -402,7 +402,7 @@ fn http_requests_for_every_tool() {
         r.body,
         Some(json!({"entity_id": "light.bedroom", "brightness": 128, "color_name": "red"}))
     );
-    assert_eq!(r.wrap.as_deref(), Some("changed_states"));
+    assert_eq!(r.wrap.as_deref(), Some("result"));
     assert_eq!(r.flags, Vec::<String>::new());
     assert_eq!(
         r.error_help.as_deref(),
@@ -430,7 +430,7 @@ fn http_requests_for_every_tool() {
         json!({"domain": "light", "service": "turn_on", "return_response": false}),
     );
     assert_eq!(r.path_and_query(), "/api/services/light/turn_on");
-    assert_eq!(r.wrap.as_deref(), Some("changed_states"));
+    assert_eq!(r.wrap.as_deref(), Some("result"));
     assert_eq!(
         r.error_help.as_deref(),
         Some(

@@ -47,11 +47,11 @@ fn script() -> Script {
     );
     put(
         "ha_get_logbook",
-        json!({"entries": [{"name": "Front door", "message": "was locked", "entity_id": "lock.front_door"}]}),
+        json!({"logbook": [{"name": "Front door", "message": "was locked", "entity_id": "lock.front_door"}]}),
     );
     put(
         "ha_get_config",
-        json!({"location_name": "Home", "version": "2026.11.0"}),
+        json!({"config": {"location_name": "Home", "version": "2026.11.0"}}),
     );
     put("ha_render_template", json!({"result": "21.5"}));
     put(
@@ -68,7 +68,7 @@ fn script() -> Script {
     );
     put(
         "ha_call_service",
-        json!({"changed_states": [state("light.bedroom", "on")]}),
+        json!({"result": [state("light.bedroom", "on")]}),
     );
     put(
         "ha_fire_event",

@@ -110,7 +110,7 @@ async fn every_home_assistant_tool_works_end_to_end() {
     );
 
     let config = run("ha_get_config", json!({})).await;
-    assert_eq!(config["location_name"], "Home");
+    assert_eq!(config["config"]["location_name"], "Home");
 
     let history = run(
         "ha_get_history",
@@ -148,8 +148,8 @@ async fn every_home_assistant_tool_works_end_to_end() {
         json!({"domain": "light", "service": "turn_on", "entity_id": "light.kitchen", "data": {"brightness": 77}}),
     )
     .await;
-    assert_eq!(changed["changed_states"][0]["entity_id"], "light.kitchen");
-    assert_eq!(changed["changed_states"][0]["attributes"]["brightness"], 77);
+    assert_eq!(changed["result"][0]["entity_id"], "light.kitchen");
+    assert_eq!(changed["result"][0]["attributes"]["brightness"], 77);
     let kitchen = home.state("light.kitchen").unwrap();
     assert_eq!(
         (
@@ -169,14 +169,14 @@ async fn every_home_assistant_tool_works_end_to_end() {
         json!({"domain": "persistent_notification", "service": "create", "data": {"message": "hi"}}),
     )
     .await;
-    assert_eq!(changed, json!({"changed_states": []}));
+    assert_eq!(changed, json!({"result": []}));
 
     let logbook = run(
         "ha_get_logbook",
         json!({"entity_id": "light.kitchen", "start_time": "2026-11-21T00:00:00Z", "end_time": "2026-11-22T00:00:00Z"}),
     )
     .await;
-    let last = logbook["entries"]
+    let last = logbook["logbook"]
         .as_array()
         .unwrap()
         .last()
@@ -191,7 +191,7 @@ async fn every_home_assistant_tool_works_end_to_end() {
         (Some("on"), Some("turn_on"), Some("Kitchen light"))
     );
     let logbook = run("ha_get_logbook", json!({})).await;
-    assert!(logbook["entries"].is_array());
+    assert!(logbook["logbook"].is_array());
 
     let fired = run(
         "ha_fire_event",

@@ -205,10 +205,7 @@ async fn a_stdio_mcp_client_reaches_a_remote_gateway_through_the_bridge() {
             !waited["progress"].as_array().unwrap().is_empty(),
             "the held calls reported progress"
         );
-        assert_eq!(
-            results["fetched"]["result"]["changed_states"][0]["state"],
-            "on"
-        );
+        assert_eq!(results["fetched"]["result"]["result"][0]["state"], "on");
         let runs = home
             .service_calls()
             .iter()

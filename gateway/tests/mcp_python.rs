@@ -207,10 +207,7 @@ async fn an_mcp_client_gets_the_tools_the_policy_and_the_human() {
             !waited["progress"].as_array().unwrap().is_empty(),
             "the held calls reported progress"
         );
-        assert_eq!(
-            results["fetched"]["result"]["changed_states"][0]["state"],
-            "on"
-        );
+        assert_eq!(results["fetched"]["result"]["result"][0]["state"], "on");
         let runs = home
             .service_calls()
             .iter()

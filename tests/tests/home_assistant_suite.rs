@@ -647,11 +647,8 @@ async fn the_policy_denies_asks_and_runs_what_a_human_approves() {
     let Some(CallEvent::Result(data)) = events.next().await else {
         panic!("expected the result");
     };
-    assert_eq!(
-        data["changed_states"][0]["entity_id"],
-        "switch.decorative_lights"
-    );
-    assert_eq!(data["changed_states"][0]["state"], "off");
+    assert_eq!(data["result"][0]["entity_id"], "switch.decorative_lights");
+    assert_eq!(data["result"][0]["state"], "off");
     let state = agent
         .ha_get_state("switch.decorative_lights")
         .await

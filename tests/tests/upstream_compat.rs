@@ -98,6 +98,16 @@ async fn upstream_cli_allow_deny_and_ask_through_the_fake_telegram() {
     .await;
     assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
     assert_eq!(json_out(&allowed)["entity_id"], "light.kitchen");
+    // Upstream's wrap keys for the bundled Home Assistant tools.
+    let config = agentpass(&url, PI_TOKEN, &["request", "ha_get_config"]).await;
+    assert_eq!(config.status.code(), Some(0), "{config:?}");
+    assert!(
+        json_out(&config)["config"]["version"].is_string(),
+        "{config:?}"
+    );
+    let logbook = agentpass(&url, PI_TOKEN, &["request", "ha_get_logbook"]).await;
+    assert_eq!(logbook.status.code(), Some(0), "{logbook:?}");
+    assert!(json_out(&logbook)["logbook"].is_array(), "{logbook:?}");
 
     let denied = agentpass(
         &url,
@@ -124,6 +134,13 @@ async fn upstream_cli_allow_deny_and_ask_through_the_fake_telegram() {
     let (approved, _) = tokio::join!(agentpass(&url, PI_TOKEN, &on), world.press(1, "✅ Allow"));
     assert_eq!(approved.status.code(), Some(0), "{approved:?}");
     assert_eq!(world.home.state("light.bedroom").unwrap()["state"], "on");
+    // Upstream's shape: the changed states under `result`.
+    let changed = json_out(&approved);
+    assert_eq!(
+        changed["result"][0]["entity_id"], "light.bedroom",
+        "{changed}"
+    );
+    assert_eq!(changed["result"][0]["state"], "on", "{changed}");
 
     let off = [
         "request",
