@@ -30,13 +30,15 @@ pub enum ErrorCode {
     NotAuthenticated,
     /// `-32006`: the agent sent too many requests.
     RateLimited,
+    /// `-32007`: the agent withdrew the request (`cancel_request`) before a human decided.
+    Cancelled,
     /// Any other code, preserved as received.
     Other(i64),
 }
 
 impl ErrorCode {
     /// Every known code, in table order (useful for exhaustive tests and docs).
-    pub const KNOWN: [ErrorCode; 10] = [
+    pub const KNOWN: [ErrorCode; 11] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidRequest,
         ErrorCode::MethodNotFound,
@@ -47,6 +49,7 @@ impl ErrorCode {
         ErrorCode::ExecutionFailed,
         ErrorCode::NotAuthenticated,
         ErrorCode::RateLimited,
+        ErrorCode::Cancelled,
     ];
 
     /// The integer sent on the wire.
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::ExecutionFailed => -32004,
             ErrorCode::NotAuthenticated => -32005,
             ErrorCode::RateLimited => -32006,
+            ErrorCode::Cancelled => -32007,
             ErrorCode::Other(code) => code,
         }
     }
@@ -79,6 +83,7 @@ impl ErrorCode {
             -32004 => ErrorCode::ExecutionFailed,
             -32005 => ErrorCode::NotAuthenticated,
             -32006 => ErrorCode::RateLimited,
+            -32007 => ErrorCode::Cancelled,
             other => ErrorCode::Other(other),
         }
     }
@@ -96,6 +101,7 @@ impl ErrorCode {
             ErrorCode::ExecutionFailed => "execution failed",
             ErrorCode::NotAuthenticated => "not authenticated",
             ErrorCode::RateLimited => "rate limited",
+            ErrorCode::Cancelled => "cancelled by the agent",
             ErrorCode::Other(_) => "unknown error code",
         }
     }

@@ -38,11 +38,12 @@ pub use envelope::{
 };
 pub use error_code::ErrorCode;
 pub use methods::{
-    AUTH_REQUEST_ID, AuthParams, AuthResult, EmptyParams, ListToolsResult, METHOD_AUTH,
-    METHOD_GET_PENDING_RESULTS, METHOD_LIST_TOOLS, METHOD_TOOL_REQUEST, METHODS, MethodCall,
-    NOTIFICATION_REQUEST_STATUS, PendingOutcome, PendingResult, PendingResults,
-    REQUEST_IDS_IDEMPOTENT, RequestStatus, RequestStatusParams, ResultStatus, STATUS_AUTHENTICATED,
-    ToolInfo, ToolRequestParams, ToolResult,
+    AUTH_REQUEST_ID, AuthParams, AuthResult, CancelRequestParams, CancelRequestResult, EmptyParams,
+    ListToolsResult, METHOD_AUTH, METHOD_CANCEL_REQUEST, METHOD_GET_PENDING_RESULTS,
+    METHOD_LIST_TOOLS, METHOD_TOOL_REQUEST, METHODS, MethodCall, NOTIFICATION_REQUEST_STATUS,
+    PendingOutcome, PendingResult, PendingResults, REQUEST_IDS_IDEMPOTENT, RequestStatus,
+    RequestStatusParams, ResultStatus, STATUS_AUTHENTICATED, ToolInfo, ToolRequestParams,
+    ToolResult,
 };
 pub use parse::{FrameError, Incoming, IncomingError, parse_incoming, parse_request};
 pub use request_id::{

@@ -19,14 +19,17 @@ pub const METHOD_TOOL_REQUEST: &str = "tool_request";
 pub const METHOD_LIST_TOOLS: &str = "list_tools";
 /// `get_pending_results`: results decided while the agent was away.
 pub const METHOD_GET_PENDING_RESULTS: &str = "get_pending_results";
+/// `cancel_request`: withdraw one of the agent's requests while it waits for a human.
+pub const METHOD_CANCEL_REQUEST: &str = "cancel_request";
 /// `request_status`: a notification about a request that waits for a human.
 pub const NOTIFICATION_REQUEST_STATUS: &str = "request_status";
 /// Every method a client may call.
-pub const METHODS: [&str; 4] = [
+pub const METHODS: [&str; 5] = [
     METHOD_AUTH,
     METHOD_TOOL_REQUEST,
     METHOD_LIST_TOOLS,
     METHOD_GET_PENDING_RESULTS,
+    METHOD_CANCEL_REQUEST,
 ];
 /// The error for a method not in [`METHODS`]; it lives here, next to the list it
 /// suggests from, so the envelope types need not know the methods.
@@ -425,6 +428,34 @@ impl RequestStatusParams {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmptyParams {}
 
+/// Params of `cancel_request`: `{"request_id": ...}`, one of the agent's own requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequestParams {
+    /// The request to withdraw.
+    pub request_id: String,
+}
+
+/// Result of `cancel_request`.
+///
+/// `cancelled: true` when this call withdrew the request (it is `cancelled` now, approvers
+/// are told, a call waiting for it ends with `-32007`); otherwise the request had already
+/// ended or been decided, `state` says where it is and `message` what happened. A request of
+/// another agent, or none at all, is an error (`-32600`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequestResult {
+    /// The request.
+    pub request_id: String,
+    /// Whether this call cancelled it.
+    pub cancelled: bool,
+    /// Its state now (`cancelled`, `approved`, `executing`, `executed`, `failed`, `denied`,
+    /// `expired`).
+    pub state: String,
+    /// What happened, when it was not cancelled by this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// Typed constructors for the client's requests.
 impl Request<AuthParams> {
     /// `{"jsonrpc":"2.0","method":"auth","params":{"token":...},"id":"auth-1"}`.
@@ -443,6 +474,19 @@ impl Request<ToolRequestParams> {
     /// A `tool_request` frame.
     pub fn tool_request(id: impl Into<Id>, params: ToolRequestParams) -> Self {
         Request::new(id, METHOD_TOOL_REQUEST, params)
+    }
+}
+
+impl Request<CancelRequestParams> {
+    /// A `cancel_request` frame.
+    pub fn cancel_request(id: impl Into<Id>, request_id: impl Into<String>) -> Self {
+        Request::new(
+            id,
+            METHOD_CANCEL_REQUEST,
+            CancelRequestParams {
+                request_id: request_id.into(),
+            },
+        )
     }
 }
 
@@ -469,6 +513,8 @@ pub enum MethodCall {
     ListTools,
     /// `get_pending_results`.
     GetPendingResults,
+    /// `cancel_request` (its `request_id` has been validated).
+    CancelRequest(CancelRequestParams),
 }
 
 impl Request {
@@ -504,6 +550,13 @@ impl Request {
             }
             METHOD_LIST_TOOLS => Ok(MethodCall::ListTools),
             METHOD_GET_PENDING_RESULTS => Ok(MethodCall::GetPendingResults),
+            METHOD_CANCEL_REQUEST => {
+                let p: CancelRequestParams = params(METHOD_CANCEL_REQUEST, &self.params)?;
+                validate_request_id(&p.request_id).map_err(|e| {
+                    ErrorObject::invalid_request(format!("Invalid params for cancel_request: {e}"))
+                })?;
+                Ok(MethodCall::CancelRequest(p))
+            }
             other => Err(ErrorObject::method_not_found(other)),
         }
     }

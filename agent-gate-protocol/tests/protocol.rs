@@ -45,6 +45,57 @@ fn request_shapes() {
         "request_get_pending_results",
         Request::get_pending_results(4).to_json().unwrap()
     );
+    assert_snapshot!(
+        "request_cancel_request",
+        Request::cancel_request(5, "req-1a2b").to_json().unwrap()
+    );
+}
+
+#[test]
+fn cancel_request_results_and_params() {
+    let cancelled = CancelRequestResult {
+        request_id: "req-1a2b".to_owned(),
+        cancelled: true,
+        state: "cancelled".to_owned(),
+        message: None,
+    };
+    assert_snapshot!(
+        "result_cancel_request",
+        Response::success_typed(5, &cancelled)
+            .unwrap()
+            .to_json()
+            .unwrap()
+    );
+    let too_late = CancelRequestResult {
+        request_id: "req-1a2b".to_owned(),
+        cancelled: false,
+        state: "executed".to_owned(),
+        message: Some("the request was already decided by tg:1 and has executed".to_owned()),
+    };
+    assert_snapshot!(
+        "result_cancel_request_too_late",
+        Response::success_typed(6, &too_late)
+            .unwrap()
+            .to_json()
+            .unwrap()
+    );
+    // The params are checked: a bad request_id and an unknown key are refused.
+    for params in [
+        json!({"request_id": "has space"}),
+        json!({"request_id": "a", "x": 1}),
+        json!({}),
+    ] {
+        let frame =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "cancel_request", "params": params});
+        let request = parse_request(&frame.to_string()).unwrap();
+        let error = request.method_call().unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest, "{params}");
+        assert!(
+            error.message.contains("cancel_request"),
+            "{}",
+            error.message
+        );
+    }
 }
 
 #[test]
@@ -208,6 +259,7 @@ fn sample_error(code: ErrorCode) -> ErrorObject {
         ErrorCode::RateLimited => ErrorObject::new(code, "Rate limit exceeded")
             .with_suggestion("slow down")
             .with_retry_after(1.5),
+        ErrorCode::Cancelled => ErrorObject::new(code, "Cancelled by the agent"),
         ErrorCode::Other(_) => ErrorObject::new(code, "Something new"),
     }
 }

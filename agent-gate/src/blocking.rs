@@ -115,6 +115,17 @@ impl Client {
         block_on(self.runtime.as_ref(), self.client.get_pending_results())?
     }
 
+    /// See [`AgentGateClient::cancel_request`].
+    pub fn cancel_request(
+        &self,
+        request_id: impl Into<String>,
+    ) -> Result<crate::protocol::CancelRequestResult, Error> {
+        block_on(
+            self.runtime.as_ref(),
+            self.client.cancel_request(request_id),
+        )?
+    }
+
     /// How many times the client has reconnected.
     pub fn reconnect_count(&self) -> u64 {
         self.client.reconnect_count()

@@ -52,6 +52,9 @@ pub enum ErrorKind {
     /// The tool does not exist; [`Error::available_tools`] lists the gateway's
     /// tools, nearest name first.
     UnknownTool,
+    /// The agent withdrew the request ([`AgentGateClient::cancel_request`](crate::AgentGateClient::cancel_request),
+    /// `-32007`) before a human decided; nothing ran.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -71,6 +74,7 @@ impl ErrorKind {
             ErrorKind::Execution => "execution failed",
             ErrorKind::Protocol => "protocol error",
             ErrorKind::UnknownTool => "unknown tool",
+            ErrorKind::Cancelled => "cancelled by the agent",
         }
     }
 }
@@ -237,6 +241,7 @@ impl Error {
             ErrorCode::ApprovalTimeout => ErrorKind::Timeout,
             ErrorCode::NotAuthenticated => ErrorKind::Authentication,
             ErrorCode::RateLimited => ErrorKind::RateLimited { retry_after },
+            ErrorCode::Cancelled => ErrorKind::Cancelled,
             ErrorCode::InvalidRequest | ErrorCode::MethodNotFound
                 if !tools.is_empty() || mentions_unknown_tool =>
             {

@@ -1,7 +1,7 @@
 //! The client subcommands of the real `agent-gate` binary (`request`, `tools`, `pending`,
 //! `healthcheck`) against an in-process gateway over a real WebSocket: JSON on stdout, errors
 //! with code and suggestion on stderr, and each exit code (0 success, 1 denied, 2 timeout,
-//! 3 connection/auth, 4 invalid arguments, 5 execution failed).
+//! 3 connection/auth, 4 invalid arguments, 5 execution failed, 6 cancelled) and `cancel`.
 //!
 //! The gateway is the demo's (bundled manifest, demo permissions: reads allowed, locks
 //! denied, lights ask) with a channel approver the tests decide through and, where a test
@@ -216,6 +216,64 @@ async fn exit_1_a_human_denial() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("code: -32001"), "{}", run.stderr);
     assert_eq!(h.home.state("light.bedroom").unwrap()["state"], "off");
+}
+
+#[tokio::test]
+async fn cancel_withdraws_a_waiting_request_and_the_request_exits_6() {
+    let h = Harness::start(Duration::from_secs(60)).await;
+    let waiting = {
+        let url = h.gateway.ws_url();
+        tokio::spawn(async move {
+            run([
+                "--url",
+                url.as_str(),
+                "--token",
+                DEMO_TOKEN,
+                "request",
+                "--request-id",
+                "cli-cancel-1",
+                "ha_call_service",
+                "domain=light",
+                "service=turn_on",
+                "entity_id=light.bedroom",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect())
+            .await
+        })
+    };
+    h.approver.next_request().await.expect("the request waits");
+    let cancel = h.cli(&["cancel", "cli-cancel-1"]).await;
+    assert_eq!(cancel.code, 0, "{cancel:?}");
+    assert_eq!(cancel.json()["cancelled"], true, "{cancel:?}");
+    assert_eq!(cancel.json()["state"], "cancelled", "{cancel:?}");
+    let request = waiting.await.unwrap();
+    assert_eq!(request.code, 6, "{request:?}");
+    assert!(
+        request.stderr.contains("code: -32007"),
+        "{}",
+        request.stderr
+    );
+    assert_eq!(h.home.service_call_count(), 0);
+
+    // Too late: it says where the request is, and exits 1.
+    let again = h.cli(&["cancel", "cli-cancel-1"]).await;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert_eq!(again.json()["cancelled"], false, "{again:?}");
+    assert!(
+        again.stderr.contains("already cancelled"),
+        "{}",
+        again.stderr
+    );
+    // Not a request of this agent.
+    let unknown = h.cli(&["cancel", "no-such-request"]).await;
+    assert_eq!(unknown.code, 4, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("no-such-request"),
+        "{}",
+        unknown.stderr
+    );
 }
 
 #[tokio::test]

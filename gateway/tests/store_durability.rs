@@ -587,6 +587,43 @@ async fn an_existing_v1_file_opens_with_its_data() {
     assert_eq!(version, SCHEMA_VERSION);
 }
 
+/// Before v7 a request withdrawn by its agent was stored as denied with "Cancelled by the
+/// agent"; upgrading makes it `cancelled` (with the cancellation's code) and keeps real
+/// denials denied.
+#[tokio::test]
+async fn requests_cancelled_before_v7_become_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(V1_SCHEMA).unwrap();
+        for (id, message) in [
+            ("withdrawn", "Cancelled by the agent"),
+            ("refused", "Denied by user"),
+        ] {
+            conn.execute(
+                "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, \
+                 decision, state, created_at, resolved_by, resolved_at, error_code, error_message, \
+                 delivered, updated_at) \
+                 VALUES ('pi', ?1, 't', '{}', 'd', 'sig', 'ask', 'denied', 1500, 'agent:pi', 1600, \
+                 -32001, ?2, 0, 1600)",
+                rusqlite::params![id, message],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(&path).await.unwrap();
+    let withdrawn = store.get_request("pi", "withdrawn").await.unwrap().unwrap();
+    assert_eq!(withdrawn.state, RequestState::Cancelled);
+    assert_eq!(withdrawn.error.as_ref().map(|e| e.code), Some(-32007));
+    let refused = store.get_request("pi", "refused").await.unwrap().unwrap();
+    assert_eq!(refused.state, RequestState::Denied);
+    assert_eq!(refused.error.as_ref().map(|e| e.code), Some(-32001));
+    // Both outcomes still wait for the agent.
+    assert_eq!(store.undelivered("pi").await.unwrap().len(), 2);
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_file_from_a_newer_gateway_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();

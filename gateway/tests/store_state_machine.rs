@@ -81,6 +81,15 @@ async fn request_in_state(store: &Store, id: &str, state: RequestState) {
                     .unwrap()
             );
         }
+        RequestState::Cancelled => {
+            insert(store, pending()).await;
+            assert!(
+                store
+                    .transition(Transition::cancel(AGENT, id, "agent:pi"))
+                    .await
+                    .unwrap()
+            );
+        }
     }
     let record = store.get_request(AGENT, id).await.unwrap().unwrap();
     assert_eq!(record.state, state, "setting up {id}");
@@ -126,6 +135,7 @@ async fn every_allowed_transition_wins_once_and_every_other_is_refused() {
         ("pending", "approved"),
         ("pending", "denied"),
         ("pending", "expired"),
+        ("pending", "cancelled"),
         ("approved", "executing"),
         ("approved", "failed"),
         ("executing", "executed"),

@@ -38,9 +38,9 @@ pub use stream::{CallEvent, CallStream};
 
 use crate::error::{Error, ErrorKind, rank_tools};
 use crate::protocol::{
-    Id, Incoming, ListToolsResult, NOTIFICATION_REQUEST_STATUS, PendingResult, PendingResults,
-    Request, RequestStatusParams, ResultStatus, ToolInfo, ToolRequestParams, ToolResult,
-    parse_incoming, validate_request_id,
+    CancelRequestResult, Id, Incoming, ListToolsResult, NOTIFICATION_REQUEST_STATUS, PendingResult,
+    PendingResults, Request, RequestStatusParams, ResultStatus, ToolInfo, ToolRequestParams,
+    ToolResult, parse_incoming, validate_request_id,
 };
 
 /// The connection's state, published on every change.
@@ -555,7 +555,9 @@ impl AgentGateClient {
     /// The tools the gateway offers to this agent.
     pub async fn list_tools(&self) -> Result<Vec<ToolInfo>, Error> {
         let value = self
-            .simple_call(crate::protocol::METHOD_LIST_TOOLS, Request::list_tools)
+            .simple_call(crate::protocol::METHOD_LIST_TOOLS, |id| {
+                Request::list_tools(id).to_json()
+            })
             .await?;
         let result: ListToolsResult = serde_json::from_value(value).map_err(|e| {
             Error::new(
@@ -573,22 +575,46 @@ impl AgentGateClient {
         Ok(results)
     }
 
+    /// Withdraws this agent's request `request_id` while it waits for a human. `cancelled`
+    /// in the answer says whether this call did it: the request is then `cancelled`, the
+    /// approvers are told, and a call waiting for it fails with [`ErrorKind::Cancelled`].
+    /// Otherwise the request had already been decided or ended, and `state` and `message`
+    /// say where it is; nothing changes. A request id this agent never used is an error
+    /// ([`ErrorKind::Validation`]).
+    pub async fn cancel_request(
+        &self,
+        request_id: impl Into<String>,
+    ) -> Result<CancelRequestResult, Error> {
+        let request_id = request_id.into();
+        validate_request_id(&request_id).map_err(|e| {
+            Error::validation(
+                format!("cannot cancel `{request_id}`: {e}"),
+                Some("pass the request_id of one of this agent's requests".into()),
+            )
+        })?;
+        let value = self
+            .simple_call(crate::protocol::METHOD_CANCEL_REQUEST, |id| {
+                Request::cancel_request(id, request_id.clone()).to_json()
+            })
+            .await?;
+        serde_json::from_value(value).map_err(|e| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!("the gateway's cancel_request result is malformed: {e}"),
+            )
+        })
+    }
+
     async fn simple_call(
         &self,
         method: &'static str,
-        build: fn(i64) -> Request<crate::protocol::EmptyParams>,
+        build: impl FnOnce(i64) -> Result<String, serde_json::Error>,
     ) -> Result<Value, Error> {
         let (tx, rx) = oneshot::channel();
         let call = async {
             let _guard = self
                 .shared()
-                .start_call(
-                    method,
-                    |id| build(id).to_json(),
-                    None,
-                    Responder::Once(tx),
-                    true,
-                )
+                .start_call(method, build, None, Responder::Once(tx), true)
                 .await?;
             rx.await.unwrap_or_else(|_| Err(self.shared().lost_error()))
         };

@@ -442,8 +442,8 @@ impl Approvals {
             Resolve::Expire => Transition::expire(agent, rid)
                 .error(ErrorCode::ApprovalTimeout.code(), "Approval timed out")
                 .audit(audit(AuditKind::Expired).actor("timeout")),
-            Resolve::Cancel(actor) => Transition::deny(agent, rid, actor.as_str())
-                .error(ErrorCode::DeniedByHuman.code(), CANCELLED_BY_AGENT)
+            Resolve::Cancel(actor) => Transition::cancel(agent, rid, actor.as_str())
+                .error(ErrorCode::Cancelled.code(), CANCELLED_BY_AGENT)
                 .audit(
                     audit(AuditKind::Other("cancelled".to_owned()))
                         .actor(actor.as_str())
@@ -501,7 +501,7 @@ impl Approvals {
                 self.delivery.deliver(
                     &key,
                     &Outcome::Failed {
-                        code: ErrorCode::DeniedByHuman,
+                        code: ErrorCode::Cancelled,
                         message: CANCELLED_BY_AGENT.to_owned(),
                         data: None,
                     },

@@ -43,6 +43,9 @@ pub mod exit {
     pub const INVALID: u8 = 4;
     /// The gateway ran the tool and it failed (`-32004`).
     pub const EXECUTION: u8 = 5;
+    /// The request was withdrawn by its agent (`-32007`: `agent-gate cancel`) before a human
+    /// decided; nothing ran.
+    pub const CANCELLED: u8 = 6;
 }
 
 /// The default of `--timeout` in seconds: the gateway's default approval timeout.
@@ -66,6 +69,17 @@ pub struct ClientArgs {
     /// How many times to retry connecting (at start and after losing the connection).
     #[arg(long, default_value_t = 3)]
     pub retries: u32,
+}
+
+/// Arguments of `agent-gate cancel`.
+#[derive(Debug, Clone, Args)]
+pub struct CancelArgs {
+    /// The request to withdraw: the `request_id` `agent-gate request` printed while it waited
+    /// (or gave with `--request-id`).
+    pub request_id: String,
+    /// How to reach the gateway.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// Arguments of `agent-gate request`.
@@ -171,6 +185,7 @@ pub fn exit_code(kind: &ErrorKind) -> u8 {
         | ErrorKind::Protocol
         | ErrorKind::RateLimited { .. } => exit::CONNECTION,
         ErrorKind::Validation | ErrorKind::UnknownTool => exit::INVALID,
+        ErrorKind::Cancelled => exit::CANCELLED,
         _ => exit::EXECUTION,
     }
 }
@@ -319,6 +334,36 @@ pub fn run_pending(args: &ListArgs, out: &mut dyn Write) -> anyhow::Result<ExitC
         to_json(results?)
     });
     finish(result, out, &mut std::io::stderr())
+}
+
+/// Runs `agent-gate cancel`: prints the gateway's answer as JSON; exit 0 when the request was
+/// cancelled, 1 when it had already been decided or ended (the reason on stderr).
+pub fn run_cancel(args: &CancelArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let result = runtime()?.block_on(async {
+        let client = connect(&args.client).await?;
+        let answer = client.cancel_request(args.request_id.clone()).await;
+        client.close().await;
+        answer
+    });
+    match result {
+        Ok(answer) => {
+            let text = serde_json::to_string_pretty(&answer).context("writing JSON")?;
+            writeln!(out, "{text}").context("writing to stdout")?;
+            if answer.cancelled {
+                return Ok(ExitCode::from(exit::SUCCESS));
+            }
+            let why = answer.message.as_deref().unwrap_or("it had already ended");
+            eprintln!(
+                "not cancelled: request {} is {}: {why}",
+                answer.request_id, answer.state
+            );
+            Ok(ExitCode::from(exit::DENIED))
+        }
+        Err(error) => {
+            write_error(&mut std::io::stderr(), &error).context("writing to stderr")?;
+            Ok(ExitCode::from(exit_code(error.kind())))
+        }
+    }
 }
 
 fn to_json(value: impl serde::Serialize) -> Result<Value, Error> {
@@ -529,6 +574,7 @@ mod tests {
             (ErrorKind::Validation, 4),
             (ErrorKind::UnknownTool, 4),
             (ErrorKind::Execution, 5),
+            (ErrorKind::Cancelled, 6),
         ];
         for (kind, code) in cases {
             assert_eq!(exit_code(&kind), code, "{kind:?}");

@@ -49,6 +49,9 @@ pub enum Command {
     Tools(client::ListArgs),
     /// Fetch results decided while this agent was away (JSON).
     Pending(client::ListArgs),
+    /// Withdraw one of this agent's requests while it waits for a human (exit 0 when
+    /// cancelled, 1 when it had already been decided).
+    Cancel(client::CancelArgs),
     /// Serve MCP on stdin/stdout, forwarding to a gateway (for MCP clients that launch local
     /// servers, such as Claude Desktop).
     Mcp(mcp::McpArgs),
@@ -100,6 +103,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Request(args)) => client::run_request(&args, out),
         Some(Command::Tools(args)) => client::run_tools(&args, out),
         Some(Command::Pending(args)) => client::run_pending(&args, out),
+        Some(Command::Cancel(args)) => client::run_cancel(&args, out),
         Some(Command::Mcp(args)) => mcp::run(&args, out),
         Some(Command::Healthcheck(args)) => healthcheck::run(&args, out),
         #[cfg(feature = "demo")]

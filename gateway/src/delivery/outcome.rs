@@ -35,6 +35,7 @@ impl Outcome {
             RequestState::Failed => ErrorCode::ExecutionFailed,
             RequestState::Denied => ErrorCode::DeniedByPolicy,
             RequestState::Expired => ErrorCode::ApprovalTimeout,
+            RequestState::Cancelled => ErrorCode::Cancelled,
             RequestState::Pending | RequestState::Approved | RequestState::Executing => {
                 return None;
             }
@@ -88,7 +89,8 @@ pub(crate) fn pending_result(record: &RequestRecord) -> Option<PendingResult> {
             let status = match code {
                 ErrorCode::DeniedByHuman
                 | ErrorCode::DeniedByPolicy
-                | ErrorCode::ApprovalTimeout => ResultStatus::Denied,
+                | ErrorCode::ApprovalTimeout
+                | ErrorCode::Cancelled => ResultStatus::Denied,
                 _ => ResultStatus::Error,
             };
             (

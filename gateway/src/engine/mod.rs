@@ -15,7 +15,7 @@ mod request;
 use std::sync::{Arc, Weak};
 
 use agent_gate_manifest::{Manifest, Tool};
-use agent_gate_protocol::{ErrorObject, PendingResult, ToolRequestParams};
+use agent_gate_protocol::{CancelRequestResult, ErrorObject, PendingResult, ToolRequestParams};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,7 +29,17 @@ use crate::delivery::{Delivery, Progress};
 use crate::executor::Executor;
 use crate::policy::Policy;
 use crate::ratelimit::{AuthThrottle, RequestLimiter};
-use crate::store::{AuditEntry, RecoveryReport, RequestKey, Store, StoreError};
+use crate::store::{
+    AuditEntry, RecoveryReport, RequestKey, RequestRecord, RequestState, Store, StoreError,
+};
+
+/// " by <who>" when the record says who resolved it.
+fn by(record: &RequestRecord) -> String {
+    match &record.resolved_by {
+        Some(who) => format!(" by {who}"),
+        None => String::new(),
+    }
+}
 
 /// A tool call as an agent sent it, through whichever front.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +210,53 @@ impl Engine {
                 DecideOutcome::NotFound
             }
         }
+    }
+
+    /// `cancel_request` of `agent`: withdraws its request `request_id` if it still waits for a
+    /// human, else says where it stands. `Err` when the agent has no such request.
+    pub(crate) async fn cancel_request(
+        &self,
+        agent: &str,
+        request_id: &str,
+    ) -> Result<CancelRequestResult, ErrorObject> {
+        let outcome = self.cancel(agent, request_id).await;
+        let result = |state: RequestState, message: Option<String>| CancelRequestResult {
+            request_id: request_id.to_owned(),
+            cancelled: outcome == DecideOutcome::Won,
+            state: state.as_str().to_owned(),
+            message,
+        };
+        if outcome == DecideOutcome::Won {
+            return Ok(result(RequestState::Cancelled, None));
+        }
+        let record = self
+            .store
+            .get_request(agent, request_id)
+            .await
+            .map_err(|e| refusal::store_failure(&e))?;
+        let Some(record) = record else {
+            return Err(ErrorObject::invalid_request(format!(
+                "No request `{request_id}` of this agent: cancel_request takes the request_id of one of your own requests"
+            )));
+        };
+        let message = match record.state {
+            RequestState::Pending => {
+                "the request is still pending: the gateway is stopping, try again".to_owned()
+            }
+            RequestState::Cancelled => "the request was already cancelled".to_owned(),
+            RequestState::Expired => "the request had already expired; nothing ran".to_owned(),
+            RequestState::Denied => "the request was already denied; nothing ran".to_owned(),
+            RequestState::Approved | RequestState::Executing => format!(
+                "the request was already approved{}; it runs (its outcome comes as usual)",
+                by(&record)
+            ),
+            RequestState::Executed | RequestState::Failed => format!(
+                "the request was already decided{} and has {}",
+                by(&record),
+                record.state
+            ),
+        };
+        Ok(result(record.state, Some(message)))
     }
 
     /// After the store's start-up recovery: approvals re-armed or expired, approved requests

@@ -63,11 +63,7 @@ async fn record(shared: &Shared, agent: &str, task_id: &str) -> Result<RequestRe
 }
 
 fn cancelled_by_agent(record: &RequestRecord) -> bool {
-    record.state == RequestState::Denied
-        && record
-            .error
-            .as_ref()
-            .is_some_and(|e| e.message == CANCELLED_BY_AGENT)
+    record.state == RequestState::Cancelled
 }
 
 fn as_object(result: &CallToolResult) -> JsonObject {

@@ -328,6 +328,20 @@ async fn handle_text(
                 }
             });
         }
+        Ok(MethodCall::CancelRequest(params)) => {
+            let engine2 = Arc::clone(engine);
+            let link = link.clone();
+            engine.tasks.spawn(async move {
+                let text = match engine2
+                    .cancel_request(&link.agent, &params.request_id)
+                    .await
+                {
+                    Ok(result) => success_text(&id, &result),
+                    Err(error) => to_text(&Response::error(Some(id), error)),
+                };
+                link.send(text, Vec::new()).await;
+            });
+        }
         Ok(MethodCall::ToolRequest(params)) => {
             let Ok(permit) = Arc::clone(in_flight).try_acquire_owned() else {
                 let error = ErrorObject::new(

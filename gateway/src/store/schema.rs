@@ -175,6 +175,52 @@ ALTER TABLE requests ADD COLUMN error_data TEXT;
     r#"
 CREATE INDEX requests_asked_by_digest ON requests (agent_id, args_digest) WHERE decision = 'ask';
 "#,
+    // v7: the `cancelled` state (a request its agent withdrew before a human decided). The
+    // state's CHECK is part of the table, so the table is rebuilt (as v4 did); requests that
+    // builds before v7 stored as denied with "Cancelled by the agent" become `cancelled`,
+    // with the cancellation's code.
+    r#"
+CREATE TABLE requests_v7 (
+    agent_id      TEXT    NOT NULL,
+    request_id    TEXT    NOT NULL,
+    tool          TEXT    NOT NULL,
+    args          TEXT    NOT NULL,
+    args_digest   TEXT    NOT NULL,
+    signature     TEXT    NOT NULL,
+    decision      TEXT    NOT NULL CHECK (decision = 'allow' OR decision = 'deny' OR decision = 'ask'),
+    rule          TEXT,
+    state         TEXT    NOT NULL CHECK (state = 'pending' OR state = 'approved' OR state = 'executing'
+                                          OR state = 'executed' OR state = 'failed' OR state = 'denied'
+                                          OR state = 'expired' OR state = 'cancelled'),
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    resolved_by   TEXT,
+    resolved_at   INTEGER,
+    result        TEXT,
+    error_code    INTEGER,
+    error_message TEXT,
+    approver_refs TEXT,
+    updated_at    INTEGER NOT NULL,
+    error_data    TEXT,
+    PRIMARY KEY (request_id, agent_id)
+);
+INSERT INTO requests_v7
+SELECT agent_id, request_id, tool, args, args_digest, signature, decision, rule,
+       CASE WHEN state = 'denied' AND error_message = 'Cancelled by the agent'
+            THEN 'cancelled' ELSE state END,
+       created_at, expires_at, resolved_by, resolved_at, result,
+       CASE WHEN state = 'denied' AND error_message = 'Cancelled by the agent'
+            THEN -32007 ELSE error_code END,
+       error_message, approver_refs, updated_at, error_data
+FROM requests ORDER BY rowid;
+DROP TABLE requests;
+ALTER TABLE requests_v7 RENAME TO requests;
+CREATE INDEX requests_pending_expiry ON requests (expires_at) WHERE state = 'pending';
+CREATE INDEX requests_approved ON requests (created_at) WHERE state = 'approved';
+CREATE INDEX requests_asks_resolved ON requests (resolved_at)
+    WHERE decision = 'ask' AND resolved_at IS NOT NULL;
+CREATE INDEX requests_asked_by_digest ON requests (agent_id, args_digest) WHERE decision = 'ask';
+"#,
 ];
 
 /// The schema version this build writes and understands.

@@ -11,7 +11,7 @@ use serde::Serialize;
 /// ```text
 /// pending ──▶ approved ──▶ executing ──▶ executed | failed
 ///    │            └──────────────────▶ failed
-///    └──▶ denied | expired
+///    └──▶ denied | expired | cancelled
 /// ```
 ///
 /// Requests allowed by policy are inserted `executing`, requests denied by policy `denied`,
@@ -33,11 +33,13 @@ pub enum RequestState {
     Denied,
     /// No decision before the approval timeout.
     Expired,
+    /// Withdrawn by its agent (`cancel_request`, MCP `tasks/cancel`) before a human decided.
+    Cancelled,
 }
 
 impl RequestState {
     /// Every state, in life order.
-    pub const ALL: [RequestState; 7] = [
+    pub const ALL: [RequestState; 8] = [
         Self::Pending,
         Self::Approved,
         Self::Executing,
@@ -45,6 +47,7 @@ impl RequestState {
         Self::Failed,
         Self::Denied,
         Self::Expired,
+        Self::Cancelled,
     ];
 
     /// The name stored in the database and shown to users.
@@ -57,6 +60,7 @@ impl RequestState {
             Self::Failed => "failed",
             Self::Denied => "denied",
             Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -64,7 +68,7 @@ impl RequestState {
     pub const fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Executed | Self::Failed | Self::Denied | Self::Expired
+            Self::Executed | Self::Failed | Self::Denied | Self::Expired | Self::Cancelled
         )
     }
 
@@ -75,6 +79,7 @@ impl RequestState {
             (Self::Pending, Self::Approved)
                 | (Self::Pending, Self::Denied)
                 | (Self::Pending, Self::Expired)
+                | (Self::Pending, Self::Cancelled)
                 | (Self::Approved, Self::Executing)
                 | (Self::Approved, Self::Failed)
                 | (Self::Executing, Self::Executed)

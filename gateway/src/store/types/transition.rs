@@ -89,6 +89,22 @@ impl Transition {
         .error(-32002, "approval timed out")
     }
 
+    /// `pending → cancelled`, by `actor` (the agent; error -32007 "Cancelled by the agent").
+    pub fn cancel(
+        agent_id: impl Into<String>,
+        request_id: impl Into<String>,
+        actor: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            agent_id,
+            request_id,
+            RequestState::Pending,
+            RequestState::Cancelled,
+        )
+        .resolved_by(actor)
+        .error(-32007, "Cancelled by the agent")
+    }
+
     /// `approved → executing`.
     pub fn start(agent_id: impl Into<String>, request_id: impl Into<String>) -> Self {
         Self::new(
