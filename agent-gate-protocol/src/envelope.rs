@@ -193,6 +193,9 @@ pub struct ErrorData {
     /// For `-32004`: the service's own message (its response body, at most 4 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_message: Option<String>,
+    /// For `-32001` (denied by a human): why, when the human said (at most 500 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl ErrorData {
@@ -231,6 +234,7 @@ impl ErrorData {
                         .and_then(|v| u16::try_from(v).ok()),
                     may_have_executed: map.remove("may_have_executed").and_then(|v| v.as_bool()),
                     service_message: text(&mut map, "service_message"),
+                    reason: text(&mut map, "reason"),
                 };
                 Some(data)
             }
@@ -308,8 +312,14 @@ impl ErrorObject {
             own.status = extra.status.or(own.status);
             own.may_have_executed = extra.may_have_executed.or(own.may_have_executed);
             own.service_message = extra.service_message.or(own.service_message.take());
+            own.reason = extra.reason.or(own.reason.take());
         }
         self
+    }
+
+    /// `data.reason`: why a human denied the request, when they said.
+    pub fn reason(&self) -> Option<&str> {
+        self.data.as_ref().and_then(|d| d.reason.as_deref())
     }
 
     /// `data.rule`: the pattern of the rule that denied a request, if any.

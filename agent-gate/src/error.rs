@@ -88,6 +88,7 @@ struct Inner {
     details: Option<Value>,
     available_tools: Vec<String>,
     rule: Option<String>,
+    reason: Option<String>,
     execution: Option<ExecutionFailure>,
 }
 
@@ -158,6 +159,7 @@ impl Error {
                 details: None,
                 available_tools: Vec::new(),
                 rule: None,
+                reason: None,
                 execution: None,
             }),
         }
@@ -259,6 +261,7 @@ impl Error {
             .or_else(|| default_suggestion(&kind).map(str::to_owned));
         let details = error.details().cloned();
         let rule = error.rule().map(str::to_owned);
+        let reason = error.reason().map(str::to_owned);
         let execution = error.data.as_deref().and_then(|data| {
             data.kind.as_ref().map(|kind| ExecutionFailure {
                 kind: kind.clone(),
@@ -276,6 +279,7 @@ impl Error {
                 details,
                 available_tools: tools,
                 rule,
+                reason,
                 execution,
             }),
         }
@@ -310,6 +314,11 @@ impl Error {
     /// For a policy denial: the pattern of the rule that denied (`error.data.rule`).
     pub fn rule(&self) -> Option<&str> {
         self.inner.rule.as_deref()
+    }
+
+    /// For a human's denial: why, when they said (`error.data.reason`).
+    pub fn reason(&self) -> Option<&str> {
+        self.inner.reason.as_deref()
     }
 
     /// For [`ErrorKind::Execution`]: how the service call failed, when the gateway said.

@@ -131,6 +131,7 @@ async fn resolutions_edit_the_message_and_a_failing_edit_is_reported_not_awaited
         &Resolution::Denied {
             by: "telegram:@alice".into(),
             at: Timestamp::from_millis(1_795_000_000_000),
+            reason: None,
         },
     )
     .await

@@ -441,6 +441,84 @@ async fn deny_gives_the_agent_minus_32001_and_the_form_fallback_works() {
 }
 
 #[tokio::test]
+async fn a_denial_with_a_reason_tells_the_agent_why() {
+    let h = WebHarness::with_token().await;
+    let mut agent = h.agent().await;
+    let id = h
+        .ask(&mut agent, light_on("light.kitchen"), "web-deny-why")
+        .await;
+    let mut browser = h.session().await;
+    let csrf = browser.csrf.clone().unwrap();
+    let response = browser
+        .post_form(
+            "/approvals/decide",
+            &[
+                ("agent", "pi"),
+                ("request_id", "web-deny-why"),
+                ("verdict", "deny"),
+                ("reason", "  the baby is asleep\u{7}  "),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer = agent.response(id).await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["reason"], "the baby is asleep",
+        "{answer}"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the baby is asleep"),
+        "{answer}"
+    );
+    // Stored with the outcome, for an agent that fetches it later.
+    let record = h
+        .gateway()
+        .store()
+        .get_request("pi", "web-deny-why")
+        .await
+        .unwrap()
+        .unwrap();
+    let error = record.error.unwrap();
+    assert_eq!(error.message, "Denied by user: the baby is asleep");
+    assert_eq!(error.data, Some(json!({"reason": "the baby is asleep"})));
+
+    // The JSON API takes the reason in the body.
+    let id = h
+        .ask(&mut agent, light_on("light.bedroom"), "web-deny-api")
+        .await;
+    let (status, _) = browser
+        .decide_json(
+            "pi",
+            "web-deny-api",
+            "deny",
+            &json!({"reason": "not tonight"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let answer = agent.response(id).await;
+    assert_eq!(answer["error"]["data"]["reason"], "not tonight", "{answer}");
+    // A reason on an Allow is refused, and changes nothing.
+    let id = h
+        .ask(&mut agent, light_on("light.hallway"), "web-allow-why")
+        .await;
+    let (status, body) = browser
+        .decide_json("pi", "web-allow-why", "allow", &json!({"reason": "sure"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = browser
+        .decide_json("pi", "web-allow-why", "allow", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let answer = agent.response(id).await;
+    assert_eq!(answer["result"]["status"], "executed", "{answer}");
+}
+
+#[tokio::test]
 async fn the_history_keeps_human_decisions_behind_many_policy_decisions() {
     let h = WebHarness::with_token().await;
     let mut agent = h.agent().await;

@@ -98,13 +98,26 @@ pub(crate) enum AskError {
 pub(crate) enum Resolve {
     /// A human (the actor) approved it.
     Approve(String),
-    /// A human denied it.
-    Deny(String),
+    /// A human (the actor) denied it, maybe saying why.
+    Deny {
+        /// Who.
+        actor: String,
+        /// Why (already tidied by `deny_reason`).
+        reason: Option<String>,
+    },
     /// Its approval timed out.
     Expire,
     /// The agent that made it withdrew it (the actor names the agent). Recorded as a denial
     /// by the agent, `Cancelled by the agent`; approvers are told it was cancelled.
     Cancel(String),
+}
+
+/// The error message of a human's denial, with the reason when one was given.
+fn denial_message(reason: &Option<String>) -> String {
+    match reason {
+        Some(reason) => format!("Denied by user: {reason}"),
+        None => "Denied by user".to_owned(),
+    }
 }
 
 /// The error message of a request its agent cancelled.
@@ -436,9 +449,15 @@ impl Approvals {
         let transition = match &how {
             Resolve::Approve(actor) => Transition::approve(agent, rid, actor.as_str())
                 .audit(audit(AuditKind::Approved).actor(actor.as_str())),
-            Resolve::Deny(actor) => Transition::deny(agent, rid, actor.as_str())
-                .error(ErrorCode::DeniedByHuman.code(), "Denied by user")
-                .audit(audit(AuditKind::Denied).actor(actor.as_str())),
+            Resolve::Deny { actor, reason } => {
+                let mut transition = Transition::deny(agent, rid, actor.as_str())
+                    .error(ErrorCode::DeniedByHuman.code(), denial_message(reason))
+                    .audit(audit(AuditKind::Denied).actor(actor.as_str()));
+                if let Some(reason) = reason {
+                    transition = transition.error_data(json!({ "reason": reason }));
+                }
+                transition
+            }
             Resolve::Expire => Transition::expire(agent, rid)
                 .error(ErrorCode::ApprovalTimeout.code(), "Approval timed out")
                 .audit(audit(AuditKind::Expired).actor("timeout")),
@@ -477,15 +496,24 @@ impl Approvals {
                 approved.state = RequestState::Approved;
                 execute = Some(approved);
             }
-            Resolve::Deny(actor) => {
-                tracing::info!(agent, request_id = rid, by = %actor, "denied");
-                self.tell_approvers(key.clone(), Resolution::Denied { by: actor, at });
+            Resolve::Deny { actor, reason } => {
+                tracing::info!(agent, request_id = rid, by = %actor, with_reason = reason.is_some(), "denied");
+                let message = denial_message(&reason);
+                let data = reason.as_ref().map(|reason| json!({ "reason": reason }));
+                self.tell_approvers(
+                    key.clone(),
+                    Resolution::Denied {
+                        by: actor,
+                        at,
+                        reason,
+                    },
+                );
                 self.delivery.deliver(
                     &key,
                     &Outcome::Failed {
                         code: ErrorCode::DeniedByHuman,
-                        message: "Denied by user".to_owned(),
-                        data: None,
+                        message,
+                        data,
                     },
                 );
             }

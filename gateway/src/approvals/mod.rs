@@ -105,6 +105,22 @@ pub enum Verdict {
     Deny,
 }
 
+/// The most characters of a denial's reason the agent is told.
+pub const MAX_DENY_REASON_CHARS: usize = 500;
+
+/// A human's reason for a denial as the agent gets it: control characters dropped, runs of
+/// whitespace made one space, trimmed, at most [`MAX_DENY_REASON_CHARS`] characters; `None`
+/// when nothing is left.
+pub fn deny_reason(text: &str) -> Option<String> {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let joined = words.join(" ");
+    let reason: String = joined.chars().take(MAX_DENY_REASON_CHARS).collect();
+    (!reason.is_empty()).then_some(reason)
+}
+
 /// How a pending request ended, as told to approvers by [`Approver::resolved`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -122,6 +138,8 @@ pub enum Resolution {
         by: String,
         /// When.
         at: Timestamp,
+        /// Why, if they said (see [`deny_reason`]).
+        reason: Option<String>,
     },
     /// Nobody decided before the approval timeout.
     Expired {
@@ -230,6 +248,7 @@ pub(crate) trait Decider: Send + Sync + 'static {
         key: RequestKey,
         verdict: Verdict,
         actor: String,
+        reason: Option<String>,
     ) -> BoxFuture<'static, DecideOutcome>;
 
     fn pending(self: Arc<Self>) -> BoxFuture<'static, Vec<ApprovalRequest>>;
@@ -272,7 +291,26 @@ impl ApprovalHandle {
         actor: impl Into<String>,
     ) -> DecideOutcome {
         match self.decider.upgrade() {
-            Some(decider) => decider.decide(key, verdict, actor.into()).await,
+            Some(decider) => decider.decide(key, verdict, actor.into(), None).await,
+            None => DecideOutcome::NotFound,
+        }
+    }
+
+    /// Denies the request `key` on behalf of `actor`, telling the agent why: `reason` (tidied
+    /// by [`deny_reason`]; nothing left of it is a denial without a reason) goes into the
+    /// error's message and `error.data.reason`. Otherwise as [`ApprovalHandle::decide`].
+    pub async fn deny_because(
+        &self,
+        key: RequestKey,
+        actor: impl Into<String>,
+        reason: &str,
+    ) -> DecideOutcome {
+        match self.decider.upgrade() {
+            Some(decider) => {
+                decider
+                    .decide(key, Verdict::Deny, actor.into(), deny_reason(reason))
+                    .await
+            }
             None => DecideOutcome::NotFound,
         }
     }

@@ -298,6 +298,7 @@ impl Decider for Engine {
         key: RequestKey,
         verdict: Verdict,
         actor: String,
+        reason: Option<String>,
     ) -> BoxFuture<'static, DecideOutcome> {
         Box::pin(async move {
             if self.shutdown.is_cancelled() {
@@ -306,7 +307,7 @@ impl Decider for Engine {
             }
             let how = match verdict {
                 Verdict::Allow => Resolve::Approve(actor),
-                Verdict::Deny => Resolve::Deny(actor),
+                Verdict::Deny => Resolve::Deny { actor, reason },
             };
             match self.approvals.resolve(key, how).await {
                 Ok(decided) => {

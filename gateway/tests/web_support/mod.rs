@@ -286,6 +286,34 @@ impl Browser {
         (status, response.json().await.unwrap())
     }
 
+    /// Decides through the JSON API with `body` as the JSON request body (e.g. a reason).
+    pub async fn decide_json(
+        &mut self,
+        agent: &str,
+        request_id: &str,
+        verdict: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut headers = self.headers(true);
+        let csrf = self.csrf.clone().expect("session has a CSRF token");
+        headers.insert("x-csrf-token", HeaderValue::from_str(&csrf).unwrap());
+        let response = self
+            .http
+            .post(format!(
+                "{}/approvals/api/{}/{}/{verdict}",
+                self.origin,
+                encode(agent),
+                encode(request_id)
+            ))
+            .headers(headers)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     pub async fn decide(&mut self, agent: &str, request_id: &str, verdict: &str) -> (u16, Value) {
         let csrf = self.csrf.clone().expect("session has a CSRF token");
         self.decide_with(agent, request_id, verdict, Some(&csrf), true, &[])

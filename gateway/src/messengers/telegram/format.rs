@@ -171,12 +171,16 @@ pub fn resolved_text(request: &ApprovalRequest, resolution: &Resolution) -> Stri
                 format_time(*at)
             ),
         ),
-        Resolution::Denied { by, at } => (
+        Resolution::Denied { by, at, reason } => (
             "❌ <b>Denied</b>",
             format!(
-                "Denied by <b>{}</b> at {}.",
+                "Denied by <b>{}</b> at {}.{}",
                 escape_html(&truncate(by, MAX_AGENT)),
-                format_time(*at)
+                format_time(*at),
+                reason
+                    .as_deref()
+                    .map(|r| format!(" Reason: <i>{}</i>", escape_html(&truncate(r, MAX_REASON))))
+                    .unwrap_or_default()
             ),
         ),
         Resolution::Expired { at } => (

@@ -43,6 +43,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85rem;background:var(
 .actions{display:flex;gap:.5rem}
 button{font:inherit;border:0;border-radius:.45rem;padding:.6rem 1rem;min-width:6rem;cursor:pointer;color:#fff}
 button.allow{background:var(--allow)}button.deny{background:var(--deny)}
+input.reason{flex:1 1 12rem;min-width:0;font:inherit;padding:.45rem .6rem;border:1px solid var(--line);border-radius:.4rem;background:var(--card);color:var(--fg)}
 button.plain{background:transparent;color:var(--muted);border:1px solid var(--line);min-width:0;padding:.35rem .7rem}
 .actions button{flex:1}
 .state{font-weight:600}
@@ -76,7 +77,8 @@ const SCRIPT: &str = r#"
     var actions=el("div","actions");
     var allow=el("button","allow","Allow");allow.type="button";allow.dataset.verdict="allow";
     var deny=el("button","deny","Deny");deny.type="button";deny.dataset.verdict="deny";
-    actions.appendChild(allow);actions.appendChild(deny);li.appendChild(actions);
+    var reason=el("input","reason");reason.type="text";reason.name="reason";reason.maxLength=500;reason.placeholder="Reason for a denial (optional)";reason.setAttribute("aria-label","Reason for a denial");
+    actions.appendChild(allow);actions.appendChild(deny);actions.appendChild(reason);li.appendChild(actions);
     return li;
   }
   function historyItem(r){
@@ -105,10 +107,11 @@ const SCRIPT: &str = r#"
     }).catch(function(e){statusBox.textContent="Could not refresh ("+e.message+"); reload the page.";})
     .then(function(){loading=false;if(again){again=false;refresh();}});
   }
-  function decide(agent, request, verdict, buttons){
+  function decide(agent, request, verdict, buttons, reason){
     buttons.forEach(function(b){b.disabled=true;});
+    var body=(verdict==="deny"&&reason)?JSON.stringify({reason:reason}):"";
     fetch("BASE/api/"+encodeURIComponent(agent)+"/"+encodeURIComponent(request)+"/"+verdict,
-      {method:"POST",credentials:"same-origin",headers:{"X-CSRF-Token":csrf,"Accept":"application/json"}})
+      {method:"POST",credentials:"same-origin",headers:{"X-CSRF-Token":csrf,"Accept":"application/json","Content-Type":"application/json"},body:body})
       .then(function(r){return r.json();})
       .then(function(body){statusBox.textContent=body.message||body.error||"";})
       .catch(function(e){statusBox.textContent="The decision was not sent ("+e.message+").";})
@@ -118,7 +121,8 @@ const SCRIPT: &str = r#"
     var b=ev.target.closest("button[data-verdict]");if(!b)return;
     ev.preventDefault();
     var card=b.closest("li.card");
-    decide(card.dataset.agent,card.dataset.request,b.dataset.verdict,Array.prototype.slice.call(card.querySelectorAll("button")));
+    var reason=card.querySelector("input.reason");
+    decide(card.dataset.agent,card.dataset.request,b.dataset.verdict,Array.prototype.slice.call(card.querySelectorAll("button")),reason?reason.value.trim():"");
   });
   if(window.EventSource){
     var source=new EventSource("BASE/api/events");
@@ -174,6 +178,7 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button class=\"allow\" name=\"verdict\" value=\"allow\" data-verdict=\"allow\">Allow</button>\
          <button class=\"deny\" name=\"verdict\" value=\"deny\" data-verdict=\"deny\">Deny</button>\
+         <input class=\"reason\" type=\"text\" name=\"reason\" maxlength=\"500\" placeholder=\"Reason for a denial (optional)\" aria-label=\"Reason for a denial\">\
          </form></li>",
         agent = escape(&request.agent_id),
         rid = escape(&request.request_id),

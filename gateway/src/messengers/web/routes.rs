@@ -464,7 +464,14 @@ struct Decided {
     message: &'static str,
 }
 
-async fn decide(inner: &Inner, agent: String, request_id: String, verdict: &str) -> Decided {
+/// Decides `agent`'s request `request_id`; `reason` (for a denial only) tells the agent why.
+async fn decide(
+    inner: &Inner,
+    agent: String,
+    request_id: String,
+    verdict: &str,
+    reason: Option<&str>,
+) -> Decided {
     let verdict = match verdict {
         "allow" => Verdict::Allow,
         "deny" => Verdict::Deny,
@@ -483,10 +490,27 @@ async fn decide(inner: &Inner, agent: String, request_id: String, verdict: &str)
             message: "the gateway has not started its approvals yet; try again in a moment",
         };
     };
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    if verdict == Verdict::Allow && reason.is_some() {
+        return Decided {
+            status: StatusCode::BAD_REQUEST,
+            outcome: None,
+            message: "a reason goes with a denial only: allow without one, or deny",
+        };
+    }
     let key = RequestKey::new(agent, request_id);
-    let outcome = handle
-        .decide(key.clone(), verdict, inner.actor.clone())
-        .await;
+    let outcome = match reason {
+        Some(reason) => {
+            handle
+                .deny_because(key.clone(), inner.actor.clone(), reason)
+                .await
+        }
+        None => {
+            handle
+                .decide(key.clone(), verdict, inner.actor.clone())
+                .await
+        }
+    };
     tracing::info!(
         agent = %key.agent_id,
         request_id = %key.request_id,
@@ -519,6 +543,7 @@ async fn api_decide(
     State(inner): State<Arc<Inner>>,
     caller: Caller,
     Path((agent, request_id, verdict)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     let csrf = caller
         .headers
@@ -528,7 +553,25 @@ async fn api_decide(
     if let Err(refusal) = check_post(&inner, &caller, csrf.as_deref()) {
         return refusal.json();
     }
-    let decided = decide(&inner, agent, request_id, &verdict).await;
+    // An optional JSON body: `{"reason": "..."}` with a denial.
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<DecideBody>(&body) {
+            Ok(body) => body.reason,
+            Err(error) => {
+                let message = format!(
+                    "the body must be a JSON object like {{\"reason\": \"...\"}} (or empty): {error}"
+                );
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"outcome": null, "verdict": verdict, "message": message})),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let decided = decide(&inner, agent, request_id, &verdict, reason.as_deref()).await;
     (
         decided.status,
         Json(json!({
@@ -540,6 +583,14 @@ async fn api_decide(
         .into_response()
 }
 
+/// The optional JSON body of an API decision.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct DecideForm {
     #[serde(default)]
@@ -548,6 +599,8 @@ struct DecideForm {
     request_id: String,
     #[serde(default)]
     verdict: String,
+    #[serde(default)]
+    reason: Option<String>,
     #[serde(default)]
     csrf: String,
 }
@@ -560,7 +613,14 @@ async fn decide_form(
     if let Err(refusal) = check_post(&inner, &caller, Some(&form.csrf)) {
         return refusal.html();
     }
-    let decided = decide(&inner, form.agent, form.request_id, &form.verdict).await;
+    let decided = decide(
+        &inner,
+        form.agent,
+        form.request_id,
+        &form.verdict,
+        form.reason.as_deref(),
+    )
+    .await;
     html_response(decided.status, |nonce| page::result(nonce, decided.message))
 }
 
