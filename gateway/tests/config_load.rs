@@ -716,3 +716,32 @@ fn mcp_settings_that_cannot_work_are_refused_with_the_key() {
         "{all}"
     );
 }
+
+#[test]
+fn telegram_deny_reasons_default_configure_and_are_checked() {
+    let tg = |c: &Config| match c.approvers.as_slice() {
+        [ApproverConfig::Telegram(tg)] => tg.clone(),
+        other => panic!("{other:?}"),
+    };
+    let base = "approvers:\n  - {type: telegram, token: bot, chat_id: 42, allowed_users: [7]";
+    let c = load(&format!("{MINIMAL}{base}}}\n"));
+    assert_eq!(tg(&c).deny_reasons, vec!["Not now", "Not safe"]);
+    let c = load(&format!(
+        "{MINIMAL}{base}, deny_reasons: [\"  Kids asleep \", Too late]}}\n"
+    ));
+    assert_eq!(tg(&c).deny_reasons, vec!["Kids asleep", "Too late"]);
+    let c = load(&format!("{MINIMAL}{base}, deny_reasons: []}}\n"));
+    assert!(tg(&c).deny_reasons.is_empty());
+    let long = "x".repeat(41);
+    let errs = errors(&format!(
+        "{MINIMAL}{base}, deny_reasons: [a, b, c, d, e, \"\", {long}]}}\n"
+    ));
+    assert_eq!(
+        errs,
+        vec![
+            "config.yaml: approvers[0].deny_reasons: at most 4 preset reasons fit under a message, got 7; keep the most useful ones",
+            "config.yaml: approvers[0].deny_reasons[5]: a preset reason is 1–40 characters (a button label), got 0",
+            "config.yaml: approvers[0].deny_reasons[6]: a preset reason is 1–40 characters (a button label), got 41",
+        ]
+    );
+}

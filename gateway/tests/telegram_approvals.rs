@@ -199,8 +199,40 @@ async fn approval_message_shows_the_request_with_allow_and_deny_buttons() {
         [
             ("✅ Allow".to_owned(), Some("a|pi|light-1".to_owned())),
             ("❌ Deny".to_owned(), Some("d|pi|light-1".to_owned())),
+            ("❌ Not now".to_owned(), Some("r0|pi|light-1".to_owned())),
+            ("❌ Not safe".to_owned(), Some("r1|pi|light-1".to_owned())),
         ]
     );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_preset_reason_button_denies_and_tells_the_agent_why() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "light-why")
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+    let press = h
+        .telegram
+        .press_button(&alice(), message.message_id, "r1|pi|light-why")
+        .unwrap();
+    assert_eq!(
+        h.telegram.wait_for_answer(&press).await.text.as_deref(),
+        Some("❌ Denied")
+    );
+    let answer = agent.response(id).await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert_eq!(answer["error"]["data"]["reason"], "Not safe", "{answer}");
+    assert_eq!(
+        answer["error"]["message"], "Denied by user: Not safe",
+        "{answer}"
+    );
+    let edited = h.telegram.wait_for_edit(message.message_id, 1).await;
+    assert!(no_buttons(&edited), "{edited:?}");
+    assert!(edited.text.contains("Reason: Not safe"), "{}", edited.text);
+    assert_eq!(h.home.service_call_count(), 0);
     h.shutdown().await;
 }
 

@@ -40,6 +40,9 @@ pub struct TelegramConfig {
     pub allowed_users: Vec<i64>,
     /// Bot API base URL (default `https://api.telegram.org`; tests point it elsewhere).
     pub api_url: String,
+    /// Preset reasons of the "deny, because" buttons (default `Not now`, `Not safe`; at most 4,
+    /// each 1–40 characters).
+    pub deny_reasons: Vec<String>,
 }
 
 /// The web approver.
@@ -73,7 +76,16 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
         match ty.as_str() {
             "telegram" => {
                 if let Some(tg) = ctx.req_obj(&m.field("telegram")) {
-                    tg.check_keys(ctx, &["token", "chat_id", "allowed_users", "api_url"]);
+                    tg.check_keys(
+                        ctx,
+                        &[
+                            "token",
+                            "chat_id",
+                            "allowed_users",
+                            "api_url",
+                            "deny_reasons",
+                        ],
+                    );
                     if let Some(t) = telegram(ctx, &tg) {
                         out.push(ApproverConfig::Telegram(t));
                     }
@@ -113,7 +125,14 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
             "telegram" => {
                 obj.check_keys(
                     ctx,
-                    &["type", "token", "chat_id", "allowed_users", "api_url"],
+                    &[
+                        "type",
+                        "token",
+                        "chat_id",
+                        "allowed_users",
+                        "api_url",
+                        "deny_reasons",
+                    ],
                 );
                 if let Some(t) = telegram(ctx, &obj) {
                     out.push(ApproverConfig::Telegram(t));
@@ -186,6 +205,46 @@ fn unknown_approver(ctx: &mut Ctx, path: &str, ty: &str) {
     );
 }
 
+/// `deny_reasons`: at most four short texts (the default when absent).
+fn deny_reasons(ctx: &mut Ctx, obj: &Obj<'_>) -> Vec<String> {
+    use crate::messengers::telegram::format::{DEFAULT_DENY_REASONS, MAX_DENY_REASONS};
+    let field = obj.field("deny_reasons");
+    if field.value.is_none() {
+        return DEFAULT_DENY_REASONS
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
+    }
+    let Some(items) = ctx.list(&field) else {
+        return Vec::new();
+    };
+    if items.len() > MAX_DENY_REASONS {
+        ctx.error(
+            &field.path,
+            format!(
+                "at most {MAX_DENY_REASONS} preset reasons fit under a message, got {}; keep the most useful ones",
+                items.len()
+            ),
+        );
+    }
+    let mut reasons = Vec::new();
+    for item in items {
+        let Some(text) = ctx.string(&item) else {
+            continue;
+        };
+        let length = text.trim().chars().count();
+        if length == 0 || length > 40 {
+            ctx.error(
+                &item.path,
+                format!("a preset reason is 1–40 characters (a button label), got {length}"),
+            );
+        } else {
+            reasons.push(text.trim().to_owned());
+        }
+    }
+    reasons
+}
+
 fn telegram(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<TelegramConfig> {
     let token = ctx.secret(&obj.field("token"));
     let chat_id = ctx.req_int(&obj.field("chat_id"), i64::MIN, i64::MAX);
@@ -215,6 +274,7 @@ fn telegram(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<TelegramConfig> {
         f if f.value.is_some() => url(ctx, &f)?,
         _ => DEFAULT_TELEGRAM_API_URL.to_string(),
     };
+    let deny_reasons = deny_reasons(ctx, obj);
     let (token, chat_id) = (token?, chat_id?);
     if allowed_users.is_empty() {
         return None;
@@ -224,5 +284,6 @@ fn telegram(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<TelegramConfig> {
         chat_id,
         allowed_users,
         api_url,
+        deny_reasons,
     })
 }

@@ -58,6 +58,7 @@ pub struct TelegramApproverBuilder {
     token: Secret,
     chat_id: i64,
     allowed_users: Vec<i64>,
+    deny_reasons: Vec<String>,
     api_url: String,
     name: String,
     poll_timeout: Duration,
@@ -67,6 +68,14 @@ pub struct TelegramApproverBuilder {
 }
 
 impl TelegramApproverBuilder {
+    /// The preset reasons offered as "deny, because ..." buttons under Allow / Deny (default
+    /// [`DEFAULT_DENY_REASONS`](super::format::DEFAULT_DENY_REASONS); empty for none; at most
+    /// four are shown). The agent gets the reason of the button pressed.
+    pub fn deny_reasons<S: Into<String>>(mut self, reasons: impl IntoIterator<Item = S>) -> Self {
+        self.deny_reasons = reasons.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Telegram user ids whose presses count (at least one).
     pub fn allowed_users(mut self, users: impl IntoIterator<Item = i64>) -> Self {
         self.allowed_users = users.into_iter().collect();
@@ -129,6 +138,7 @@ impl TelegramApproverBuilder {
                 name: self.name,
                 chat_id: self.chat_id,
                 allowed: self.allowed_users.into_iter().collect(),
+                deny_reasons: self.deny_reasons,
                 api,
                 poll_timeout: self.poll_timeout,
                 backoff: Backoff::new(self.initial_backoff, self.max_backoff),
@@ -150,6 +160,10 @@ impl TelegramApprover {
             token: Secret::new(token),
             chat_id,
             allowed_users: Vec::new(),
+            deny_reasons: super::format::DEFAULT_DENY_REASONS
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
             api_url: crate::config::DEFAULT_TELEGRAM_API_URL.to_owned(),
             name: DEFAULT_NAME.to_owned(),
             poll_timeout: DEFAULT_POLL_TIMEOUT,
@@ -163,6 +177,7 @@ impl TelegramApprover {
     pub fn from_config(config: &TelegramConfig) -> TelegramApproverBuilder {
         Self::builder(config.token.expose(), config.chat_id)
             .allowed_users(config.allowed_users.iter().copied())
+            .deny_reasons(config.deny_reasons.iter().cloned())
             .api_url(config.api_url.clone())
     }
 }

@@ -21,6 +21,12 @@ pub const ALLOW_LABEL: &str = "✅ Allow";
 /// Label of the deny button.
 pub const DENY_LABEL: &str = "❌ Deny";
 
+/// The preset reasons offered as "deny, because ..." buttons unless configured otherwise.
+pub const DEFAULT_DENY_REASONS: [&str; 2] = ["Not now", "Not safe"];
+
+/// The most preset reasons a message offers (one digit names each in the callback data).
+pub const MAX_DENY_REASONS: usize = 4;
+
 // Limits per field, in characters of visible text; together with the labels they stay well
 // below Telegram's 4096.
 const MAX_TOOL: usize = 128;
@@ -202,13 +208,14 @@ pub fn resolved_text(request: &ApprovalRequest, resolution: &Resolution) -> Stri
     format!("{title}\n\n{}{line}", request_body(request))
 }
 
-/// The Allow / Deny keyboard of a pending request.
-pub fn keyboard(key: &RequestKey) -> InlineKeyboardMarkup {
-    let button = |label: &str, verdict| InlineKeyboardButton {
-        text: label.to_owned(),
+/// The Allow / Deny keyboard of a pending request, with a second row of "deny, because"
+/// buttons, one per preset reason (at most [`MAX_DENY_REASONS`]).
+pub fn keyboard(key: &RequestKey, reasons: &[String]) -> InlineKeyboardMarkup {
+    let button = |label: String, data: String| InlineKeyboardButton {
+        text: label,
         url: None,
         login_url: None,
-        callback_data: Some(callback_data(verdict, key)),
+        callback_data: Some(data),
         web_app: None,
         switch_inline_query: None,
         switch_inline_query_current_chat: None,
@@ -217,11 +224,21 @@ pub fn keyboard(key: &RequestKey) -> InlineKeyboardMarkup {
         callback_game: None,
         pay: None,
     };
+    let mut rows = vec![vec![
+        button(ALLOW_LABEL.to_owned(), callback_data(Verdict::Allow, key)),
+        button(DENY_LABEL.to_owned(), callback_data(Verdict::Deny, key)),
+    ]];
+    let presets: Vec<InlineKeyboardButton> = reasons
+        .iter()
+        .take(MAX_DENY_REASONS)
+        .enumerate()
+        .map(|(i, reason)| button(format!("❌ {reason}"), reason_callback_data(i as u8, key)))
+        .collect();
+    if !presets.is_empty() {
+        rows.push(presets);
+    }
     InlineKeyboardMarkup {
-        inline_keyboard: vec![vec![
-            button(ALLOW_LABEL, Verdict::Allow),
-            button(DENY_LABEL, Verdict::Deny),
-        ]],
+        inline_keyboard: rows,
     }
 }
 
@@ -230,6 +247,8 @@ pub fn keyboard(key: &RequestKey) -> InlineKeyboardMarkup {
 pub struct ButtonData {
     /// Allow or deny.
     pub verdict: Verdict,
+    /// For a "deny, because" button: which preset reason (its index in the configured list).
+    pub reason: Option<u8>,
     /// Which request.
     pub target: ButtonTarget,
 }
@@ -269,7 +288,16 @@ pub fn key_digest(key: &RequestKey) -> String {
 /// bytes, else `a#<digest>`. Nothing but the verdict and the request's identity: no state,
 /// so a button works for as long as its request is pending, restarts included.
 pub fn callback_data(verdict: Verdict, key: &RequestKey) -> String {
-    let code = verdict_code(verdict);
+    coded(&verdict_code(verdict).to_string(), key)
+}
+
+/// The callback data of a "deny, because" button: `r<index>|<agent>|<request id>` (or
+/// `r<index>#<digest>`).
+pub fn reason_callback_data(index: u8, key: &RequestKey) -> String {
+    coded(&format!("r{}", index.min(9)), key)
+}
+
+fn coded(code: &str, key: &RequestKey) -> String {
     let plain = format!("{code}|{}|{}", key.agent_id, key.request_id);
     if plain.len() <= MAX_CALLBACK_DATA {
         plain
@@ -281,9 +309,13 @@ pub fn callback_data(verdict: Verdict, key: &RequestKey) -> String {
 /// Reads callback data written by [`callback_data`]; `None` for anything else.
 pub fn parse_callback_data(data: &str) -> Option<ButtonData> {
     let mut chars = data.chars();
-    let verdict = match chars.next()? {
-        'a' => Verdict::Allow,
-        'd' => Verdict::Deny,
+    let (verdict, reason) = match chars.next()? {
+        'a' => (Verdict::Allow, None),
+        'd' => (Verdict::Deny, None),
+        'r' => {
+            let index = chars.next()?.to_digit(10)?;
+            (Verdict::Deny, Some(index as u8))
+        }
         _ => return None,
     };
     let rest = chars.as_str();
@@ -302,7 +334,11 @@ pub fn parse_callback_data(data: &str) -> Option<ButtonData> {
     } else {
         return None;
     };
-    Some(ButtonData { verdict, target })
+    Some(ButtonData {
+        verdict,
+        reason,
+        target,
+    })
 }
 
 #[cfg(test)]
@@ -418,6 +454,7 @@ mod tests {
                 parse_callback_data(&data),
                 Some(ButtonData {
                     verdict,
+                    reason: None,
                     target: ButtonTarget::Key(key.clone())
                 })
             );
@@ -436,6 +473,7 @@ mod tests {
             parse_callback_data(&data),
             Some(ButtonData {
                 verdict: Verdict::Allow,
+                reason: None,
                 target: ButtonTarget::Digest(key_digest(&long))
             })
         );
@@ -451,13 +489,27 @@ mod tests {
     }
 
     #[test]
-    fn keyboard_has_allow_then_deny() {
+    fn keyboard_has_allow_then_deny_then_the_preset_reasons() {
         let key = RequestKey::new("default", "r1");
-        let markup = keyboard(&key);
+        let reasons = vec!["Not now".to_owned(), "Not safe".to_owned()];
+        let markup = keyboard(&key, &reasons);
         let row = &markup.inline_keyboard[0];
         assert_eq!(row[0].text, ALLOW_LABEL);
         assert_eq!(row[0].callback_data.as_deref(), Some("a|default|r1"));
         assert_eq!(row[1].text, DENY_LABEL);
         assert_eq!(row[1].callback_data.as_deref(), Some("d|default|r1"));
+        let presets = &markup.inline_keyboard[1];
+        assert_eq!(presets[0].text, "❌ Not now");
+        assert_eq!(presets[1].callback_data.as_deref(), Some("r1|default|r1"));
+        assert_eq!(
+            parse_callback_data("r1|default|r1"),
+            Some(ButtonData {
+                verdict: Verdict::Deny,
+                reason: Some(1),
+                target: ButtonTarget::Key(key.clone()),
+            })
+        );
+        assert_eq!(parse_callback_data("rx|default|r1"), None);
+        assert_eq!(keyboard(&key, &[]).inline_keyboard.len(), 1);
     }
 }

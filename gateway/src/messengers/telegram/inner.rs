@@ -21,6 +21,8 @@ pub(super) struct Inner {
     pub(super) name: String,
     pub(super) chat_id: i64,
     pub(super) allowed: HashSet<i64>,
+    /// The preset reasons of the "deny, because" buttons.
+    pub(super) deny_reasons: Vec<String>,
     pub(super) api: BotApi,
     pub(super) poll_timeout: Duration,
     pub(super) backoff: Backoff,

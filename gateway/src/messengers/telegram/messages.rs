@@ -21,8 +21,11 @@ impl Inner {
         let deadline = self.deadline_for(request);
         let sent = self
             .with_retry(deadline, || {
-                self.api
-                    .send_message(self.chat_id, &text, format::keyboard(&request.key))
+                self.api.send_message(
+                    self.chat_id,
+                    &text,
+                    format::keyboard(&request.key, &self.deny_reasons),
+                )
             })
             .await?;
         self.state()
@@ -89,7 +92,11 @@ impl Inner {
                     let text = format::approval_text(request);
                     let sent = self
                         .api
-                        .send_message(self.chat_id, &text, format::keyboard(&request.key))
+                        .send_message(
+                            self.chat_id,
+                            &text,
+                            format::keyboard(&request.key, &self.deny_reasons),
+                        )
                         .await;
                     self.observe(&sent);
                     sent.map(|message| {
@@ -108,7 +115,11 @@ impl Inner {
                     let text = format::approval_text(request);
                     let edited = self
                         .api
-                        .edit_message(*message, &text, Some(format::keyboard(&request.key)))
+                        .edit_message(
+                            *message,
+                            &text,
+                            Some(format::keyboard(&request.key, &self.deny_reasons)),
+                        )
                         .await;
                     self.observe(&edited);
                     match edited {
@@ -170,7 +181,7 @@ impl Inner {
             async move {
                 let edited = self
                     .api
-                    .edit_message(*message, &text, Some(format::keyboard(&request.key)))
+                    .edit_message(*message, &text, Some(format::keyboard(&request.key, &self.deny_reasons)))
                     .await;
                 if let Err(error) = edited {
                     tracing::warn!(%error, message_id = message.message_id, "telegram: could not mark a message as paused");

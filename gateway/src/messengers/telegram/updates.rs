@@ -140,13 +140,21 @@ impl Inner {
                 .map(|r| r.key)
                 .find(|key| format::key_digest(key) == digest),
         };
-        let outcome = match &key {
-            Some(key) => {
+        let reason = button
+            .reason
+            .and_then(|i| self.deny_reasons.get(usize::from(i)));
+        let outcome = match (&key, reason) {
+            (Some(key), Some(reason)) => {
+                handle
+                    .deny_because(key.clone(), actor.as_str(), reason)
+                    .await
+            }
+            (Some(key), None) => {
                 handle
                     .decide(key.clone(), button.verdict, actor.as_str())
                     .await
             }
-            None => DecideOutcome::NotFound,
+            (None, _) => DecideOutcome::NotFound,
         };
         let text = match (outcome, button.verdict) {
             (DecideOutcome::Won, Verdict::Allow) => "✅ Approved",
