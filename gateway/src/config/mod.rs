@@ -3,7 +3,9 @@
 //! Loading never stops at the first mistake: every problem is collected and reported with the
 //! file, the key path and what was expected, e.g.
 //! `config.yaml: gateway.port: expected an integer 1-65535, got "abc"`. Unknown keys are errors
-//! with a "did you mean" hint. Tokens and passwords are held in [`Secret`] and never echoed.
+//! with a "did you mean" hint. Tokens and passwords are held in [`Secret`] and never echoed;
+//! of agent tokens only the SHA-256 is kept ([`TokenDigest`], see `token`), and `config.yaml`
+//! may give just that (`token_sha256:`), or several tokens of an agent for rotation (`tokens:`).
 //!
 //! `${VAR}` is replaced in every string value (several per string, at any depth) after YAML
 //! parsing, so a value from the environment can never change the structure of the file;
@@ -20,6 +22,7 @@ mod error;
 mod model;
 mod permissions;
 mod secret;
+mod token;
 mod walk;
 
 pub use env::{EnvLookup, ProcessEnv};
@@ -37,4 +40,5 @@ pub use model::{
 };
 pub use permissions::{PermissionsFile, RuleList, RuleSpec};
 pub use secret::Secret;
+pub use token::{DigestHexError, NEW_TOKEN_PREFIX, TOKEN_SHA256_HEX_LEN, TokenDigest, new_token};
 pub use walk::suggest;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub use agents::AgentConfig;
 pub use approvers::{
@@ -33,6 +34,7 @@ pub use storage::{DEFAULT_STORAGE_PATH, StorageConfig};
 
 use super::env::{EnvLookup, ProcessEnv};
 use super::error::{ConfigError, Issue};
+use super::token::TokenDigest;
 use super::walk::{Ctx, Field, Obj, describe, parse_yaml, read_yaml};
 
 /// Default `approval_timeout` in seconds.
@@ -94,15 +96,22 @@ impl Config {
         build(value, ctx)
     }
 
-    /// The agent whose token matches `presented` (constant-time per agent), if any.
+    /// The agent one of whose tokens is `presented`, if any.
+    ///
+    /// The presented token is hashed once and its digest compared with every token of every
+    /// agent in constant time, without stopping at a match, so the answer's timing says neither
+    /// which agent matched nor anything about the stored tokens (their length included). Every
+    /// front that authenticates agents (the WebSocket `auth`, MCP's bearer token) asks here.
     pub fn agent_by_token(&self, presented: &str) -> Option<&AgentConfig> {
-        let mut found = None;
-        for agent in &self.agents {
-            if agent.token.matches(presented) && found.is_none() {
-                found = Some(agent);
-            }
+        let presented = TokenDigest::of(presented);
+        // 1 + the index of the first agent that accepts it; 0 for none.
+        let mut found = 0u64;
+        for (index, agent) in (1u64..).zip(&self.agents) {
+            let first = agent.accepts(&presented) & found.ct_eq(&0);
+            found.conditional_assign(&index, first);
         }
-        found
+        let index = usize::try_from(found.checked_sub(1)?).ok()?;
+        self.agents.get(index)
     }
 
     /// The agent with this id.
