@@ -42,3 +42,5 @@ pub use permissions::{PermissionsFile, RuleList, RuleSpec};
 pub use secret::Secret;
 pub use token::{DigestHexError, NEW_TOKEN_PREFIX, TOKEN_SHA256_HEX_LEN, TokenDigest, new_token};
 pub use walk::suggest;
+
+pub(crate) use model::valid_agent_id;

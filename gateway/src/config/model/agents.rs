@@ -54,7 +54,7 @@ impl AgentConfig {
 }
 
 /// Whether `id` is a valid agent id (`[A-Za-z0-9_.-]`, 1-64 characters).
-fn valid_agent_id(id: &str) -> bool {
+pub(crate) fn valid_agent_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

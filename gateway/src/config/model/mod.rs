@@ -16,6 +16,7 @@ use indexmap::IndexMap;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub use agents::AgentConfig;
+pub(crate) use agents::valid_agent_id;
 pub use approvers::{
     ApproverConfig, DEFAULT_TELEGRAM_API_URL, DEFAULT_WEB_APPROVER_NAME, TelegramConfig,
     WebApproverConfig,
