@@ -13,6 +13,10 @@
 //! Numbers such as `gateway.port` or a Telegram `chat_id` may be given as strings (as `${VAR}`
 //! yields strings).
 //!
+//! Commands that need only part of the file (`healthcheck`, `policy explain`, `approve-link`)
+//! load a [`ConfigOutline`] instead, which resolves `${VAR}` only in the keys it reads, so the
+//! variables of tokens and passwords need not be set for them.
+//!
 //! Relative paths in `tools:` (and a service's upstream `tools:` key) are resolved against the
 //! directory of the config file; `storage.path` and `gateway.tls` paths are used as written
 //! (relative to the working directory), as upstream does.
@@ -28,8 +32,9 @@ mod walk;
 pub use env::{EnvLookup, ProcessEnv};
 pub use error::{ConfigError, Issue};
 pub use model::{
-    AgentConfig, ApproverConfig, Config, GatewayConfig, HealthCheck, McpConfig, RateLimitConfig,
-    ServiceAuth, ServiceConfig, StorageConfig, TelegramConfig, TlsConfig, WebApproverConfig,
+    AgentConfig, ApproverConfig, Config, ConfigOutline, GatewayConfig, HealthCheck, McpConfig,
+    RateLimitConfig, ServiceAuth, ServiceConfig, StorageConfig, TelegramConfig, TlsConfig,
+    WebApproverConfig,
 };
 pub use model::{
     DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, DEFAULT_HEALTH_HOST,

@@ -5,6 +5,7 @@ mod agents;
 mod approvers;
 mod gateway;
 mod mcp;
+mod outline;
 mod rate_limit;
 mod services;
 mod storage;
@@ -26,6 +27,7 @@ pub use gateway::{
     DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS, GatewayConfig, TlsConfig,
 };
 pub use mcp::{DEFAULT_MCP_HOLD_SECONDS, DEFAULT_MCP_PATH, McpConfig};
+pub use outline::ConfigOutline;
 pub use rate_limit::RateLimitConfig;
 pub use services::{
     DEFAULT_SERVICE_MAX_CONNECTIONS, DEFAULT_SERVICE_TIMEOUT, HealthCheck, ServiceAuth,
