@@ -477,11 +477,26 @@ async fn healthcheck_is_0_for_a_healthy_gateway_and_1_otherwise() {
         "{healthy:?}"
     );
 
-    // An unset ${VAR}: the config cannot be read.
+    // The agent's token is not needed to find the health address: its ${VAR} may be unset.
+    let no_token = healthcheck(&config, &[]).await;
+    assert_eq!(no_token.code, 0, "{no_token:?}");
+
+    // An unset ${VAR} in a key healthcheck reads: the config cannot be read.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("health_port: {}", addr.port()),
+            "health_port: \"${HEALTH_TEST_TOKEN}\"",
+        ),
+    )
+    .unwrap();
     let broken = healthcheck(&config, &[]).await;
     assert_eq!(broken.code, 1, "{broken:?}");
     assert!(
-        broken.stderr.contains("HEALTH_TEST_TOKEN"),
+        broken
+            .stderr
+            .contains("gateway.health_port: environment variable HEALTH_TEST_TOKEN is not set"),
         "{}",
         broken.stderr
     );

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_gate_gateway::config::{
-    ApproverConfig, Config, ConfigError, EnvLookup, PermissionsFile, ServiceAuth,
+    ApproverConfig, Config, ConfigError, EnvLookup, PermissionsFile, ServiceAuth, TokenDigest,
 };
 use agent_gate_gateway::store::SyncMode;
 
@@ -82,7 +82,10 @@ fn upstream_config_loads() {
     assert_eq!(tls.key, PathBuf::from("/path/key.pem"));
     assert_eq!(c.agents.len(), 1);
     assert_eq!(c.agents[0].id, "default");
-    assert_eq!(c.agents[0].token.expose(), "test-token-0123456789");
+    assert_eq!(
+        c.agents[0].tokens,
+        vec![TokenDigest::of("test-token-0123456789")]
+    );
     let [ApproverConfig::Telegram(tg)] = c.approvers.as_slice() else {
         panic!("{:?}", c.approvers)
     };
@@ -175,7 +178,10 @@ approval_timeout: "${TIMEOUT}"
     assert_eq!(c.gateway.host, "10.0.0.2");
     assert_eq!(c.gateway.port, 9999);
     assert_eq!(c.gateway.health_port, 9090);
-    assert_eq!(c.agents[0].token.expose(), "abc-xyz-and-more-characters");
+    assert_eq!(
+        c.agent_by_token("abc-xyz-and-more-characters").unwrap().id,
+        "default"
+    );
     assert_eq!(c.services["homeassistant"].url, "http://10.0.0.2:8123");
     match &c.services["homeassistant"].auth {
         Some(ServiceAuth::Header { name, value }) => {
@@ -317,8 +323,8 @@ agents:
     );
     assert!(c.agent_by_token("garden-token-012345678").is_none());
     assert_eq!(
-        c.agent("kitchen").unwrap().token.expose(),
-        "kitchen-token-0123456789"
+        c.agent("kitchen").unwrap().tokens,
+        vec![TokenDigest::of("kitchen-token-0123456789")]
     );
 }
 
@@ -744,4 +750,146 @@ fn telegram_deny_reasons_default_configure_and_are_checked() {
             "config.yaml: approvers[0].deny_reasons[6]: a preset reason is 1–40 characters (a button label), got 41",
         ]
     );
+}
+
+/// `printf %s kitchen-token-0123456789 | sha256sum`
+const KITCHEN_SHA256: &str = "bcf5f0b4c9e6f37f77fc3311fbf01ce55963136bea9332e397b85229b9479b4b";
+
+fn kitchen_sha256() -> String {
+    let hex = TokenDigest::of("kitchen-token-0123456789").to_hex();
+    assert_eq!(hex, KITCHEN_SHA256);
+    hex
+}
+
+#[test]
+fn token_sha256_and_rotation_forms_authenticate_by_digest() {
+    let yaml = format!(
+        r#"
+agents:
+  - id: kitchen
+    token_sha256: "{kitchen}"
+  - id: garden
+    tokens:
+      - token: "garden-old-token-0123456789"
+      - sha256: "{new}"
+  - id: upper
+    token_sha256: "{upper}"
+"#,
+        kitchen = kitchen_sha256(),
+        new = TokenDigest::of("garden-new-token-0123456789").to_hex(),
+        upper = TokenDigest::of("upper-token-0123456789")
+            .to_hex()
+            .to_uppercase(),
+    );
+    let c = load(&yaml);
+    let id = |token: &str| c.agent_by_token(token).map(|a| a.id.clone());
+    assert_eq!(id("kitchen-token-0123456789").as_deref(), Some("kitchen"));
+    assert_eq!(id("garden-old-token-0123456789").as_deref(), Some("garden"));
+    assert_eq!(id("garden-new-token-0123456789").as_deref(), Some("garden"));
+    assert_eq!(id("upper-token-0123456789").as_deref(), Some("upper"));
+    // The digest itself is not a token.
+    assert_eq!(id(&kitchen_sha256()), None);
+    assert_eq!(id("kitchen-token-012345678"), None);
+    assert_eq!(id(""), None);
+    assert_eq!(c.agent("garden").unwrap().tokens.len(), 2);
+    assert!(
+        c.warnings.iter().all(|w| !w.key.starts_with("agents")),
+        "{:?}",
+        c.warnings
+    );
+    // Nothing of a token shows in the config's Debug output.
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains(&kitchen_sha256()) && !debug.contains("garden-old"),
+        "{debug}"
+    );
+
+    // The upstream single agent takes the digest form too.
+    let upstream = format!("agent:\n  token_sha256: \"{}\"\n", kitchen_sha256());
+    assert_eq!(
+        load(&upstream)
+            .agent_by_token("kitchen-token-0123456789")
+            .unwrap()
+            .id,
+        "default"
+    );
+    // And `${VAR}` works in it, as everywhere.
+    let from_env = "agents:\n  - {id: a, token_sha256: \"${DIGEST}\"}\n";
+    let env = env_of(&[("DIGEST", KITCHEN_SHA256)]);
+    let c = Config::parse(from_env, "config.yaml", &env).unwrap();
+    assert_eq!(
+        c.agents[0].tokens,
+        vec![TokenDigest::from_hex(KITCHEN_SHA256).unwrap()]
+    );
+}
+
+#[test]
+fn token_form_mistakes_name_the_agent_the_key_and_the_fix() {
+    let yaml = format!(
+        r#"
+agents:
+  - id: short
+    token_sha256: "abc123"
+  - id: nothex
+    token_sha256: "{nothex}"
+  - id: pasted
+    token_sha256: "agt_{pasted}"
+  - id: none
+  - id: both
+    token: "both-token-0123456789"
+    token_sha256: "{kitchen}"
+  - id: list
+    tokens:
+      - "a-bare-token-string-0123456789"
+      - {{token: "list-token-0123456789", sha256: "{kitchen}"}}
+      - {{}}
+      - {{sha256: "12"}}
+  - id: empty
+    tokens: []
+  - id: kitchen
+    token_sha256: "{kitchen}"
+  - id: twin
+    token: "kitchen-token-0123456789"
+  - id: twice
+    tokens:
+      - token: "twice-token-0123456789"
+      - sha256: "{twice}"
+"#,
+        nothex = "g".repeat(64),
+        pasted = "0".repeat(64),
+        kitchen = kitchen_sha256(),
+        twice = TokenDigest::of("twice-token-0123456789").to_hex(),
+    );
+    let errs = errors(&yaml);
+    let fix = |id: &str| {
+        format!(
+            "`agent-gate token new --agent {id}` prints a new token and its digest, `printf %s \"$TOKEN\" | sha256sum` the digest of an existing one"
+        )
+    };
+    assert_eq!(
+        errs,
+        vec![
+            format!(r#"config.yaml: agents[0].token_sha256: expected the SHA-256 of agent "short"'s token as 64 hex digits, got 6 characters instead of 64; {}"#, fix("short")),
+            format!(r#"config.yaml: agents[1].token_sha256: expected the SHA-256 of agent "nothex"'s token as 64 hex digits, got a character that is not a hex digit (0-9, a-f); {}"#, fix("nothex")),
+            format!(r#"config.yaml: agents[2].token_sha256: expected the SHA-256 of agent "pasted"'s token as 64 hex digits, got 68 characters instead of 64 (this looks like the token itself: give the token as `token:`, or its digest here); {}"#, fix("pasted")),
+            r#"config.yaml: agents[3]: agent "none" has no token: add `token: "${AGENT_TOKEN}"`, or `token_sha256:` (run `agent-gate token new --agent none` for a token and that line), or `tokens:` (a list of {token: ...} or {sha256: ...}) to accept several while rotating"#.to_owned(),
+            r#"config.yaml: agents[4]: agent "both" gives `token` and `token_sha256`; give only one (to accept several tokens while rotating, list each under `tokens:` as {token: ...} or {sha256: ...})"#.to_owned(),
+            "config.yaml: agents[5].tokens[0]: expected a mapping {token: ...} or {sha256: ...}, got a string; write `- token: ...` (or `- sha256: ...` for a digest)".to_owned(),
+            "config.yaml: agents[5].tokens[1]: gives both `token` and `sha256`; one entry is one token: put each in an entry of its own".to_owned(),
+            "config.yaml: agents[5].tokens[2]: expected a mapping {token: ...} or {sha256: ...} (`agent-gate token new --agent list` prints a new one)".to_owned(),
+            format!(r#"config.yaml: agents[5].tokens[3].sha256: expected the SHA-256 of agent "list"'s token as 64 hex digits, got 2 characters instead of 64; {}"#, fix("list")),
+            "config.yaml: agents[6].tokens: expected at least one entry, each a mapping {token: ...} or {sha256: ...}".to_owned(),
+            "config.yaml: agents[8].token: the same token as agents[7].token_sha256; every agent needs its own token (the token identifies the agent)".to_owned(),
+            "config.yaml: agents[9].tokens[1].sha256: the same token as agents[9].tokens[0].token; an agent's tokens must differ, remove one of them".to_owned(),
+        ]
+    );
+    for e in &errs {
+        assert!(
+            !e.contains("a-bare-token")
+                && !e.contains(&kitchen_sha256())
+                && !e.contains("abc123")
+                && !e.contains("gggg"),
+            "{e}"
+        );
+    }
 }

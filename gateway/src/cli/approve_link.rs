@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::ConfigOutline;
 use crate::messengers::web::{ADMIN_LINK_PATH, ADMIN_SECRET_FILE, admin_secret_path};
 
 /// Arguments of `agent-gate approve-link`.
@@ -56,11 +56,11 @@ pub fn run(args: &ApproveLinkArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
             }),
             dir.join(ADMIN_SECRET_FILE),
         ),
-        None => match Config::load(&args.config) {
+        None => match ConfigOutline::load(&args.config) {
             Ok(config) => (
                 args.url
                     .clone()
-                    .unwrap_or_else(|| super::healthcheck::http_base(&config)),
+                    .unwrap_or_else(|| super::healthcheck::http_base(&config.gateway)),
                 admin_secret_path(&config.storage.path),
             ),
             Err(e) => {

@@ -1,6 +1,9 @@
 //! `agent-gate policy explain`: renders the signature of a tool call and shows the decision
 //! and the deciding rule. Exit 0 when the policy decided (whatever the decision), 1 when the
 //! request itself is invalid (unknown tool, bad arguments) or the files do not load.
+//!
+//! Of `config.yaml` only the agent ids and the tool manifests are read ([`ConfigOutline`]):
+//! the variables of tokens need not be set.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,7 +15,7 @@ use clap::Args;
 use serde_json::{Map, Value};
 
 use super::ConfigPaths;
-use crate::config::Config;
+use crate::config::ConfigOutline;
 use crate::policy::{DecidedBy, Policy, Reason};
 
 /// Arguments of `agent-gate policy explain`.
@@ -51,14 +54,13 @@ fn parse_arg(s: &str) -> Result<(String, Value), String> {
 /// Runs the explanation.
 pub fn run(args: &ExplainArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let tool_paths = if args.tools.is_empty() {
-        let config = Config::load(&args.paths.config).context("cannot load the config")?;
-        if config.agent(&args.agent).is_none() {
-            let known: Vec<&str> = config.agents.iter().map(|a| a.id.as_str()).collect();
+        let config = ConfigOutline::load(&args.paths.config).context("cannot load the config")?;
+        if !config.agent_ids.contains(&args.agent) {
             anyhow::bail!(
                 "unknown agent {:?}; the agents in {} are: {} (pass one with --agent)",
                 args.agent,
                 config.file.display(),
-                known.join(", ")
+                config.agent_ids.join(", ")
             );
         }
         config.tools

@@ -5,6 +5,8 @@
 //!
 //! A `health_host` of `0.0.0.0` or `::` (listen on every interface) is probed on the
 //! loopback address of the same family.
+//!
+//! Only `gateway:` is read ([`ConfigOutline`]): the variables of tokens need not be set.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{ConfigOutline, GatewayConfig};
 
 /// Arguments of `agent-gate healthcheck`.
 #[derive(Debug, Clone, Args)]
@@ -37,21 +39,21 @@ pub struct HealthcheckArgs {
     pub timeout: u64,
 }
 
-/// The URL of the health endpoint of a gateway with this configuration.
-pub fn health_url(config: &Config) -> String {
-    format!("{}/healthz", http_base(config))
+/// The URL of the health endpoint of a gateway with this `gateway:` configuration.
+pub fn health_url(gateway: &GatewayConfig) -> String {
+    format!("{}/healthz", http_base(gateway))
 }
 
-/// `http://host:port` of the HTTP side of a gateway with this configuration (a listener on
-/// every interface is reached by its loopback address).
-pub fn http_base(config: &Config) -> String {
-    let host = match config.gateway.health_host.as_str() {
+/// `http://host:port` of the HTTP side of a gateway with this `gateway:` configuration (a
+/// listener on every interface is reached by its loopback address).
+pub fn http_base(gateway: &GatewayConfig) -> String {
+    let host = match gateway.health_host.as_str() {
         "0.0.0.0" => "127.0.0.1".to_owned(),
         "::" | "[::]" => "[::1]".to_owned(),
         host if host.contains(':') && !host.starts_with('[') => format!("[{host}]"),
         host => host.to_owned(),
     };
-    format!("http://{host}:{}", config.gateway.health_port)
+    format!("http://{host}:{}", gateway.health_port)
 }
 
 /// Runs `agent-gate healthcheck`: 0 when the gateway answers 200, 1 otherwise.
@@ -59,8 +61,8 @@ pub fn run(args: &HealthcheckArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
     let mut err = std::io::stderr();
     let url = match &args.url {
         Some(url) => url.clone(),
-        None => match Config::load(&args.config) {
-            Ok(config) => health_url(&config),
+        None => match ConfigOutline::load(&args.config) {
+            Ok(config) => health_url(&config.gateway),
             Err(e) => {
                 writeln!(err, "unhealthy: cannot read the configuration: {e}")?;
                 return Ok(ExitCode::FAILURE);
@@ -141,12 +143,15 @@ mod tests {
     #[test]
     fn wildcard_hosts_are_probed_on_loopback() {
         let text = "agents: [{id: a, token: aaaaaaaaaaaaaaaaaaaa}]\ngateway: {health_host: 0.0.0.0, health_port: 9090}\n";
-        let config = Config::parse(text, "/tmp/config.yaml", &crate::config::ProcessEnv).unwrap();
+        let config =
+            crate::config::Config::parse(text, "/tmp/config.yaml", &crate::config::ProcessEnv)
+                .unwrap()
+                .gateway;
         assert_eq!(health_url(&config), "http://127.0.0.1:9090/healthz");
         let mut v6 = config.clone();
-        v6.gateway.health_host = "::".into();
+        v6.health_host = "::".into();
         assert_eq!(health_url(&v6), "http://[::1]:9090/healthz");
-        v6.gateway.health_host = "fd00::1".into();
+        v6.health_host = "fd00::1".into();
         assert_eq!(health_url(&v6), "http://[fd00::1]:9090/healthz");
     }
 

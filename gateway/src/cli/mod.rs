@@ -1,5 +1,5 @@
 //! The `agent-gate` command line: the clap tree and its subcommands (`serve`, the default;
-//! `check`; `policy explain`; `approve-link`; `mcp`; ...).
+//! `check`; `policy explain`; `approve-link`; `mcp`; `token new`; ...).
 //!
 //! Adding a subcommand: add a variant to [`Command`] (its arguments as an `Args` struct, with
 //! [`ConfigPaths`] flattened in if it reads the config files), a module with a
@@ -15,6 +15,7 @@ pub mod healthcheck;
 pub mod mcp;
 pub mod schema;
 pub mod serve;
+pub mod token;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Print a one-time login link of the running gateway's web approval page.
     ApproveLink(approve_link::ApproveLinkArgs),
+    /// Make agent tokens (`token new --agent ID`: a token and its `token_sha256` line).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// `agent-gate policy ...`.
@@ -109,6 +113,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo::run(&args, out),
         Some(Command::ApproveLink(args)) => approve_link::run(&args, out),
+        Some(Command::Token(command)) => token::run(&command, out),
         None => serve::run(&serve::ServeArgs::from_env()?, out),
     }
 }

@@ -5,8 +5,8 @@ use std::fmt;
 /// A secret value (agent token, bot token, service credential).
 ///
 /// `Debug` and `Display` print `***`; read the value with [`Secret::expose`] only where it is
-/// sent to the service it belongs to. Compare agent tokens with [`Secret::matches`], which runs
-/// in constant time.
+/// sent to the service it belongs to. Agent tokens are not kept as `Secret`s but as digests
+/// (`TokenDigest`), compared by `Config::agent_by_token`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -19,12 +19,6 @@ impl Secret {
     /// The secret value itself. Never log it.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// Constant-time comparison of the secret with a presented value (e.g. an agent's token).
-    pub fn matches(&self, presented: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        bool::from(self.0.as_bytes().ct_eq(presented.as_bytes()))
     }
 }
 
@@ -51,8 +45,5 @@ mod tests {
         assert_eq!(s.to_string(), "***");
         assert!(!format!("{s:?}{s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
-        assert!(s.matches("hunter2"));
-        assert!(!s.matches("hunter3"));
-        assert!(!s.matches("hunter"));
     }
 }

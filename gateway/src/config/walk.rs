@@ -11,13 +11,31 @@ use super::env::{EnvLookup, SubstError, substitute};
 use super::error::{ConfigError, Issue};
 use super::secret::Secret;
 
+/// Which string values get their `${VAR}` substituted, by key path (e.g. `gateway.port`,
+/// `agents[0].id`); the others stay as written and are not to be read.
+pub(crate) type Resolve = fn(&str) -> bool;
+
+/// Every key: what loading a whole file resolves.
+pub(crate) fn every_key(_: &str) -> bool {
+    true
+}
+
 /// Reads a file and parses it as YAML, substituting `${VAR}` in every string value.
 pub(crate) fn read_yaml(file: &Path, env: &dyn EnvLookup) -> Result<(Value, Ctx), ConfigError> {
+    read_yaml_resolving(file, env, every_key)
+}
+
+/// Like [`read_yaml`], but substitutes only in the keys `resolve` accepts.
+pub(crate) fn read_yaml_resolving(
+    file: &Path,
+    env: &dyn EnvLookup,
+    resolve: Resolve,
+) -> Result<(Value, Ctx), ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
         file: file.to_path_buf(),
         source,
     })?;
-    parse_yaml(&text, file, env)
+    parse_yaml_resolving(&text, file, env, resolve)
 }
 
 /// Parses YAML text (attributed to `file` in messages), substituting `${VAR}` in every string.
@@ -26,13 +44,23 @@ pub(crate) fn parse_yaml(
     file: &Path,
     env: &dyn EnvLookup,
 ) -> Result<(Value, Ctx), ConfigError> {
+    parse_yaml_resolving(text, file, env, every_key)
+}
+
+/// Like [`parse_yaml`], but substitutes only in the keys `resolve` accepts.
+pub(crate) fn parse_yaml_resolving(
+    text: &str,
+    file: &Path,
+    env: &dyn EnvLookup,
+    resolve: Resolve,
+) -> Result<(Value, Ctx), ConfigError> {
     let mut value: Value = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Yaml {
         file: file.to_path_buf(),
         location: e.location().map(|l| (l.line(), l.column())),
         message: strip_location(&e.to_string()),
     })?;
     let mut ctx = Ctx::new(file);
-    substitute_tree(&mut ctx, &mut value, "", env);
+    substitute_tree(&mut ctx, &mut value, "", env, resolve);
     Ok((value, ctx))
 }
 
@@ -446,10 +474,18 @@ pub(crate) fn describe(v: &Value) -> String {
     }
 }
 
-/// Substitutes `${VAR}` in every string value of the tree (not in keys). A failed substitution
-/// is reported once and its path poisoned, so no second, confusing error follows for it.
-fn substitute_tree(ctx: &mut Ctx, value: &mut Value, path: &str, env: &dyn EnvLookup) {
+/// Substitutes `${VAR}` in every string value of the tree (not in keys) whose path `resolve`
+/// accepts. A failed substitution is reported once and its path poisoned, so no second,
+/// confusing error follows for it.
+fn substitute_tree(
+    ctx: &mut Ctx,
+    value: &mut Value,
+    path: &str,
+    env: &dyn EnvLookup,
+    resolve: Resolve,
+) {
     match value {
+        Value::String(_) if !resolve(path) => {}
         Value::String(s) => match substitute(s, env) {
             Ok(Some(new)) => *s = new,
             Ok(None) => {}
@@ -466,16 +502,16 @@ fn substitute_tree(ctx: &mut Ctx, value: &mut Value, path: &str, env: &dyn EnvLo
         },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute_tree(ctx, item, &format!("{path}[{i}]"), env);
+                substitute_tree(ctx, item, &format!("{path}[{i}]"), env, resolve);
             }
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
                 let key = scalar_key(k).unwrap_or_else(|| "?".to_string());
-                substitute_tree(ctx, v, &join(path, &key), env);
+                substitute_tree(ctx, v, &join(path, &key), env, resolve);
             }
         }
-        Value::Tagged(tagged) => substitute_tree(ctx, &mut tagged.value, path, env),
+        Value::Tagged(tagged) => substitute_tree(ctx, &mut tagged.value, path, env, resolve),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }

@@ -497,7 +497,10 @@ mod tests {
         assert_eq!(config.gateway.health_port, DEFAULT_WEB_PORT);
         assert_eq!(config.agents.len(), 1);
         assert_eq!(config.agents[0].id, DEMO_AGENT);
-        assert!(config.agents[0].token.matches(DEMO_TOKEN));
+        assert_eq!(
+            config.agent_by_token(DEMO_TOKEN).map(|a| a.id.as_str()),
+            Some(DEMO_AGENT)
+        );
         assert_eq!(config.approvers.len(), 1);
         assert_eq!(config.approvers[0].kind(), "web");
         assert_eq!(config.storage.path, dir.join("agent-gate.db"));

@@ -53,6 +53,9 @@ pub struct Options {
     pub permissions: Option<String>,
     /// `gateway.max_connections_per_agent` (default: not set, the gateway's default).
     pub max_connections_per_agent: Option<usize>,
+    /// The config's `agents:` section, whole (default: `pi` with [`PI_TOKEN`] and `laptop`
+    /// with [`LAPTOP_TOKEN`]).
+    pub agents: Option<String>,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             insecure: true,
             permissions: None,
             max_connections_per_agent: None,
+            agents: None,
         }
     }
 }
@@ -104,11 +108,7 @@ gateway:
   port: 8443
 {tls}  health_host: 127.0.0.1
   health_port: 8080
-agents:
-  - id: pi
-    token: "{PI_TOKEN}"
-  - id: laptop
-    token: "{LAPTOP_TOKEN}"
+{agents}
 tools:
   - "{tools}"
 services:
@@ -128,6 +128,9 @@ rate_limit:
             .join("../tools.toml")
             .display(),
         db = dir.join("agent-gate.db").display(),
+        agents = options.agents.clone().unwrap_or_else(|| format!(
+            "agents:\n  - id: pi\n    token: \"{PI_TOKEN}\"\n  - id: laptop\n    token: \"{LAPTOP_TOKEN}\"\n"
+        )),
         timeout = options.approval_timeout_secs,
         rate = options.max_requests_per_minute,
         pending = options.max_pending_approvals,

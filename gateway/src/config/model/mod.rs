@@ -5,6 +5,7 @@ mod agents;
 mod approvers;
 mod gateway;
 mod mcp;
+mod outline;
 mod rate_limit;
 mod services;
 mod storage;
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub use agents::AgentConfig;
+pub(crate) use agents::valid_agent_id;
 pub use approvers::{
     ApproverConfig, DEFAULT_TELEGRAM_API_URL, DEFAULT_WEB_APPROVER_NAME, TelegramConfig,
     WebApproverConfig,
@@ -24,6 +27,7 @@ pub use gateway::{
     DEFAULT_MAX_UNAUTHENTICATED, DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS, GatewayConfig, TlsConfig,
 };
 pub use mcp::{DEFAULT_MCP_HOLD_SECONDS, DEFAULT_MCP_PATH, McpConfig};
+pub use outline::ConfigOutline;
 pub use rate_limit::RateLimitConfig;
 pub use services::{
     DEFAULT_SERVICE_MAX_CONNECTIONS, DEFAULT_SERVICE_TIMEOUT, HealthCheck, ServiceAuth,
@@ -33,6 +37,7 @@ pub use storage::{DEFAULT_STORAGE_PATH, StorageConfig};
 
 use super::env::{EnvLookup, ProcessEnv};
 use super::error::{ConfigError, Issue};
+use super::token::TokenDigest;
 use super::walk::{Ctx, Field, Obj, describe, parse_yaml, read_yaml};
 
 /// Default `approval_timeout` in seconds.
@@ -94,15 +99,22 @@ impl Config {
         build(value, ctx)
     }
 
-    /// The agent whose token matches `presented` (constant-time per agent), if any.
+    /// The agent one of whose tokens is `presented`, if any.
+    ///
+    /// The presented token is hashed once and its digest compared with every token of every
+    /// agent in constant time, without stopping at a match, so the answer's timing says neither
+    /// which agent matched nor anything about the stored tokens (their length included). Every
+    /// front that authenticates agents (the WebSocket `auth`, MCP's bearer token) asks here.
     pub fn agent_by_token(&self, presented: &str) -> Option<&AgentConfig> {
-        let mut found = None;
-        for agent in &self.agents {
-            if agent.token.matches(presented) && found.is_none() {
-                found = Some(agent);
-            }
+        let presented = TokenDigest::of(presented);
+        // 1 + the index of the first agent that accepts it; 0 for none.
+        let mut found = 0u64;
+        for (index, agent) in (1u64..).zip(&self.agents) {
+            let first = agent.accepts(&presented) & found.ct_eq(&0);
+            found.conditional_assign(&index, first);
         }
-        found
+        let index = usize::try_from(found.checked_sub(1)?).ok()?;
+        self.agents.get(index)
     }
 
     /// The agent with this id.
