@@ -118,6 +118,20 @@ impl ChannelApprover {
         self.decide(key, Verdict::Deny, actor).await
     }
 
+    /// Approves `key` as `actor` and grants the same call for `duration`
+    /// ([`ApprovalHandle::allow_for`]).
+    pub async fn allow_for(
+        &self,
+        key: RequestKey,
+        actor: impl Into<String>,
+        duration: std::time::Duration,
+    ) -> DecideOutcome {
+        match self.current_handle() {
+            Some(handle) => handle.allow_for(key, actor, duration).await,
+            None => DecideOutcome::NotFound,
+        }
+    }
+
     /// The handle given at start-up, if the gateway has started.
     pub fn handle(&self) -> Option<ApprovalHandle> {
         self.current_handle()

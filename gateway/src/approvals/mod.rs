@@ -28,6 +28,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -103,6 +104,29 @@ pub enum Verdict {
     Allow,
     /// Refuse it (-32001 for the agent).
     Deny,
+}
+
+/// The longest a grant lasts (longer ones are cut to this).
+pub const MAX_GRANT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The grant durations approvers are offered unless configured otherwise: 15 minutes, an
+/// hour, eight hours.
+pub const DEFAULT_GRANT_DURATIONS: [Duration; 3] = [
+    Duration::from_secs(15 * 60),
+    Duration::from_secs(3600),
+    Duration::from_secs(8 * 3600),
+];
+
+/// A grant duration as approvers see it: `15 min`, `1 h`, `8 h`, `90 s`.
+pub fn grant_label(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{} h", secs / 3600)
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
 }
 
 /// The most characters of a denial's reason the agent is told.
@@ -249,6 +273,7 @@ pub(crate) trait Decider: Send + Sync + 'static {
         verdict: Verdict,
         actor: String,
         reason: Option<String>,
+        grant_for: Option<Duration>,
     ) -> BoxFuture<'static, DecideOutcome>;
 
     fn pending(self: Arc<Self>) -> BoxFuture<'static, Vec<ApprovalRequest>>;
@@ -291,7 +316,7 @@ impl ApprovalHandle {
         actor: impl Into<String>,
     ) -> DecideOutcome {
         match self.decider.upgrade() {
-            Some(decider) => decider.decide(key, verdict, actor.into(), None).await,
+            Some(decider) => decider.decide(key, verdict, actor.into(), None, None).await,
             None => DecideOutcome::NotFound,
         }
     }
@@ -308,7 +333,29 @@ impl ApprovalHandle {
         match self.decider.upgrade() {
             Some(decider) => {
                 decider
-                    .decide(key, Verdict::Deny, actor.into(), deny_reason(reason))
+                    .decide(key, Verdict::Deny, actor.into(), deny_reason(reason), None)
+                    .await
+            }
+            None => DecideOutcome::NotFound,
+        }
+    }
+
+    /// Approves the request `key` on behalf of `actor` and grants its agent the same call for
+    /// `duration` (at most [`MAX_GRANT`]): a later call of that agent with exactly the same
+    /// signatures (every entity it affects) is allowed without asking until then, unless a
+    /// deny rule denies it; requests of the same call already waiting are approved with it.
+    /// The grant is stored, listed on the web page (where it can be revoked) and audited.
+    pub async fn allow_for(
+        &self,
+        key: RequestKey,
+        actor: impl Into<String>,
+        duration: Duration,
+    ) -> DecideOutcome {
+        let duration = duration.min(MAX_GRANT);
+        match self.decider.upgrade() {
+            Some(decider) => {
+                decider
+                    .decide(key, Verdict::Allow, actor.into(), None, Some(duration))
                     .await
             }
             None => DecideOutcome::NotFound,

@@ -275,6 +275,111 @@ impl Engine {
         self.approvals.stop_timers();
     }
 
+    /// Stores a grant of `record`'s call for `duration`, by `actor`: `(id, scope, agent)`, or
+    /// `None` when it could not be made (logged; the approval itself stands).
+    async fn grant(
+        &self,
+        record: &RequestRecord,
+        actor: &str,
+        duration: std::time::Duration,
+    ) -> Option<(i64, String, String)> {
+        let agent = record.agent_id.as_str();
+        let Some(scope) = self.scope_of_call(agent, &record.tool, &record.args) else {
+            tracing::warn!(agent, request_id = %record.request_id, "no grant: the call is no longer valid");
+            return None;
+        };
+        let now = crate::store::Timestamp::now();
+        let expires_at = crate::store::Timestamp::from_millis(
+            now.as_millis()
+                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let audit = AuditEntry::new(
+            agent,
+            crate::store::AuditKind::Other("grant_created".to_owned()),
+        )
+        .request_id(record.request_id.as_str())
+        .signature(record.signature.as_str())
+        .actor(actor)
+        .detail(json!({
+            "scope": scope,
+            "seconds": duration.as_secs(),
+            "expires_at": crate::store::rfc3339(expires_at),
+        }));
+        let grant = crate::store::NewGrant {
+            agent_id: agent.to_owned(),
+            scope: scope.clone(),
+            tool: record.tool.clone(),
+            request_id: record.request_id.clone(),
+            created_by: actor.to_owned(),
+            created_at: now,
+            expires_at,
+            audit: vec![audit],
+        };
+        match self.store.insert_grant(grant).await {
+            Ok(id) => {
+                tracing::info!(
+                    agent,
+                    grant = id,
+                    by = actor,
+                    seconds = duration.as_secs(),
+                    "grant created"
+                );
+                Some((id, scope, agent.to_owned()))
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not store a grant; the approval stands");
+                None
+            }
+        }
+    }
+
+    /// Approves `agent`'s requests waiting for the same call as grant `id` (same scope).
+    async fn approve_waiting_under(&self, id: i64, scope: &str, agent: &str) {
+        let waiting = match self.approvals.pending().await {
+            Ok(waiting) => waiting,
+            Err(error) => {
+                tracing::error!(%error, "could not list pending requests for a new grant");
+                return;
+            }
+        };
+        let actor = format!("grant:{id}");
+        for request in waiting {
+            if request.key.agent_id != agent
+                || self
+                    .scope_of_call(agent, &request.tool, &request.args)
+                    .as_deref()
+                    != Some(scope)
+            {
+                continue;
+            }
+            match self
+                .approvals
+                .resolve(request.key.clone(), Resolve::Approve(actor.clone()))
+                .await
+            {
+                Ok(decided) => {
+                    if let Some(record) = decided.execute {
+                        let audit = AuditEntry::new(
+                            agent,
+                            crate::store::AuditKind::Other("grant_used".to_owned()),
+                        )
+                        .request_id(record.request_id.as_str())
+                        .signature(record.signature.as_str())
+                        .actor(actor.as_str())
+                        .detail(json!({"grant": id}));
+                        if let Err(error) = self.store.use_grant(id, audit).await {
+                            tracing::error!(%error, "could not count a grant's use");
+                        }
+                        self.execute_in_background(record);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not approve a waiting request under a grant")
+                }
+            }
+        }
+    }
+
     fn execute_in_background(&self, record: crate::store::RequestRecord) {
         if let Some(engine) = self.self_ref.upgrade() {
             self.tasks
@@ -299,6 +404,7 @@ impl Decider for Engine {
         verdict: Verdict,
         actor: String,
         reason: Option<String>,
+        grant_for: Option<std::time::Duration>,
     ) -> BoxFuture<'static, DecideOutcome> {
         Box::pin(async move {
             if self.shutdown.is_cancelled() {
@@ -306,13 +412,23 @@ impl Decider for Engine {
                 return DecideOutcome::NotFound;
             }
             let how = match verdict {
-                Verdict::Allow => Resolve::Approve(actor),
-                Verdict::Deny => Resolve::Deny { actor, reason },
+                Verdict::Allow => Resolve::Approve(actor.clone()),
+                Verdict::Deny => Resolve::Deny {
+                    actor: actor.clone(),
+                    reason,
+                },
             };
             match self.approvals.resolve(key, how).await {
                 Ok(decided) => {
                     if let Some(record) = decided.execute {
+                        let grant = match grant_for {
+                            Some(duration) => self.grant(&record, &actor, duration).await,
+                            None => None,
+                        };
                         self.execute_in_background(record);
+                        if let Some((id, scope, agent)) = grant {
+                            self.approve_waiting_under(id, &scope, &agent).await;
+                        }
                     }
                     decided.outcome
                 }

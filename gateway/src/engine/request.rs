@@ -13,8 +13,8 @@ use crate::delivery::{Outcome, Progress};
 use crate::executor::ExecutionError;
 use crate::policy::{Action, Reason};
 use crate::store::{
-    AuditEntry, AuditKind, Decision, InsertOutcome, NewRequest, RequestKey, RequestRecord,
-    RequestState, Timestamp, Transition,
+    AuditEntry, AuditKind, Decision, Grant, InsertOutcome, NewRequest, RequestKey, RequestRecord,
+    RequestState, Timestamp, Transition, grant_scope,
 };
 
 /// A request id for a call that came without one: `gw-`, the time in milliseconds (12 hex
@@ -150,6 +150,36 @@ impl Engine {
                 Ok(finished(rid, outcome, kept))
             }
             Action::Ask => {
+                // A live grant for exactly this call's signatures allows it without asking
+                // (deny rules were judged first: a denied call never gets here).
+                let scope = grant_scope(decision.judged.iter().map(|(s, _)| s.as_str()));
+                if let Some(grant) = self.usable_grant(agent, &rid, &scope, &signature).await? {
+                    let actor = format!("grant:{}", grant.id);
+                    let audit = AuditEntry::new(agent, AuditKind::Decision)
+                        .request_id(rid.as_str())
+                        .signature(signature.as_str())
+                        .decision(Decision::Allow)
+                        .actor(actor.as_str())
+                        .detail(json!({"grant": grant.id, "granted_by": grant.created_by}));
+                    let new = NewRequest::allowed(
+                        agent,
+                        rid.as_str(),
+                        tool.as_str(),
+                        args_value,
+                        signature.as_str(),
+                    )
+                    .resolved_by(actor.as_str())
+                    .audit(audit);
+                    if let Some(existing) = self.insert_decided(new, rule.as_deref()).await? {
+                        return self.attach(rid, existing).await;
+                    }
+                    let key = RequestKey::new(agent, rid.as_str());
+                    let outcome = self
+                        .execute_and_record(&key, Ok(valid), &signature, kept)
+                        .await;
+                    self.delivery.deliver(&key, &outcome);
+                    return Ok(finished(rid, outcome, kept));
+                }
                 if same_call_attaches && !client_key {
                     let open = self.store.open_ask_for(agent, &tool, &args_value).await;
                     match open {
@@ -202,6 +232,50 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The live grant of `agent` for `scope`, with this use counted (and audited for request
+    /// `rid`); `None` when there is none or it was revoked meanwhile.
+    async fn usable_grant(
+        &self,
+        agent: &str,
+        rid: &str,
+        scope: &str,
+        signature: &str,
+    ) -> Result<Option<Grant>, ErrorObject> {
+        let grant = self
+            .store
+            .live_grant(agent, scope, Timestamp::now())
+            .await
+            .map_err(|e| store_failure(&e))?;
+        let Some(grant) = grant else {
+            return Ok(None);
+        };
+        let audit = AuditEntry::new(agent, AuditKind::Other("grant_used".to_owned()))
+            .request_id(rid)
+            .signature(signature)
+            .actor(format!("grant:{}", grant.id))
+            .detail(json!({"grant": grant.id, "uses": grant.uses + 1}));
+        let counted = self
+            .store
+            .use_grant(grant.id, audit)
+            .await
+            .map_err(|e| store_failure(&e))?;
+        Ok(counted.then_some(grant))
+    }
+
+    /// The scope of `agent`'s call of `tool` with `args` as the policy judges it now (see
+    /// [`grant_scope`]); `None` when the call is no longer valid.
+    pub(crate) fn scope_of_call(&self, agent: &str, tool: &str, args: &Value) -> Option<String> {
+        let Value::Object(map) = args else {
+            return None;
+        };
+        let valid = self.manifest.tool(tool)?.validate(map).ok()?;
+        let decision = self.policy.judge(agent, valid);
+        if decision.judged.is_empty() {
+            return None;
+        }
+        Some(grant_scope(decision.judged.iter().map(|(s, _)| s.as_str())))
     }
 
     /// Stores a request the policy allowed or denied, with the rule that decided. `Some`: the

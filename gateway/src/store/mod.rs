@@ -51,6 +51,7 @@
 //! ```
 
 mod error;
+mod grants;
 mod rows;
 mod schema;
 mod types;
@@ -66,6 +67,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{StoreError, StoreResult};
+pub use grants::{Grant, NewGrant, grant_scope};
 pub(crate) use rows::args_digest;
 pub use schema::SCHEMA_VERSION;
 pub(crate) use types::rfc3339;
@@ -437,6 +439,78 @@ impl Store {
             WriteOutput::Transition(found) => Ok(found),
             _ => Err(self.unexpected("set_approver_refs")),
         }
+    }
+
+    /// Stores `grant` (and its audit entries, in the same transaction); returns its id.
+    pub async fn insert_grant(&self, mut grant: NewGrant) -> StoreResult<i64> {
+        let audit = std::mem::take(&mut grant.audit)
+            .into_iter()
+            .map(PreparedAudit::new)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let op = WriteOp::InsertGrant {
+            grant: Box::new(grant),
+            audit,
+        };
+        match self.write(op).await? {
+            WriteOutput::AuditId(id) => Ok(id),
+            _ => Err(self.unexpected("insert_grant")),
+        }
+    }
+
+    /// Counts one use of grant `id` with its audit entry; `false` if it was revoked meanwhile.
+    pub async fn use_grant(&self, id: i64, audit: AuditEntry) -> StoreResult<bool> {
+        let op = WriteOp::UseGrant {
+            id,
+            audit: Box::new(PreparedAudit::new(audit)?),
+        };
+        match self.write(op).await? {
+            WriteOutput::Transition(changed) => Ok(changed),
+            _ => Err(self.unexpected("use_grant")),
+        }
+    }
+
+    /// Revokes grant `id` by `by`, with its audit entry; `false` if it was already revoked or
+    /// does not exist.
+    pub async fn revoke_grant(
+        &self,
+        id: i64,
+        by: impl Into<String>,
+        audit: AuditEntry,
+    ) -> StoreResult<bool> {
+        let op = WriteOp::RevokeGrant {
+            id,
+            at: Timestamp::now(),
+            by: by.into(),
+            audit: Box::new(PreparedAudit::new(audit)?),
+        };
+        match self.write(op).await? {
+            WriteOutput::Transition(changed) => Ok(changed),
+            _ => Err(self.unexpected("revoke_grant")),
+        }
+    }
+
+    /// The live grant of `agent_id` for `scope` at `now` (the longest-lasting one), if any.
+    pub async fn live_grant(
+        &self,
+        agent_id: impl Into<String>,
+        scope: impl Into<String>,
+        now: Timestamp,
+    ) -> StoreResult<Option<Grant>> {
+        let (agent_id, scope) = (agent_id.into(), scope.into());
+        self.read(move |conn, path| grants::live_grant(conn, path, &agent_id, &scope, now))
+            .await
+    }
+
+    /// Every grant live at `now`, soonest to expire first.
+    pub async fn live_grants(&self, now: Timestamp) -> StoreResult<Vec<Grant>> {
+        self.read(move |conn, path| grants::live_grants(conn, path, now))
+            .await
+    }
+
+    /// Grant `id`, revoked or not.
+    pub async fn grant(&self, id: i64) -> StoreResult<Option<Grant>> {
+        self.read(move |conn, path| grants::grant_by_id(conn, path, id))
+            .await
     }
 
     /// Start-up recovery, as of now: see [`Store::recover_on_startup_at`].

@@ -221,6 +221,24 @@ CREATE INDEX requests_asks_resolved ON requests (resolved_at)
     WHERE decision = 'ask' AND resolved_at IS NOT NULL;
 CREATE INDEX requests_asked_by_digest ON requests (agent_id, args_digest) WHERE decision = 'ask';
 "#,
+    // v8: grants ("allow this for a while"): one agent, the exact set of signatures of the
+    // approved call (`scope`), an expiry, a use count, a revocation. Found by agent and scope.
+    r#"
+CREATE TABLE grants (
+    id         INTEGER PRIMARY KEY,
+    agent_id   TEXT    NOT NULL,
+    scope      TEXT    NOT NULL,
+    tool       TEXT    NOT NULL,
+    request_id TEXT    NOT NULL,
+    created_by TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    uses       INTEGER NOT NULL DEFAULT 0,
+    revoked_at INTEGER,
+    revoked_by TEXT
+);
+CREATE INDEX grants_by_scope ON grants (agent_id, scope) WHERE revoked_at IS NULL;
+"#,
 ];
 
 /// The schema version this build writes and understands.

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::prepared::{PreparedAudit, PreparedInsert, PreparedTransition};
 use crate::store::error::{StoreError, StoreResult};
+use crate::store::grants;
 use crate::store::rows::{self, REQUEST_COLUMNS};
 use crate::store::types::{
     AuditEntry, AuditKind, EXECUTION_FAILED_CODE, InsertOutcome, RESTART_DURING_EXECUTION,
@@ -30,6 +31,21 @@ pub(crate) enum WriteOp {
     },
     Recover {
         now: Timestamp,
+    },
+    InsertGrant {
+        grant: Box<crate::store::grants::NewGrant>,
+        audit: Vec<PreparedAudit>,
+    },
+    /// Counts one use of a grant (if it is not revoked), with its audit.
+    UseGrant {
+        id: i64,
+        audit: Box<PreparedAudit>,
+    },
+    RevokeGrant {
+        id: i64,
+        at: Timestamp,
+        by: String,
+        audit: Box<PreparedAudit>,
     },
     Close,
 }
@@ -307,8 +323,68 @@ pub(super) fn apply(conn: &Connection, path: &Path, op: &WriteOp) -> StoreResult
         WriteOp::Recover { now } => {
             recover(conn, path, *now).map(|report| WriteOutput::Recovery(Box::new(report)))
         }
+        WriteOp::InsertGrant { grant, audit } => {
+            insert_grant(conn, path, grant, audit).map(WriteOutput::AuditId)
+        }
+        WriteOp::UseGrant { id, audit } => {
+            change_grant(conn, path, grants::USE_GRANT_SQL, params![id], audit)
+                .map(WriteOutput::Transition)
+        }
+        WriteOp::RevokeGrant { id, at, by, audit } => change_grant(
+            conn,
+            path,
+            grants::REVOKE_GRANT_SQL,
+            params![id, at.as_millis(), by],
+            audit,
+        )
+        .map(WriteOutput::Transition),
         WriteOp::Close => Ok(WriteOutput::Closed),
     }
+}
+
+/// Stores a grant and its audit entries; returns its id.
+fn insert_grant(
+    conn: &Connection,
+    path: &Path,
+    grant: &grants::NewGrant,
+    audit: &[PreparedAudit],
+) -> StoreResult<i64> {
+    conn.prepare_cached(grants::INSERT_GRANT_SQL)
+        .map_err(sqlite(path, "storing a grant"))?
+        .execute(params![
+            grant.agent_id,
+            grant.scope,
+            grant.tool,
+            grant.request_id,
+            grant.created_by,
+            grant.created_at.as_millis(),
+            grant.expires_at.as_millis(),
+        ])
+        .map_err(sqlite(path, "storing a grant"))?;
+    let id = conn.last_insert_rowid();
+    for entry in audit {
+        insert_audit(conn, path, entry)?;
+    }
+    Ok(id)
+}
+
+/// Applies a conditional change to a grant; its audit entry is written only if it changed.
+fn change_grant(
+    conn: &Connection,
+    path: &Path,
+    sql: &str,
+    values: &[&dyn rusqlite::ToSql],
+    audit: &PreparedAudit,
+) -> StoreResult<bool> {
+    let changed = conn
+        .prepare_cached(sql)
+        .map_err(sqlite(path, "changing a grant"))?
+        .execute(values)
+        .map_err(sqlite(path, "changing a grant"))?;
+    if changed == 1 {
+        insert_audit(conn, path, audit)?;
+    }
+    Ok(changed == 1)
 }
 
 #[cfg(test)]
