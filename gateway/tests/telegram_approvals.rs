@@ -199,10 +199,54 @@ async fn approval_message_shows_the_request_with_allow_and_deny_buttons() {
         [
             ("✅ Allow".to_owned(), Some("a|pi|light-1".to_owned())),
             ("❌ Deny".to_owned(), Some("d|pi|light-1".to_owned())),
+            ("✅ 15 min".to_owned(), Some("g0|pi|light-1".to_owned())),
+            ("✅ 1 h".to_owned(), Some("g1|pi|light-1".to_owned())),
+            ("✅ 8 h".to_owned(), Some("g2|pi|light-1".to_owned())),
             ("❌ Not now".to_owned(), Some("r0|pi|light-1".to_owned())),
             ("❌ Not safe".to_owned(), Some("r1|pi|light-1".to_owned())),
         ]
     );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_allow_for_button_approves_and_grants_the_same_call() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "light-grant")
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+    let press = h
+        .telegram
+        .press_button(&alice(), message.message_id, "g1|pi|light-grant")
+        .unwrap();
+    assert_eq!(
+        h.telegram.wait_for_answer(&press).await.text.as_deref(),
+        Some("✅ Approved")
+    );
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    let grants = h
+        .gateway()
+        .store()
+        .live_grants(agent_gate_gateway::store::Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].created_by, "telegram:@alice");
+    let lasts = grants[0].expires_at.as_millis() - grants[0].created_at.as_millis();
+    assert_eq!(lasts, 3_600_000);
+    // The same call again runs without a message.
+    let again = agent
+        .tool_with_id(
+            "ha_call_service",
+            light_on("light.bedroom"),
+            "light-grant-2",
+        )
+        .await;
+    assert_eq!(agent.response(again).await["result"]["status"], "executed");
+    assert_eq!(h.telegram.sent().len(), 1);
+    assert_eq!(h.home.service_call_count(), 2);
     h.shutdown().await;
 }
 

@@ -43,6 +43,9 @@ pub struct TelegramConfig {
     /// Preset reasons of the "deny, because" buttons (default `Not now`, `Not safe`; at most 4,
     /// each 1–40 characters).
     pub deny_reasons: Vec<String>,
+    /// Durations of the "allow for" buttons (`grant_minutes`, default 15, 60, 480; at most 4,
+    /// each 1 minute to 7 days).
+    pub grant_durations: Vec<std::time::Duration>,
 }
 
 /// The web approver.
@@ -132,6 +135,7 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                         "allowed_users",
                         "api_url",
                         "deny_reasons",
+                        "grant_minutes",
                     ],
                 );
                 if let Some(t) = telegram(ctx, &obj) {
@@ -205,6 +209,33 @@ fn unknown_approver(ctx: &mut Ctx, path: &str, ty: &str) {
     );
 }
 
+/// `grant_minutes`: at most four durations in minutes (the default when absent).
+fn grant_minutes(ctx: &mut Ctx, obj: &Obj<'_>) -> Vec<std::time::Duration> {
+    use crate::approvals::DEFAULT_GRANT_DURATIONS;
+    use crate::messengers::telegram::format::MAX_DENY_REASONS;
+    let field = obj.field("grant_minutes");
+    if field.value.is_none() {
+        return DEFAULT_GRANT_DURATIONS.to_vec();
+    }
+    let Some(items) = ctx.list(&field) else {
+        return Vec::new();
+    };
+    if items.len() > MAX_DENY_REASONS {
+        ctx.error(
+            &field.path,
+            format!(
+                "at most {MAX_DENY_REASONS} grant durations fit under a message, got {}",
+                items.len()
+            ),
+        );
+    }
+    items
+        .iter()
+        .filter_map(|item| ctx.int(item, 1, 7 * 24 * 60))
+        .map(|minutes| std::time::Duration::from_secs(minutes as u64 * 60))
+        .collect()
+}
+
 /// `deny_reasons`: at most four short texts (the default when absent).
 fn deny_reasons(ctx: &mut Ctx, obj: &Obj<'_>) -> Vec<String> {
     use crate::messengers::telegram::format::{DEFAULT_DENY_REASONS, MAX_DENY_REASONS};
@@ -275,6 +306,7 @@ fn telegram(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<TelegramConfig> {
         _ => DEFAULT_TELEGRAM_API_URL.to_string(),
     };
     let deny_reasons = deny_reasons(ctx, obj);
+    let grant_durations = grant_minutes(ctx, obj);
     let (token, chat_id) = (token?, chat_id?);
     if allowed_users.is_empty() {
         return None;
@@ -285,5 +317,6 @@ fn telegram(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<TelegramConfig> {
         allowed_users,
         api_url,
         deny_reasons,
+        grant_durations,
     })
 }

@@ -59,6 +59,7 @@ pub struct TelegramApproverBuilder {
     chat_id: i64,
     allowed_users: Vec<i64>,
     deny_reasons: Vec<String>,
+    grant_durations: Vec<Duration>,
     api_url: String,
     name: String,
     poll_timeout: Duration,
@@ -73,6 +74,15 @@ impl TelegramApproverBuilder {
     /// four are shown). The agent gets the reason of the button pressed.
     pub fn deny_reasons<S: Into<String>>(mut self, reasons: impl IntoIterator<Item = S>) -> Self {
         self.deny_reasons = reasons.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The durations offered as "allow for ..." buttons (default
+    /// [`DEFAULT_GRANT_DURATIONS`](crate::approvals::DEFAULT_GRANT_DURATIONS): 15 min, 1 h,
+    /// 8 h; empty for none; at most four are shown). A press approves the request and grants
+    /// the agent the same call for that long ([`crate::approvals::ApprovalHandle::allow_for`]).
+    pub fn grant_durations(mut self, durations: impl IntoIterator<Item = Duration>) -> Self {
+        self.grant_durations = durations.into_iter().collect();
         self
     }
 
@@ -139,6 +149,7 @@ impl TelegramApproverBuilder {
                 chat_id: self.chat_id,
                 allowed: self.allowed_users.into_iter().collect(),
                 deny_reasons: self.deny_reasons,
+                grant_durations: self.grant_durations,
                 api,
                 poll_timeout: self.poll_timeout,
                 backoff: Backoff::new(self.initial_backoff, self.max_backoff),
@@ -164,6 +175,7 @@ impl TelegramApprover {
                 .iter()
                 .map(|r| (*r).to_owned())
                 .collect(),
+            grant_durations: crate::approvals::DEFAULT_GRANT_DURATIONS.to_vec(),
             api_url: crate::config::DEFAULT_TELEGRAM_API_URL.to_owned(),
             name: DEFAULT_NAME.to_owned(),
             poll_timeout: DEFAULT_POLL_TIMEOUT,
@@ -178,6 +190,7 @@ impl TelegramApprover {
         Self::builder(config.token.expose(), config.chat_id)
             .allowed_users(config.allowed_users.iter().copied())
             .deny_reasons(config.deny_reasons.iter().cloned())
+            .grant_durations(config.grant_durations.iter().copied())
             .api_url(config.api_url.clone())
     }
 }

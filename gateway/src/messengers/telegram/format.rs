@@ -4,6 +4,8 @@
 //! under Telegram's 4096-character limit), the inline keyboard, and the callback data of
 //! its buttons (at most 64 bytes, self-contained so buttons keep working across restarts).
 
+use std::time::Duration;
+
 use frankenstein::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -208,9 +210,10 @@ pub fn resolved_text(request: &ApprovalRequest, resolution: &Resolution) -> Stri
     format!("{title}\n\n{}{line}", request_body(request))
 }
 
-/// The Allow / Deny keyboard of a pending request, with a second row of "deny, because"
-/// buttons, one per preset reason (at most [`MAX_DENY_REASONS`]).
-pub fn keyboard(key: &RequestKey, reasons: &[String]) -> InlineKeyboardMarkup {
+/// The Allow / Deny keyboard of a pending request, then a row of "allow for" buttons, one
+/// per grant duration, then a row of "deny, because" buttons, one per preset reason (at most
+/// [`MAX_DENY_REASONS`] of each).
+pub fn keyboard(key: &RequestKey, grants: &[Duration], reasons: &[String]) -> InlineKeyboardMarkup {
     let button = |label: String, data: String| InlineKeyboardButton {
         text: label,
         url: None,
@@ -228,6 +231,20 @@ pub fn keyboard(key: &RequestKey, reasons: &[String]) -> InlineKeyboardMarkup {
         button(ALLOW_LABEL.to_owned(), callback_data(Verdict::Allow, key)),
         button(DENY_LABEL.to_owned(), callback_data(Verdict::Deny, key)),
     ]];
+    let grant_buttons: Vec<InlineKeyboardButton> = grants
+        .iter()
+        .take(MAX_DENY_REASONS)
+        .enumerate()
+        .map(|(i, duration)| {
+            button(
+                format!("✅ {}", crate::approvals::grant_label(*duration)),
+                coded(&format!("g{i}"), key),
+            )
+        })
+        .collect();
+    if !grant_buttons.is_empty() {
+        rows.push(grant_buttons);
+    }
     let presets: Vec<InlineKeyboardButton> = reasons
         .iter()
         .take(MAX_DENY_REASONS)
@@ -249,6 +266,8 @@ pub struct ButtonData {
     pub verdict: Verdict,
     /// For a "deny, because" button: which preset reason (its index in the configured list).
     pub reason: Option<u8>,
+    /// For an "allow for" button: which grant duration (its index in the configured list).
+    pub grant: Option<u8>,
     /// Which request.
     pub target: ButtonTarget,
 }
@@ -309,12 +328,16 @@ fn coded(code: &str, key: &RequestKey) -> String {
 /// Reads callback data written by [`callback_data`]; `None` for anything else.
 pub fn parse_callback_data(data: &str) -> Option<ButtonData> {
     let mut chars = data.chars();
-    let (verdict, reason) = match chars.next()? {
-        'a' => (Verdict::Allow, None),
-        'd' => (Verdict::Deny, None),
+    let (verdict, reason, grant) = match chars.next()? {
+        'a' => (Verdict::Allow, None, None),
+        'd' => (Verdict::Deny, None, None),
         'r' => {
             let index = chars.next()?.to_digit(10)?;
-            (Verdict::Deny, Some(index as u8))
+            (Verdict::Deny, Some(index as u8), None)
+        }
+        'g' => {
+            let index = chars.next()?.to_digit(10)?;
+            (Verdict::Allow, None, Some(index as u8))
         }
         _ => return None,
     };
@@ -337,6 +360,7 @@ pub fn parse_callback_data(data: &str) -> Option<ButtonData> {
     Some(ButtonData {
         verdict,
         reason,
+        grant,
         target,
     })
 }
@@ -455,6 +479,7 @@ mod tests {
                 Some(ButtonData {
                     verdict,
                     reason: None,
+                    grant: None,
                     target: ButtonTarget::Key(key.clone())
                 })
             );
@@ -474,6 +499,7 @@ mod tests {
             Some(ButtonData {
                 verdict: Verdict::Allow,
                 reason: None,
+                grant: None,
                 target: ButtonTarget::Digest(key_digest(&long))
             })
         );
@@ -492,7 +518,7 @@ mod tests {
     fn keyboard_has_allow_then_deny_then_the_preset_reasons() {
         let key = RequestKey::new("default", "r1");
         let reasons = vec!["Not now".to_owned(), "Not safe".to_owned()];
-        let markup = keyboard(&key, &reasons);
+        let markup = keyboard(&key, &[], &reasons);
         let row = &markup.inline_keyboard[0];
         assert_eq!(row[0].text, ALLOW_LABEL);
         assert_eq!(row[0].callback_data.as_deref(), Some("a|default|r1"));
@@ -506,10 +532,11 @@ mod tests {
             Some(ButtonData {
                 verdict: Verdict::Deny,
                 reason: Some(1),
+                grant: None,
                 target: ButtonTarget::Key(key.clone()),
             })
         );
         assert_eq!(parse_callback_data("rx|default|r1"), None);
-        assert_eq!(keyboard(&key, &[]).inline_keyboard.len(), 1);
+        assert_eq!(keyboard(&key, &[], &[]).inline_keyboard.len(), 1);
     }
 }

@@ -23,6 +23,8 @@ pub(super) struct Inner {
     pub(super) allowed: HashSet<i64>,
     /// The preset reasons of the "deny, because" buttons.
     pub(super) deny_reasons: Vec<String>,
+    /// The durations of the "allow for" buttons.
+    pub(super) grant_durations: Vec<Duration>,
     pub(super) api: BotApi,
     pub(super) poll_timeout: Duration,
     pub(super) backoff: Backoff,

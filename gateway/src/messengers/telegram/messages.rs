@@ -24,7 +24,7 @@ impl Inner {
                 self.api.send_message(
                     self.chat_id,
                     &text,
-                    format::keyboard(&request.key, &self.deny_reasons),
+                    format::keyboard(&request.key, &self.grant_durations, &self.deny_reasons),
                 )
             })
             .await?;
@@ -95,7 +95,11 @@ impl Inner {
                         .send_message(
                             self.chat_id,
                             &text,
-                            format::keyboard(&request.key, &self.deny_reasons),
+                            format::keyboard(
+                                &request.key,
+                                &self.grant_durations,
+                                &self.deny_reasons,
+                            ),
                         )
                         .await;
                     self.observe(&sent);
@@ -118,7 +122,11 @@ impl Inner {
                         .edit_message(
                             *message,
                             &text,
-                            Some(format::keyboard(&request.key, &self.deny_reasons)),
+                            Some(format::keyboard(
+                                &request.key,
+                                &self.grant_durations,
+                                &self.deny_reasons,
+                            )),
                         )
                         .await;
                     self.observe(&edited);
@@ -181,7 +189,7 @@ impl Inner {
             async move {
                 let edited = self
                     .api
-                    .edit_message(*message, &text, Some(format::keyboard(&request.key, &self.deny_reasons)))
+                    .edit_message(*message, &text, Some(format::keyboard(&request.key, &self.grant_durations, &self.deny_reasons)))
                     .await;
                 if let Err(error) = edited {
                     tracing::warn!(%error, message_id = message.message_id, "telegram: could not mark a message as paused");

@@ -143,18 +143,26 @@ impl Inner {
         let reason = button
             .reason
             .and_then(|i| self.deny_reasons.get(usize::from(i)));
-        let outcome = match (&key, reason) {
-            (Some(key), Some(reason)) => {
+        let grant = button
+            .grant
+            .and_then(|i| self.grant_durations.get(usize::from(i)).copied());
+        let outcome = match (&key, reason, grant) {
+            (Some(key), None, Some(duration)) => {
+                handle
+                    .allow_for(key.clone(), actor.as_str(), duration)
+                    .await
+            }
+            (Some(key), Some(reason), _) => {
                 handle
                     .deny_because(key.clone(), actor.as_str(), reason)
                     .await
             }
-            (Some(key), None) => {
+            (Some(key), None, None) => {
                 handle
                     .decide(key.clone(), button.verdict, actor.as_str())
                     .await
             }
-            (None, _) => DecideOutcome::NotFound,
+            (None, _, _) => DecideOutcome::NotFound,
         };
         let text = match (outcome, button.verdict) {
             (DecideOutcome::Won, Verdict::Allow) => "✅ Approved",
