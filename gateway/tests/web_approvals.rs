@@ -519,6 +519,89 @@ async fn a_denial_with_a_reason_tells_the_agent_why() {
 }
 
 #[tokio::test]
+async fn a_grant_from_the_page_is_listed_used_and_revoked() {
+    let h = WebHarness::with_token().await;
+    let mut agent = h.agent().await;
+    let id = h
+        .ask(&mut agent, light_on("light.kitchen"), "web-grant")
+        .await;
+    let mut browser = h.session().await;
+    let csrf = browser.csrf.clone().unwrap();
+    // The page's "Allow 1 h" button, posted without JavaScript.
+    let response = browser
+        .post_form(
+            "/approvals/decide",
+            &[
+                ("agent", "pi"),
+                ("request_id", "web-grant"),
+                ("grant_minutes", "60"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    let (status, grants) = browser.get_json("/approvals/api/grants").await;
+    assert_eq!(status, 200);
+    assert_eq!(grants.as_array().unwrap().len(), 1, "{grants}");
+    assert_eq!(grants[0]["created_by"], "web:alice");
+    assert_eq!(
+        grants[0]["scope"],
+        "ha_call_service(light.turn_on, light.kitchen)"
+    );
+    let grant_id = grants[0]["id"].as_i64().unwrap();
+
+    // The same call runs at once and counts a use.
+    let answer = agent
+        .call(
+            "tool_request",
+            json!({"tool": "ha_call_service", "args": light_on("light.kitchen"), "request_id": "web-grant-2"}),
+        )
+        .await;
+    assert_eq!(answer["result"]["status"], "executed", "{answer}");
+    let (_, grants) = browser.get_json("/approvals/api/grants").await;
+    assert_eq!(grants[0]["uses"], 1);
+
+    // A grant with a denial, or too long, is refused.
+    let id2 = h
+        .ask(&mut agent, light_on("light.bedroom"), "web-grant-bad")
+        .await;
+    let (status, _) = browser
+        .decide_json("pi", "web-grant-bad", "deny", &json!({"grant_minutes": 60}))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = browser
+        .decide_json(
+            "pi",
+            "web-grant-bad",
+            "allow",
+            &json!({"grant_minutes": 20000}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    browser.decide("pi", "web-grant-bad", "deny").await;
+    assert_eq!(agent.response(id2).await["error"]["code"], -32001);
+
+    // Revoking needs the page's CSRF token; then the same call asks again.
+    let path = format!("/approvals/api/grants/{grant_id}/revoke");
+    let refused = browser.post_form(&path, &[]).await;
+    assert_eq!(refused.status(), 403);
+    let (status, body) = browser.post_api(&path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked"], true);
+    let (status, body) = browser.post_api(&path).await;
+    assert_eq!(status, 409, "{body}");
+    let (_, grants) = browser.get_json("/approvals/api/grants").await;
+    assert_eq!(grants, json!([]));
+    let id3 = h
+        .ask(&mut agent, light_on("light.kitchen"), "web-grant-3")
+        .await;
+    browser.decide("pi", "web-grant-3", "deny").await;
+    assert_eq!(agent.response(id3).await["error"]["code"], -32001);
+    assert_eq!(h.home.service_call_count(), 2);
+}
+
+#[tokio::test]
 async fn the_history_keeps_human_decisions_behind_many_policy_decisions() {
     let h = WebHarness::with_token().await;
     let mut agent = h.agent().await;

@@ -286,6 +286,22 @@ impl Browser {
         (status, response.json().await.unwrap())
     }
 
+    /// POSTs to a JSON API path as the page's script does (cookie, `Origin`, CSRF header).
+    pub async fn post_api(&mut self, path: &str) -> (u16, Value) {
+        let mut headers = self.headers(true);
+        let csrf = self.csrf.clone().expect("session has a CSRF token");
+        headers.insert("x-csrf-token", HeaderValue::from_str(&csrf).unwrap());
+        let response = self
+            .http
+            .post(format!("{}{path}", self.origin))
+            .headers(headers)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     /// Decides through the JSON API with `body` as the JSON request body (e.g. a reason).
     pub async fn decide_json(
         &mut self,

@@ -77,6 +77,7 @@ const SCRIPT: &str = r#"
     var actions=el("div","actions");
     var allow=el("button","allow","Allow");allow.type="button";allow.dataset.verdict="allow";
     var deny=el("button","deny","Deny");deny.type="button";deny.dataset.verdict="deny";
+    [[15,"15 min"],[60,"1 h"],[480,"8 h"]].forEach(function(g){var b=el("button","allow grant","Allow "+g[1]);b.type="button";b.dataset.verdict="allow";b.dataset.grant=String(g[0]);actions.appendChild(b);});
     var reason=el("input","reason");reason.type="text";reason.name="reason";reason.maxLength=500;reason.placeholder="Reason for a denial (optional)";reason.setAttribute("aria-label","Reason for a denial");
     actions.appendChild(allow);actions.appendChild(deny);actions.appendChild(reason);li.appendChild(actions);
     return li;
@@ -90,6 +91,13 @@ const SCRIPT: &str = r#"
     if(r.error)li.appendChild(el("div","meta",s&&s.error?s.error:r.error));
     return li;
   }
+  function grantItem(g){
+    var li=el("li","card");
+    li.appendChild(el("div","sig",g.scope));
+    li.appendChild(el("div","meta","agent "+g.agent_id+" \u00b7 granted by "+g.created_by+" \u00b7 until "+when(g.expires_at)+" \u00b7 used "+g.uses+"\u00d7"));
+    var actions=el("div","actions");var revoke=el("button","deny","Revoke");revoke.type="button";revoke.dataset.revoke=String(g.id);actions.appendChild(revoke);li.appendChild(actions);
+    return li;
+  }
   function fill(list, items, make, emptyText){
     list.replaceChildren();
     items.forEach(function(r){list.appendChild(make(r));});
@@ -100,16 +108,17 @@ const SCRIPT: &str = r#"
   function refresh(){
     if(loading){again=true;return;}
     loading=true;
-    Promise.all([getJson("BASE/api/pending"),getJson("BASE/api/history")]).then(function(res){
+    Promise.all([getJson("BASE/api/pending"),getJson("BASE/api/history"),getJson("BASE/api/grants")]).then(function(res){
+      fill(document.getElementById("grants"),res[2],grantItem,"No grants.");
       fill(document.getElementById("pending"),res[0],pendingCard,"Nothing is waiting for a decision.");
       document.getElementById("pending-count").textContent=String(res[0].length);
       fill(document.getElementById("history"),res[1],historyItem,"No decisions yet.");
     }).catch(function(e){statusBox.textContent="Could not refresh ("+e.message+"); reload the page.";})
     .then(function(){loading=false;if(again){again=false;refresh();}});
   }
-  function decide(agent, request, verdict, buttons, reason){
+  function decide(agent, request, verdict, buttons, reason, grant){
     buttons.forEach(function(b){b.disabled=true;});
-    var body=(verdict==="deny"&&reason)?JSON.stringify({reason:reason}):"";
+    var body=(verdict==="deny"&&reason)?JSON.stringify({reason:reason}):(grant?JSON.stringify({grant_minutes:grant}):"");
     fetch("BASE/api/"+encodeURIComponent(agent)+"/"+encodeURIComponent(request)+"/"+verdict,
       {method:"POST",credentials:"same-origin",headers:{"X-CSRF-Token":csrf,"Accept":"application/json","Content-Type":"application/json"},body:body})
       .then(function(r){return r.json();})
@@ -122,7 +131,16 @@ const SCRIPT: &str = r#"
     ev.preventDefault();
     var card=b.closest("li.card");
     var reason=card.querySelector("input.reason");
-    decide(card.dataset.agent,card.dataset.request,b.dataset.verdict,Array.prototype.slice.call(card.querySelectorAll("button")),reason?reason.value.trim():"");
+    decide(card.dataset.agent,card.dataset.request,b.dataset.verdict,Array.prototype.slice.call(card.querySelectorAll("button")),reason?reason.value.trim():"",b.dataset.grant?Number(b.dataset.grant):0);
+  });
+  document.getElementById("grants").addEventListener("click",function(ev){
+    var b=ev.target.closest("button[data-revoke]");if(!b)return;
+    ev.preventDefault();b.disabled=true;
+    fetch("BASE/api/grants/"+encodeURIComponent(b.dataset.revoke)+"/revoke",{method:"POST",credentials:"same-origin",headers:{"X-CSRF-Token":csrf,"Accept":"application/json"}})
+      .then(function(r){return r.json();})
+      .then(function(body){statusBox.textContent=body.message||"";})
+      .catch(function(e){statusBox.textContent="The revocation was not sent ("+e.message+").";})
+      .then(refresh);
   });
   if(window.EventSource){
     var source=new EventSource("BASE/api/events");
@@ -178,6 +196,9 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button class=\"allow\" name=\"verdict\" value=\"allow\" data-verdict=\"allow\">Allow</button>\
          <button class=\"deny\" name=\"verdict\" value=\"deny\" data-verdict=\"deny\">Deny</button>\
+         <button class=\"allow grant\" name=\"grant_minutes\" value=\"15\" data-verdict=\"allow\" data-grant=\"15\">Allow 15 min</button>\
+         <button class=\"allow grant\" name=\"grant_minutes\" value=\"60\" data-verdict=\"allow\" data-grant=\"60\">Allow 1 h</button>\
+         <button class=\"allow grant\" name=\"grant_minutes\" value=\"480\" data-verdict=\"allow\" data-grant=\"480\">Allow 8 h</button>\
          <input class=\"reason\" type=\"text\" name=\"reason\" maxlength=\"500\" placeholder=\"Reason for a denial (optional)\" aria-label=\"Reason for a denial\">\
          </form></li>",
         agent = escape(&request.agent_id),
@@ -281,7 +302,10 @@ pub(super) fn approvals(
     if pending.is_empty() {
         out.push_str("<li class=\"empty\">Nothing is waiting for a decision.</li>");
     }
-    out.push_str("</ul><h2>Decided</h2><ul id=\"history\">");
+    out.push_str(
+        "</ul><h2>Grants</h2><ul id=\"grants\"><li class=\"empty\">Grants are listed here (with JavaScript on).</li></ul>",
+    );
+    out.push_str("<h2>Decided</h2><ul id=\"history\">");
     for item in history {
         history_item(&mut out, item);
     }

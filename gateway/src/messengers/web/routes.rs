@@ -37,6 +37,8 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
         .route("/approvals/api/pending", get(api_pending))
         .route("/approvals/api/history", get(api_history))
         .route("/approvals/api/events", get(api_events))
+        .route("/approvals/api/grants", get(api_grants))
+        .route("/approvals/api/grants/{id}/revoke", post(api_revoke))
         .route(
             "/approvals/api/{agent}/{request_id}/{verdict}",
             post(api_decide),
@@ -464,13 +466,15 @@ struct Decided {
     message: &'static str,
 }
 
-/// Decides `agent`'s request `request_id`; `reason` (for a denial only) tells the agent why.
+/// Decides `agent`'s request `request_id`; `reason` (for a denial only) tells the agent why,
+/// `grant_minutes` (for an approval only) grants the same call for that long.
 async fn decide(
     inner: &Inner,
     agent: String,
     request_id: String,
     verdict: &str,
     reason: Option<&str>,
+    grant_minutes: Option<u64>,
 ) -> Decided {
     let verdict = match verdict {
         "allow" => Verdict::Allow,
@@ -498,14 +502,32 @@ async fn decide(
             message: "a reason goes with a denial only: allow without one, or deny",
         };
     }
+    if let Some(minutes) = grant_minutes
+        && (verdict != Verdict::Allow || !(1..=MAX_GRANT_MINUTES).contains(&minutes))
+    {
+        return Decided {
+            status: StatusCode::BAD_REQUEST,
+            outcome: None,
+            message: "grant_minutes goes with allow only, from 1 to 10080 (7 days)",
+        };
+    }
     let key = RequestKey::new(agent, request_id);
-    let outcome = match reason {
-        Some(reason) => {
+    let outcome = match (reason, grant_minutes) {
+        (_, Some(minutes)) => {
+            handle
+                .allow_for(
+                    key.clone(),
+                    inner.actor.clone(),
+                    std::time::Duration::from_secs(minutes * 60),
+                )
+                .await
+        }
+        (Some(reason), None) => {
             handle
                 .deny_because(key.clone(), inner.actor.clone(), reason)
                 .await
         }
-        None => {
+        (None, None) => {
             handle
                 .decide(key.clone(), verdict, inner.actor.clone())
                 .await
@@ -553,12 +575,13 @@ async fn api_decide(
     if let Err(refusal) = check_post(&inner, &caller, csrf.as_deref()) {
         return refusal.json();
     }
-    // An optional JSON body: `{"reason": "..."}` with a denial.
-    let reason = if body.iter().all(u8::is_ascii_whitespace) {
-        None
+    // An optional JSON body: `{"reason": "..."}` with a denial, `{"grant_minutes": 60}` with
+    // an approval.
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        DecideBody::default()
     } else {
         match serde_json::from_slice::<DecideBody>(&body) {
-            Ok(body) => body.reason,
+            Ok(body) => body,
             Err(error) => {
                 let message = format!(
                     "the body must be a JSON object like {{\"reason\": \"...\"}} (or empty): {error}"
@@ -571,7 +594,15 @@ async fn api_decide(
             }
         }
     };
-    let decided = decide(&inner, agent, request_id, &verdict, reason.as_deref()).await;
+    let decided = decide(
+        &inner,
+        agent,
+        request_id,
+        &verdict,
+        body.reason.as_deref(),
+        body.grant_minutes,
+    )
+    .await;
     (
         decided.status,
         Json(json!({
@@ -583,12 +614,17 @@ async fn api_decide(
         .into_response()
 }
 
+/// The longest grant the page offers or accepts, in minutes (7 days).
+const MAX_GRANT_MINUTES: u64 = 7 * 24 * 60;
+
 /// The optional JSON body of an API decision.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DecideBody {
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    grant_minutes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -602,6 +638,8 @@ struct DecideForm {
     #[serde(default)]
     reason: Option<String>,
     #[serde(default)]
+    grant_minutes: Option<String>,
+    #[serde(default)]
     csrf: String,
 }
 
@@ -613,12 +651,29 @@ async fn decide_form(
     if let Err(refusal) = check_post(&inner, &caller, Some(&form.csrf)) {
         return refusal.html();
     }
+    // A grant button carries `grant_minutes` and no verdict: it approves.
+    let grant_minutes = match form.grant_minutes.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(minutes) => Some(minutes),
+            Err(_) => {
+                return html_response(StatusCode::BAD_REQUEST, |nonce| {
+                    page::result(nonce, "grant_minutes must be a number of minutes")
+                });
+            }
+        },
+    };
+    let verdict = match (form.verdict.as_str(), grant_minutes) {
+        ("", Some(_)) => "allow",
+        (verdict, _) => verdict,
+    };
     let decided = decide(
         &inner,
         form.agent,
         form.request_id,
-        &form.verdict,
+        verdict,
         form.reason.as_deref(),
+        grant_minutes,
     )
     .await;
     html_response(decided.status, |nonce| page::result(nonce, decided.message))
@@ -629,6 +684,91 @@ async fn api_pending(State(inner): State<Arc<Inner>>, caller: Caller) -> Respons
         return refusal.json();
     }
     Json(inner.pending().await).into_response()
+}
+
+async fn api_grants(State(inner): State<Arc<Inner>>, caller: Caller) -> Response {
+    if let Err(refusal) = access(&inner, &caller) {
+        return refusal.json();
+    }
+    match inner
+        .store
+        .live_grants(crate::store::Timestamp::now())
+        .await
+    {
+        Ok(grants) => Json(grants).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "the approval page could not read the grants");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": format!("cannot read the grants: {error}") })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn api_revoke(
+    State(inner): State<Arc<Inner>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Response {
+    let csrf = caller
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Err(refusal) = check_post(&inner, &caller, csrf.as_deref()) {
+        return refusal.json();
+    }
+    let grant = match inner.store.grant(id).await {
+        Ok(Some(grant)) => grant,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"revoked": false, "message": "No such grant."})),
+            )
+                .into_response();
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not read a grant");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"revoked": false, "message": "The grant could not be read."})),
+            )
+                .into_response();
+        }
+    };
+    let audit = crate::store::AuditEntry::new(
+        grant.agent_id.as_str(),
+        crate::store::AuditKind::Other("grant_revoked".to_owned()),
+    )
+    .request_id(grant.request_id.as_str())
+    .actor(inner.actor.as_str())
+    .detail(json!({"grant": id, "scope": grant.scope, "uses": grant.uses}));
+    match inner
+        .store
+        .revoke_grant(id, inner.actor.as_str(), audit)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(grant = id, actor = %inner.actor, "grant revoked");
+            Json(json!({"revoked": true, "message": "Revoked: the same call asks again."}))
+                .into_response()
+        }
+        Ok(false) => (
+            StatusCode::CONFLICT,
+            Json(json!({"revoked": false, "message": "Already revoked."})),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not revoke a grant");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"revoked": false, "message": "The grant could not be revoked."})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn api_history(State(inner): State<Arc<Inner>>, caller: Caller) -> Response {
