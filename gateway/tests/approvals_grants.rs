@@ -259,3 +259,39 @@ async fn grants_expire_are_revoked_and_survive_a_restart() {
     );
     asks(&h, &mut pi, bedroom(), "e-5").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_allow_is_a_grant_without_expiry_for_exactly_that_call() {
+    let mut h = harness().await;
+    let mut pi = h.agent().await;
+    let kitchen = || call("turn_on", json!("light.kitchen"));
+    let id = pi.tool_with_id("ha_call_service", kitchen(), "a-1").await;
+    let asked = h.approver.next_request().await.unwrap();
+    assert_eq!(
+        h.approver.always_allow(asked.key, "alice").await,
+        DecideOutcome::Won
+    );
+    assert_eq!(pi.response(id).await["result"]["status"], "executed");
+    let grants = h
+        .gateway()
+        .store()
+        .live_grants(Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].expires_at, None);
+    // Survives a restart; still exactly that call.
+    drop(pi);
+    h.restart().await;
+    let mut pi = h.agent().await;
+    runs_under_a_grant(&h, &mut pi, kitchen(), "a-2").await;
+    asks(&h, &mut pi, call("turn_off", json!("light.kitchen")), "a-3").await;
+    let id = pi
+        .tool_with_id(
+            "ha_call_service",
+            call("turn_on", json!(["light.kitchen", "lock.front_door"])),
+            "a-4",
+        )
+        .await;
+    assert_eq!(pi.response(id).await["error"]["code"], -32003);
+}

@@ -202,6 +202,7 @@ async fn approval_message_shows_the_request_with_allow_and_deny_buttons() {
             ("✅ 15 min".to_owned(), Some("g0|pi|light-1".to_owned())),
             ("✅ 1 h".to_owned(), Some("g1|pi|light-1".to_owned())),
             ("✅ 8 h".to_owned(), Some("g2|pi|light-1".to_owned())),
+            ("✅ Always".to_owned(), Some("w|pi|light-1".to_owned())),
             ("❌ Not now".to_owned(), Some("r0|pi|light-1".to_owned())),
             ("❌ Not safe".to_owned(), Some("r1|pi|light-1".to_owned())),
         ]
@@ -234,7 +235,7 @@ async fn an_allow_for_button_approves_and_grants_the_same_call() {
         .unwrap();
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].created_by, "telegram:@alice");
-    let lasts = grants[0].expires_at.as_millis() - grants[0].created_at.as_millis();
+    let lasts = grants[0].expires_at.unwrap().as_millis() - grants[0].created_at.as_millis();
     assert_eq!(lasts, 3_600_000);
     // The same call again runs without a message.
     let again = agent

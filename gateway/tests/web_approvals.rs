@@ -582,6 +582,29 @@ async fn a_grant_from_the_page_is_listed_used_and_revoked() {
     browser.decide("pi", "web-grant-bad", "deny").await;
     assert_eq!(agent.response(id2).await["error"]["code"], -32001);
 
+    // "Always allow" through the API: listed without an expiry.
+    let id4 = h
+        .ask(&mut agent, light_on("light.hallway"), "web-always")
+        .await;
+    let (status, body) = browser
+        .decide_json("pi", "web-always", "allow", &json!({"always": true}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent.response(id4).await["result"]["status"], "executed");
+    let (_, all) = browser.get_json("/approvals/api/grants").await;
+    let always = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["request_id"] == "web-always")
+        .cloned()
+        .unwrap();
+    assert_eq!(always["expires_at"], Value::Null, "{all}");
+    let (status, _) = browser
+        .post_api(&format!("/approvals/api/grants/{}/revoke", always["id"]))
+        .await;
+    assert_eq!(status, 200);
+
     // Revoking needs the page's CSRF token; then the same call asks again.
     let path = format!("/approvals/api/grants/{grant_id}/revoke");
     let refused = browser.post_form(&path, &[]).await;
@@ -598,7 +621,7 @@ async fn a_grant_from_the_page_is_listed_used_and_revoked() {
         .await;
     browser.decide("pi", "web-grant-3", "deny").await;
     assert_eq!(agent.response(id3).await["error"]["code"], -32001);
-    assert_eq!(h.home.service_call_count(), 2);
+    assert_eq!(h.home.service_call_count(), 3);
 }
 
 #[tokio::test]

@@ -132,6 +132,15 @@ impl ChannelApprover {
         }
     }
 
+    /// Approves `key` as `actor` and always allows the same call
+    /// ([`ApprovalHandle::always_allow`]).
+    pub async fn always_allow(&self, key: RequestKey, actor: impl Into<String>) -> DecideOutcome {
+        match self.current_handle() {
+            Some(handle) => handle.always_allow(key, actor).await,
+            None => DecideOutcome::NotFound,
+        }
+    }
+
     /// The handle given at start-up, if the gateway has started.
     pub fn handle(&self) -> Option<ApprovalHandle> {
         self.current_handle()

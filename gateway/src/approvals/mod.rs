@@ -106,6 +106,15 @@ pub enum Verdict {
     Deny,
 }
 
+/// How long an approval's grant lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantTerm {
+    /// For this long (at most [`MAX_GRANT`]).
+    For(Duration),
+    /// Until someone revokes it ("always allow").
+    Always,
+}
+
 /// The longest a grant lasts (longer ones are cut to this).
 pub const MAX_GRANT: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -273,7 +282,7 @@ pub(crate) trait Decider: Send + Sync + 'static {
         verdict: Verdict,
         actor: String,
         reason: Option<String>,
-        grant_for: Option<Duration>,
+        grant: Option<GrantTerm>,
     ) -> BoxFuture<'static, DecideOutcome>;
 
     fn pending(self: Arc<Self>) -> BoxFuture<'static, Vec<ApprovalRequest>>;
@@ -355,7 +364,34 @@ impl ApprovalHandle {
         match self.decider.upgrade() {
             Some(decider) => {
                 decider
-                    .decide(key, Verdict::Allow, actor.into(), None, Some(duration))
+                    .decide(
+                        key,
+                        Verdict::Allow,
+                        actor.into(),
+                        None,
+                        Some(GrantTerm::For(duration)),
+                    )
+                    .await
+            }
+            None => DecideOutcome::NotFound,
+        }
+    }
+
+    /// Approves the request `key` on behalf of `actor` and allows its agent the same call
+    /// from now on ("always allow"): a grant without expiry, bound like any grant to the
+    /// agent and the call's exact signatures, listed on the web page until someone revokes it.
+    /// Deny rules still win over it.
+    pub async fn always_allow(&self, key: RequestKey, actor: impl Into<String>) -> DecideOutcome {
+        match self.decider.upgrade() {
+            Some(decider) => {
+                decider
+                    .decide(
+                        key,
+                        Verdict::Allow,
+                        actor.into(),
+                        None,
+                        Some(GrantTerm::Always),
+                    )
                     .await
             }
             None => DecideOutcome::NotFound,

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::approvals::{
     ApprovalHandle, ApprovalRequest, Approvals, Approver, BoxFuture, DecideOutcome, Decider,
-    Resolve, Verdict,
+    GrantTerm, Resolve, Verdict,
 };
 use crate::config::Config;
 use crate::delivery::{Delivery, Progress};
@@ -275,13 +275,13 @@ impl Engine {
         self.approvals.stop_timers();
     }
 
-    /// Stores a grant of `record`'s call for `duration`, by `actor`: `(id, scope, agent)`, or
+    /// Stores a grant of `record`'s call for `term`, by `actor`: `(id, scope, agent)`, or
     /// `None` when it could not be made (logged; the approval itself stands).
     async fn grant(
         &self,
         record: &RequestRecord,
         actor: &str,
-        duration: std::time::Duration,
+        term: GrantTerm,
     ) -> Option<(i64, String, String)> {
         let agent = record.agent_id.as_str();
         let Some(scope) = self.scope_of_call(agent, &record.tool, &record.args) else {
@@ -289,10 +289,16 @@ impl Engine {
             return None;
         };
         let now = crate::store::Timestamp::now();
-        let expires_at = crate::store::Timestamp::from_millis(
-            now.as_millis()
-                .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
-        );
+        let (expires_at, seconds) = match term {
+            GrantTerm::For(duration) => (
+                Some(crate::store::Timestamp::from_millis(
+                    now.as_millis()
+                        .saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
+                )),
+                Some(duration.as_secs()),
+            ),
+            GrantTerm::Always => (None, None),
+        };
         let audit = AuditEntry::new(
             agent,
             crate::store::AuditKind::Other("grant_created".to_owned()),
@@ -302,8 +308,8 @@ impl Engine {
         .actor(actor)
         .detail(json!({
             "scope": scope,
-            "seconds": duration.as_secs(),
-            "expires_at": crate::store::rfc3339(expires_at),
+            "seconds": seconds,
+            "expires_at": expires_at.map(crate::store::rfc3339),
         }));
         let grant = crate::store::NewGrant {
             agent_id: agent.to_owned(),
@@ -317,13 +323,7 @@ impl Engine {
         };
         match self.store.insert_grant(grant).await {
             Ok(id) => {
-                tracing::info!(
-                    agent,
-                    grant = id,
-                    by = actor,
-                    seconds = duration.as_secs(),
-                    "grant created"
-                );
+                tracing::info!(agent, grant = id, by = actor, ?seconds, "grant created");
                 Some((id, scope, agent.to_owned()))
             }
             Err(error) => {
@@ -404,7 +404,7 @@ impl Decider for Engine {
         verdict: Verdict,
         actor: String,
         reason: Option<String>,
-        grant_for: Option<std::time::Duration>,
+        grant: Option<GrantTerm>,
     ) -> BoxFuture<'static, DecideOutcome> {
         Box::pin(async move {
             if self.shutdown.is_cancelled() {
@@ -421,8 +421,8 @@ impl Decider for Engine {
             match self.approvals.resolve(key, how).await {
                 Ok(decided) => {
                     if let Some(record) = decided.execute {
-                        let grant = match grant_for {
-                            Some(duration) => self.grant(&record, &actor, duration).await,
+                        let grant = match grant {
+                            Some(term) => self.grant(&record, &actor, term).await,
                             None => None,
                         };
                         self.execute_in_background(record);

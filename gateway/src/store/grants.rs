@@ -25,8 +25,8 @@ pub struct NewGrant {
     pub created_by: String,
     /// When.
     pub created_at: Timestamp,
-    /// Until when it allows.
-    pub expires_at: Timestamp,
+    /// Until when it allows; `None`: until revoked ("always allow").
+    pub expires_at: Option<Timestamp>,
     /// Audit entries committed with it.
     pub audit: Vec<AuditEntry>,
 }
@@ -49,9 +49,9 @@ pub struct Grant {
     /// When.
     #[serde(serialize_with = "as_rfc3339")]
     pub created_at: Timestamp,
-    /// Until when it allows.
-    #[serde(serialize_with = "as_rfc3339")]
-    pub expires_at: Timestamp,
+    /// Until when it allows; `None`: until revoked ("always allow").
+    #[serde(serialize_with = "as_optional_rfc3339")]
+    pub expires_at: Option<Timestamp>,
     /// How many calls it has allowed.
     pub uses: i64,
     /// Who revoked it, if someone did.
@@ -60,6 +60,16 @@ pub struct Grant {
 
 fn as_rfc3339<S: serde::Serializer>(at: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&super::types::rfc3339(*at))
+}
+
+fn as_optional_rfc3339<S: serde::Serializer>(
+    at: &Option<Timestamp>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serializer.serialize_str(&super::types::rfc3339(*at)),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// The scope of a call judged by the policy: its signatures (one per target), sorted, each
@@ -91,7 +101,7 @@ fn grant_from_row(row: &Row<'_>) -> rusqlite::Result<Grant> {
         request_id: row.get(4)?,
         created_by: row.get(5)?,
         created_at: Timestamp::from_millis(row.get(6)?),
-        expires_at: Timestamp::from_millis(row.get(7)?),
+        expires_at: row.get::<_, Option<i64>>(7)?.map(Timestamp::from_millis),
         uses: row.get(8)?,
         revoked_by: row.get(9)?,
     })
@@ -120,7 +130,8 @@ pub(crate) fn live_grant(
     const OPERATION: &str = "finding a grant";
     let sql = format!(
         "SELECT {GRANT_COLUMNS} FROM grants WHERE agent_id = ?1 AND scope = ?2 \
-         AND revoked_at IS NULL AND expires_at > ?3 ORDER BY expires_at DESC LIMIT 1"
+         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?3) \
+         ORDER BY expires_at IS NULL DESC, expires_at DESC LIMIT 1"
     );
     conn.prepare_cached(&sql)
         .map_err(read_error(path, OPERATION))?
@@ -137,8 +148,8 @@ pub(crate) fn live_grants(
 ) -> StoreResult<Vec<Grant>> {
     const OPERATION: &str = "listing grants";
     let sql = format!(
-        "SELECT {GRANT_COLUMNS} FROM grants WHERE revoked_at IS NULL AND expires_at > ?1 \
-         ORDER BY expires_at, id"
+        "SELECT {GRANT_COLUMNS} FROM grants WHERE revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > ?1) ORDER BY expires_at IS NULL, expires_at, id"
     );
     let mut statement = conn
         .prepare_cached(&sql)

@@ -221,8 +221,9 @@ CREATE INDEX requests_asks_resolved ON requests (resolved_at)
     WHERE decision = 'ask' AND resolved_at IS NOT NULL;
 CREATE INDEX requests_asked_by_digest ON requests (agent_id, args_digest) WHERE decision = 'ask';
 "#,
-    // v8: grants ("allow this for a while"): one agent, the exact set of signatures of the
-    // approved call (`scope`), an expiry, a use count, a revocation. Found by agent and scope.
+    // v8: grants ("allow this for a while", "always allow"): one agent, the exact set of
+    // signatures of the approved call (`scope`), an expiry (none: until revoked), a use count,
+    // a revocation. Found by agent and scope.
     r#"
 CREATE TABLE grants (
     id         INTEGER PRIMARY KEY,
@@ -232,7 +233,7 @@ CREATE TABLE grants (
     request_id TEXT    NOT NULL,
     created_by TEXT    NOT NULL,
     created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
+    expires_at INTEGER,
     uses       INTEGER NOT NULL DEFAULT 0,
     revoked_at INTEGER,
     revoked_by TEXT

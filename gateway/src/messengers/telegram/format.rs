@@ -23,6 +23,9 @@ pub const ALLOW_LABEL: &str = "✅ Allow";
 /// Label of the deny button.
 pub const DENY_LABEL: &str = "❌ Deny";
 
+/// The "always allow" button: a grant without expiry for exactly this call.
+pub const ALWAYS_LABEL: &str = "✅ Always";
+
 /// The preset reasons offered as "deny, because ..." buttons unless configured otherwise.
 pub const DEFAULT_DENY_REASONS: [&str; 2] = ["Not now", "Not safe"];
 
@@ -242,9 +245,9 @@ pub fn keyboard(key: &RequestKey, grants: &[Duration], reasons: &[String]) -> In
             )
         })
         .collect();
-    if !grant_buttons.is_empty() {
-        rows.push(grant_buttons);
-    }
+    let mut grant_buttons = grant_buttons;
+    grant_buttons.push(button(ALWAYS_LABEL.to_owned(), coded("w", key)));
+    rows.push(grant_buttons);
     let presets: Vec<InlineKeyboardButton> = reasons
         .iter()
         .take(MAX_DENY_REASONS)
@@ -268,6 +271,8 @@ pub struct ButtonData {
     pub reason: Option<u8>,
     /// For an "allow for" button: which grant duration (its index in the configured list).
     pub grant: Option<u8>,
+    /// The "always allow" button.
+    pub always: bool,
     /// Which request.
     pub target: ButtonTarget,
 }
@@ -328,16 +333,17 @@ fn coded(code: &str, key: &RequestKey) -> String {
 /// Reads callback data written by [`callback_data`]; `None` for anything else.
 pub fn parse_callback_data(data: &str) -> Option<ButtonData> {
     let mut chars = data.chars();
-    let (verdict, reason, grant) = match chars.next()? {
-        'a' => (Verdict::Allow, None, None),
-        'd' => (Verdict::Deny, None, None),
+    let (verdict, reason, grant, always) = match chars.next()? {
+        'a' => (Verdict::Allow, None, None, false),
+        'd' => (Verdict::Deny, None, None, false),
+        'w' => (Verdict::Allow, None, None, true),
         'r' => {
             let index = chars.next()?.to_digit(10)?;
-            (Verdict::Deny, Some(index as u8), None)
+            (Verdict::Deny, Some(index as u8), None, false)
         }
         'g' => {
             let index = chars.next()?.to_digit(10)?;
-            (Verdict::Allow, None, Some(index as u8))
+            (Verdict::Allow, None, Some(index as u8), false)
         }
         _ => return None,
     };
@@ -361,6 +367,7 @@ pub fn parse_callback_data(data: &str) -> Option<ButtonData> {
         verdict,
         reason,
         grant,
+        always,
         target,
     })
 }
@@ -480,6 +487,7 @@ mod tests {
                     verdict,
                     reason: None,
                     grant: None,
+                    always: false,
                     target: ButtonTarget::Key(key.clone())
                 })
             );
@@ -500,6 +508,7 @@ mod tests {
                 verdict: Verdict::Allow,
                 reason: None,
                 grant: None,
+                always: false,
                 target: ButtonTarget::Digest(key_digest(&long))
             })
         );
@@ -524,7 +533,13 @@ mod tests {
         assert_eq!(row[0].callback_data.as_deref(), Some("a|default|r1"));
         assert_eq!(row[1].text, DENY_LABEL);
         assert_eq!(row[1].callback_data.as_deref(), Some("d|default|r1"));
-        let presets = &markup.inline_keyboard[1];
+        // No grant durations: the grant row is "always" alone.
+        assert_eq!(markup.inline_keyboard[1][0].text, ALWAYS_LABEL);
+        assert_eq!(
+            markup.inline_keyboard[1][0].callback_data.as_deref(),
+            Some("w|default|r1")
+        );
+        let presets = &markup.inline_keyboard[2];
         assert_eq!(presets[0].text, "❌ Not now");
         assert_eq!(presets[1].callback_data.as_deref(), Some("r1|default|r1"));
         assert_eq!(
@@ -533,10 +548,11 @@ mod tests {
                 verdict: Verdict::Deny,
                 reason: Some(1),
                 grant: None,
+                always: false,
                 target: ButtonTarget::Key(key.clone()),
             })
         );
         assert_eq!(parse_callback_data("rx|default|r1"), None);
-        assert_eq!(keyboard(&key, &[], &[]).inline_keyboard.len(), 1);
+        assert_eq!(keyboard(&key, &[], &[]).inline_keyboard.len(), 2);
     }
 }

@@ -147,6 +147,9 @@ impl Inner {
             .grant
             .and_then(|i| self.grant_durations.get(usize::from(i)).copied());
         let outcome = match (&key, reason, grant) {
+            (Some(key), None, None) if button.always => {
+                handle.always_allow(key.clone(), actor.as_str()).await
+            }
             (Some(key), None, Some(duration)) => {
                 handle
                     .allow_for(key.clone(), actor.as_str(), duration)

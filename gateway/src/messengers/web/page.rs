@@ -78,6 +78,7 @@ const SCRIPT: &str = r#"
     var allow=el("button","allow","Allow");allow.type="button";allow.dataset.verdict="allow";
     var deny=el("button","deny","Deny");deny.type="button";deny.dataset.verdict="deny";
     [[15,"15 min"],[60,"1 h"],[480,"8 h"]].forEach(function(g){var b=el("button","allow grant","Allow "+g[1]);b.type="button";b.dataset.verdict="allow";b.dataset.grant=String(g[0]);actions.appendChild(b);});
+    var always=el("button","allow grant","Always allow");always.type="button";always.dataset.verdict="allow";always.dataset.always="1";actions.appendChild(always);
     var reason=el("input","reason");reason.type="text";reason.name="reason";reason.maxLength=500;reason.placeholder="Reason for a denial (optional)";reason.setAttribute("aria-label","Reason for a denial");
     actions.appendChild(allow);actions.appendChild(deny);actions.appendChild(reason);li.appendChild(actions);
     return li;
@@ -94,7 +95,7 @@ const SCRIPT: &str = r#"
   function grantItem(g){
     var li=el("li","card");
     li.appendChild(el("div","sig",g.scope));
-    li.appendChild(el("div","meta","agent "+g.agent_id+" \u00b7 granted by "+g.created_by+" \u00b7 until "+when(g.expires_at)+" \u00b7 used "+g.uses+"\u00d7"));
+    li.appendChild(el("div","meta","agent "+g.agent_id+" \u00b7 granted by "+g.created_by+" \u00b7 "+(g.expires_at?"until "+when(g.expires_at):"always (until revoked)")+" \u00b7 used "+g.uses+"\u00d7"));
     var actions=el("div","actions");var revoke=el("button","deny","Revoke");revoke.type="button";revoke.dataset.revoke=String(g.id);actions.appendChild(revoke);li.appendChild(actions);
     return li;
   }
@@ -118,7 +119,7 @@ const SCRIPT: &str = r#"
   }
   function decide(agent, request, verdict, buttons, reason, grant){
     buttons.forEach(function(b){b.disabled=true;});
-    var body=(verdict==="deny"&&reason)?JSON.stringify({reason:reason}):(grant?JSON.stringify({grant_minutes:grant}):"");
+    var body=(verdict==="deny"&&reason)?JSON.stringify({reason:reason}):(grant===-1?JSON.stringify({always:true}):(grant?JSON.stringify({grant_minutes:grant}):""));
     fetch("BASE/api/"+encodeURIComponent(agent)+"/"+encodeURIComponent(request)+"/"+verdict,
       {method:"POST",credentials:"same-origin",headers:{"X-CSRF-Token":csrf,"Accept":"application/json","Content-Type":"application/json"},body:body})
       .then(function(r){return r.json();})
@@ -131,7 +132,7 @@ const SCRIPT: &str = r#"
     ev.preventDefault();
     var card=b.closest("li.card");
     var reason=card.querySelector("input.reason");
-    decide(card.dataset.agent,card.dataset.request,b.dataset.verdict,Array.prototype.slice.call(card.querySelectorAll("button")),reason?reason.value.trim():"",b.dataset.grant?Number(b.dataset.grant):0);
+    decide(card.dataset.agent,card.dataset.request,b.dataset.verdict,Array.prototype.slice.call(card.querySelectorAll("button")),reason?reason.value.trim():"",b.dataset.always?-1:(b.dataset.grant?Number(b.dataset.grant):0));
   });
   document.getElementById("grants").addEventListener("click",function(ev){
     var b=ev.target.closest("button[data-revoke]");if(!b)return;
@@ -199,6 +200,7 @@ fn pending_card(out: &mut String, request: &PendingView, csrf: &str) {
          <button class=\"allow grant\" name=\"grant_minutes\" value=\"15\" data-verdict=\"allow\" data-grant=\"15\">Allow 15 min</button>\
          <button class=\"allow grant\" name=\"grant_minutes\" value=\"60\" data-verdict=\"allow\" data-grant=\"60\">Allow 1 h</button>\
          <button class=\"allow grant\" name=\"grant_minutes\" value=\"480\" data-verdict=\"allow\" data-grant=\"480\">Allow 8 h</button>\
+         <button class=\"allow grant\" name=\"always\" value=\"1\" data-verdict=\"allow\" data-always=\"1\">Always allow</button>\
          <input class=\"reason\" type=\"text\" name=\"reason\" maxlength=\"500\" placeholder=\"Reason for a denial (optional)\" aria-label=\"Reason for a denial\">\
          </form></li>",
         agent = escape(&request.agent_id),

@@ -467,7 +467,8 @@ struct Decided {
 }
 
 /// Decides `agent`'s request `request_id`; `reason` (for a denial only) tells the agent why,
-/// `grant_minutes` (for an approval only) grants the same call for that long.
+/// `grant_minutes` (for an approval only) grants the same call for that long, `always` from
+/// now on.
 async fn decide(
     inner: &Inner,
     agent: String,
@@ -475,6 +476,7 @@ async fn decide(
     verdict: &str,
     reason: Option<&str>,
     grant_minutes: Option<u64>,
+    always: bool,
 ) -> Decided {
     let verdict = match verdict {
         "allow" => Verdict::Allow,
@@ -511,8 +513,16 @@ async fn decide(
             message: "grant_minutes goes with allow only, from 1 to 10080 (7 days)",
         };
     }
+    if always && (verdict != Verdict::Allow || grant_minutes.is_some()) {
+        return Decided {
+            status: StatusCode::BAD_REQUEST,
+            outcome: None,
+            message: "always goes with allow only, and without grant_minutes",
+        };
+    }
     let key = RequestKey::new(agent, request_id);
     let outcome = match (reason, grant_minutes) {
+        _ if always => handle.always_allow(key.clone(), inner.actor.clone()).await,
         (_, Some(minutes)) => {
             handle
                 .allow_for(
@@ -601,6 +611,7 @@ async fn api_decide(
         &verdict,
         body.reason.as_deref(),
         body.grant_minutes,
+        body.always,
     )
     .await;
     (
@@ -625,6 +636,8 @@ struct DecideBody {
     reason: Option<String>,
     #[serde(default)]
     grant_minutes: Option<u64>,
+    #[serde(default)]
+    always: bool,
 }
 
 #[derive(Deserialize)]
@@ -639,6 +652,8 @@ struct DecideForm {
     reason: Option<String>,
     #[serde(default)]
     grant_minutes: Option<String>,
+    #[serde(default)]
+    always: Option<String>,
     #[serde(default)]
     csrf: String,
 }
@@ -663,9 +678,10 @@ async fn decide_form(
             }
         },
     };
-    let verdict = match (form.verdict.as_str(), grant_minutes) {
-        ("", Some(_)) => "allow",
-        (verdict, _) => verdict,
+    let always = form.always.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let verdict = match (form.verdict.as_str(), grant_minutes, always) {
+        ("", Some(_), _) | ("", _, true) => "allow",
+        (verdict, _, _) => verdict,
     };
     let decided = decide(
         &inner,
@@ -674,6 +690,7 @@ async fn decide_form(
         verdict,
         form.reason.as_deref(),
         grant_minutes,
+        always,
     )
     .await;
     html_response(decided.status, |nonce| page::result(nonce, decided.message))

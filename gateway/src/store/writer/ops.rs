@@ -358,7 +358,7 @@ fn insert_grant(
             grant.request_id,
             grant.created_by,
             grant.created_at.as_millis(),
-            grant.expires_at.as_millis(),
+            grant.expires_at.map(Timestamp::as_millis),
         ])
         .map_err(sqlite(path, "storing a grant"))?;
     let id = conn.last_insert_rowid();
