@@ -6,6 +6,7 @@
 //! `run(args, out) -> anyhow::Result<ExitCode>` function, and a match arm in [`run`].
 
 pub mod approve_link;
+pub mod audit;
 pub mod check;
 pub mod client;
 #[cfg(feature = "demo")]
@@ -42,6 +43,9 @@ pub enum Command {
     /// Work with the permission policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with the audit log (`verify` checks its hash chain).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the JSON Schema of every tool's arguments (for clients in other languages).
     Schema(schema::SchemaArgs),
     /// Run a tool through a gateway as an agent; prints the result as JSON.
@@ -104,6 +108,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Check(args)) => check::run(&args, out),
         Some(Command::Policy(PolicyCommand::Explain(args))) => explain::run(&args, out),
         Some(Command::Schema(args)) => schema::run(&args, out),
+        Some(Command::Audit(command)) => audit::run(&command, out),
         Some(Command::Request(args)) => client::run_request(&args, out),
         Some(Command::Tools(args)) => client::run_tools(&args, out),
         Some(Command::Pending(args)) => client::run_pending(&args, out),

@@ -50,6 +50,7 @@
 //! # }
 //! ```
 
+mod audit_chain;
 mod error;
 mod grants;
 mod rows;
@@ -66,6 +67,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+pub use audit_chain::{BrokenRow, ChainReport, verify as verify_audit_chain};
 pub use error::{StoreError, StoreResult};
 pub use grants::{Grant, NewGrant, grant_scope};
 pub(crate) use rows::args_digest;

@@ -240,6 +240,12 @@ CREATE TABLE grants (
 );
 CREATE INDEX grants_by_scope ON grants (agent_id, scope) WHERE revoked_at IS NULL;
 "#,
+    // v9: the audit log's hash chain (`store::audit_chain`): each row written from now on
+    // carries the hash of the previous row's hash and its own columns. Older rows stay
+    // unchained (NULL).
+    r#"
+ALTER TABLE audit_log ADD COLUMN hash TEXT;
+"#,
 ];
 
 /// The schema version this build writes and understands.

@@ -8,12 +8,12 @@ use tokio::sync::oneshot;
 
 use super::prepared::{PreparedAudit, PreparedInsert, PreparedTransition};
 use crate::store::error::{StoreError, StoreResult};
-use crate::store::grants;
 use crate::store::rows::{self, REQUEST_COLUMNS};
 use crate::store::types::{
     AuditEntry, AuditKind, EXECUTION_FAILED_CODE, InsertOutcome, RESTART_DURING_EXECUTION,
     RecoveryReport, RequestState, Timestamp,
 };
+use crate::store::{audit_chain, grants};
 /// One unit of work for the writer.
 #[derive(Debug)]
 pub(crate) enum WriteOp {
@@ -80,8 +80,8 @@ fn sqlite<'a>(
 
 /// The statements every call runs. None may use a temporary b-tree (see the test below and
 /// the v2 migration): SQLite would build and free one for every row written.
-const INSERT_AUDIT_SQL: &str = "INSERT INTO audit_log (at, agent_id, request_id, kind, signature, decision, rule, actor, detail) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const INSERT_AUDIT_SQL: &str = "INSERT INTO audit_log (id, at, agent_id, request_id, kind, signature, decision, rule, actor, detail, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_REQUEST_SQL: &str = "INSERT INTO requests (agent_id, request_id, tool, args, args_digest, signature, decision, rule, \
     state, created_at, expires_at, resolved_by, resolved_at, error_code, error_message, approver_refs, updated_at, error_data) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?10, ?17) \
@@ -101,12 +101,32 @@ const MARK_DELIVERED_SQL: &str = "DELETE FROM undelivered WHERE agent_id = ?1 AN
 const SET_APPROVER_REFS_SQL: &str =
     "UPDATE requests SET approver_refs = ?3 WHERE agent_id = ?1 AND request_id = ?2";
 
+/// Appends one audit row chained to the newest one (see `store::audit_chain`); the writer is
+/// the only writer, so the next id is the tip's plus one.
 fn insert_audit(conn: &Connection, path: &Path, audit: &PreparedAudit) -> StoreResult<i64> {
+    let (tip, previous) = audit_chain::chain_tip(conn, path)?;
+    let id = tip + 1;
+    let hash = audit_chain::chain_hash(
+        &previous,
+        &audit_chain::ChainedRow {
+            id,
+            at: audit.at,
+            agent_id: &audit.agent_id,
+            request_id: audit.request_id.as_deref(),
+            kind: &audit.kind,
+            signature: audit.signature.as_deref(),
+            decision: audit.decision,
+            rule: audit.rule.as_deref(),
+            actor: audit.actor.as_deref(),
+            detail: audit.detail.as_deref(),
+        },
+    );
     let mut statement = conn
         .prepare_cached(INSERT_AUDIT_SQL)
         .map_err(sqlite(path, "appending to the audit log"))?;
     statement
         .execute(params![
+            id,
             audit.at,
             audit.agent_id,
             audit.request_id,
@@ -116,9 +136,10 @@ fn insert_audit(conn: &Connection, path: &Path, audit: &PreparedAudit) -> StoreR
             audit.rule,
             audit.actor,
             audit.detail,
+            hash,
         ])
         .map_err(sqlite(path, "appending to the audit log"))?;
-    Ok(conn.last_insert_rowid())
+    Ok(id)
 }
 
 fn insert_request(
