@@ -472,7 +472,10 @@ async fn an_empty_world_readable_file_is_migrated_and_made_private() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, vec!["audit_log", "grants", "requests", "undelivered"]);
+    assert_eq!(
+        tables,
+        vec!["audit_log", "grants", "requests", "undelivered"]
+    );
 }
 
 /// The v1 schema exactly as shipped (a fixture: it must never change, so that upgrades from real
