@@ -137,3 +137,152 @@ fn a_missing_database_is_exit_2_and_says_why() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("is not a database file"), "{text}");
 }
+
+/// A known history at fixed times: an allowed call that executed, a policy denial, an ask a
+/// human approved, one denied with a reason, one still pending (another agent).
+async fn known_history(dir: &Path) -> std::path::PathBuf {
+    use agent_gate_gateway::store::Timestamp;
+    let path = dir.join("known.db");
+    let store = Store::open(&path).await.unwrap();
+    let t = |s: i64| Timestamp::from_millis(1_796_000_000_000 + s * 1000);
+    let args = json!({"entity_id": "light.kitchen"});
+    store
+        .insert_request(
+            NewRequest::allowed(
+                "pi",
+                "allowed-1",
+                "ha_get_state",
+                args.clone(),
+                "ha_get_state(light.kitchen)",
+            )
+            .created_at(t(0)),
+        )
+        .await
+        .unwrap();
+    store
+        .transition(Transition::executed("pi", "allowed-1", json!({"state": "on"})).at(t(1)))
+        .await
+        .unwrap();
+    store
+        .insert_request(
+            NewRequest::denied(
+                "pi",
+                "denied-1",
+                "ha_call_service",
+                args.clone(),
+                "ha_call_service(lock.unlock, lock.front_door)",
+            )
+            .rule("ha_call_service(lock.*)")
+            .created_at(t(10)),
+        )
+        .await
+        .unwrap();
+    for (rid, at) in [("asked-1", 20), ("asked-2", 30)] {
+        store
+            .insert_request(
+                NewRequest::pending(
+                    "pi",
+                    rid,
+                    "ha_call_service",
+                    args.clone(),
+                    "ha_call_service(light.turn_on, light.kitchen)",
+                    t(at + 900),
+                )
+                .created_at(t(at)),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .transition(Transition::approve("pi", "asked-1", "telegram:@alice").at(t(25)))
+        .await
+        .unwrap();
+    store
+        .transition(Transition::start("pi", "asked-1").at(t(25)))
+        .await
+        .unwrap();
+    store
+        .transition(Transition::executed("pi", "asked-1", json!({"result": []})).at(t(26)))
+        .await
+        .unwrap();
+    store
+        .transition(
+            Transition::deny("pi", "asked-2", "web:bob")
+                .error(-32001, "Denied by user: not tonight")
+                .at(t(40)),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_request(
+            NewRequest::pending(
+                "laptop",
+                "waiting-1",
+                "ha_call_service",
+                args,
+                "ha_call_service(light.turn_on, light.kitchen)",
+                t(950),
+            )
+            .created_at(t(50)),
+        )
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    path
+}
+
+fn export(db: &Path, extra: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_agent-gate"))
+        .args(["audit", "export", "--db"])
+        .arg(db)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn export_of_a_known_history_is_pinned_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = known_history(dir.path()).await;
+    let (code, lines, err) = export(&db, &[]);
+    assert_eq!(code, 0, "{err}");
+    for line in lines.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("each line is JSON");
+    }
+    insta::assert_snapshot!("export_known_history", lines);
+
+    let (_, only_laptop, _) = export(&db, &["--agent", "laptop"]);
+    assert_eq!(only_laptop.lines().count(), 1, "{only_laptop}");
+    assert!(only_laptop.contains("waiting-1"));
+    // [since, until): 2026-11-30T00:53:30Z is t(10) exactly, t(30) is excluded.
+    let (_, window, _) = export(
+        &db,
+        &[
+            "--since",
+            "2026-11-30T00:53:30Z",
+            "--until",
+            "2026-11-30T00:53:50Z",
+        ],
+    );
+    let ids: Vec<String> = window
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["denied-1", "asked-1"], "{window}");
+    let (code, _, err) = export(&db, &["--since", "yesterday"]);
+    assert_eq!(code, 4);
+    assert!(
+        err.contains("--since \"yesterday\" is not an RFC 3339 time"),
+        "{err}"
+    );
+}

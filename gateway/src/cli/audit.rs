@@ -1,5 +1,6 @@
 //! `agent-gate audit verify`: checks the audit log's hash chain in the gateway's database and
-//! names the first row that was changed, removed or reordered.
+//! names the first row that was changed, removed or reordered. `agent-gate audit export`:
+//! the request history as JSON Lines, for log pipelines.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use crate::config::ConfigOutline;
-use crate::store::verify_audit_chain;
+use crate::store::{ExportQuery, Timestamp, export_requests, verify_audit_chain};
 
 /// `agent-gate audit ...`.
 #[derive(Debug, Subcommand)]
@@ -18,6 +19,27 @@ pub enum AuditCommand {
     /// first row that does not (changed, removed or reordered), 2 when the database cannot be
     /// read.
     Verify(VerifyArgs),
+    /// Print the request history as JSON Lines: one object per request created in the window,
+    /// with its decision, who decided, its outcome and its timings (no arguments or results).
+    /// Exit 0, or 2 when the database cannot be read, 4 for a bad time.
+    Export(ExportArgs),
+}
+
+/// Arguments of `agent-gate audit export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Where the database is.
+    #[command(flatten)]
+    pub source: VerifyArgs,
+    /// Requests created at or after this time (RFC 3339, e.g. `2026-12-04T00:00:00Z`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Requests created before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this agent's requests.
+    #[arg(long)]
+    pub agent: Option<String>,
 }
 
 /// Arguments of `agent-gate audit verify`.
@@ -40,29 +62,92 @@ pub struct VerifyArgs {
 pub fn run(command: &AuditCommand, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify(args) => verify(args, out),
+        AuditCommand::Export(args) => export(args, out),
     }
 }
 
-fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+/// The database file `args` name, or the exit code after saying why there is none.
+fn database(args: &VerifyArgs, command: &str) -> anyhow::Result<Result<PathBuf, ExitCode>> {
     let mut err = std::io::stderr();
     let db = match &args.db {
         Some(db) => db.clone(),
         None => match ConfigOutline::load(&args.config) {
             Ok(config) => config.storage.path,
             Err(e) => {
-                writeln!(err, "audit verify: cannot read the configuration: {e}")?;
-                return Ok(ExitCode::from(2));
+                writeln!(err, "audit {command}: cannot read the configuration: {e}")?;
+                return Ok(Err(ExitCode::from(2)));
             }
         },
     };
     if !db.is_file() {
         writeln!(
             err,
-            "audit verify: {} is not a database file (give the gateway's storage.path, or --db)",
+            "audit {command}: {} is not a database file (give the gateway's storage.path, or --db)",
             db.display()
         )?;
-        return Ok(ExitCode::from(2));
+        return Ok(Err(ExitCode::from(2)));
     }
+    Ok(Ok(db))
+}
+
+/// An RFC 3339 time given as `--<flag>`.
+fn time_arg(flag: &str, text: Option<&str>) -> Result<Option<Timestamp>, String> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let parsed = time::OffsetDateTime::parse(
+        text.trim(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| {
+        format!("--{flag} {text:?} is not an RFC 3339 time ({e}); write e.g. 2026-12-04T00:00:00Z")
+    })?;
+    let millis = parsed.unix_timestamp_nanos() / 1_000_000;
+    Ok(Some(Timestamp::from_millis(
+        i64::try_from(millis).map_err(|_| format!("--{flag} {text:?} is out of range"))?,
+    )))
+}
+
+fn export(args: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let mut err = std::io::stderr();
+    let (since, until) = match (
+        time_arg("since", args.since.as_deref()),
+        time_arg("until", args.until.as_deref()),
+    ) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => {
+            writeln!(err, "audit export: {e}")?;
+            return Ok(ExitCode::from(4));
+        }
+    };
+    let db = match database(&args.source, "export")? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
+    let query = ExportQuery {
+        since,
+        until,
+        agent: args.agent.clone(),
+    };
+    let lines = match export_requests(&db, &query) {
+        Ok(lines) => lines,
+        Err(e) => {
+            writeln!(err, "audit export: {e}")?;
+            return Ok(ExitCode::from(2));
+        }
+    };
+    for line in lines {
+        writeln!(out, "{line}").context("writing to stdout")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let mut err = std::io::stderr();
+    let db = match database(args, "verify")? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
     let report = match verify_audit_chain(&db) {
         Ok(report) => report,
         Err(e) => {
