@@ -286,3 +286,59 @@ async fn export_of_a_known_history_is_pinned_and_filters() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn tail_follows_new_rows_as_they_are_committed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tail.db");
+    let store = Store::open(&path).await.unwrap();
+    store
+        .append_audit(AuditEntry::new("pi", AuditKind::Other("before".to_owned())))
+        .await
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-gate"))
+        .args(["audit", "tail", "--interval-ms", "20", "--db"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Give tail time to find the end before the new rows.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for kind in ["first", "second"] {
+        store
+            .append_audit(
+                AuditEntry::new("pi", AuditKind::Other(kind.to_owned()))
+                    .actor("tester")
+                    .detail(json!({"n": kind})),
+            )
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let line = lines_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("tail prints the new rows");
+        let row: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(row);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen[0]["kind"], "first", "{seen:?}");
+    assert_eq!(seen[1]["kind"], "second");
+    assert_eq!(seen[1]["detail"], json!({"n": "second"}));
+    assert_eq!(seen[1]["actor"], "tester");
+    assert_eq!(seen[1]["id"], 3);
+    assert!(seen[1]["hash"].as_str().is_some_and(|h| h.len() == 64));
+    store.close().await.unwrap();
+}

@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use crate::config::ConfigOutline;
-use crate::store::{ExportQuery, Timestamp, export_requests, verify_audit_chain};
+use crate::store::{
+    ExportQuery, Timestamp, audit_rows_after, export_requests, open_read_only, verify_audit_chain,
+};
 
 /// `agent-gate audit ...`.
 #[derive(Debug, Subcommand)]
@@ -23,6 +25,23 @@ pub enum AuditCommand {
     /// with its decision, who decided, its outcome and its timings (no arguments or results).
     /// Exit 0, or 2 when the database cannot be read, 4 for a bad time.
     Export(ExportArgs),
+    /// Follow the audit log: print its rows as JSON Lines as they are committed (from the
+    /// current end, or `--from-start`), until interrupted.
+    Tail(TailArgs),
+}
+
+/// Arguments of `agent-gate audit tail`.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// Where the database is.
+    #[command(flatten)]
+    pub source: VerifyArgs,
+    /// Print the whole log first, then follow.
+    #[arg(long)]
+    pub from_start: bool,
+    /// How often to look for new rows, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub interval_ms: u64,
 }
 
 /// Arguments of `agent-gate audit export`.
@@ -63,6 +82,59 @@ pub fn run(command: &AuditCommand, out: &mut dyn Write) -> anyhow::Result<ExitCo
     match command {
         AuditCommand::Verify(args) => verify(args, out),
         AuditCommand::Export(args) => export(args, out),
+        AuditCommand::Tail(args) => tail(args, out),
+    }
+}
+
+fn tail(args: &TailArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let mut err = std::io::stderr();
+    let db = match database(&args.source, "tail")? {
+        Ok(db) => db,
+        Err(code) => return Ok(code),
+    };
+    let conn = match open_read_only(&db) {
+        Ok(conn) => conn,
+        Err(e) => {
+            writeln!(err, "audit tail: {e}")?;
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut after = if args.from_start {
+        0
+    } else {
+        match conn.query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(last) => last,
+            Err(e) => {
+                writeln!(
+                    err,
+                    "audit tail: cannot read the audit log of {}: {e}",
+                    db.display()
+                )?;
+                return Ok(ExitCode::from(2));
+            }
+        }
+    };
+    let interval = std::time::Duration::from_millis(args.interval_ms.clamp(10, 60_000));
+    loop {
+        match audit_rows_after(&conn, &db, after, 1000) {
+            Ok((rows, last)) => {
+                for row in &rows {
+                    writeln!(out, "{row}").context("writing to stdout")?;
+                }
+                out.flush().context("writing to stdout")?;
+                after = last;
+                if rows.len() == 1000 {
+                    continue;
+                }
+            }
+            Err(e) => {
+                writeln!(err, "audit tail: {e}")?;
+                return Ok(ExitCode::from(2));
+            }
+        }
+        std::thread::sleep(interval);
     }
 }
 

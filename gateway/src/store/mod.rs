@@ -70,7 +70,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use audit_chain::{BrokenRow, ChainReport, verify as verify_audit_chain};
 pub use error::{StoreError, StoreResult};
-pub use export::{ExportQuery, export_object, export_requests};
+pub use export::{ExportQuery, audit_rows_after, export_object, export_requests, open_read_only};
 pub use grants::{Grant, NewGrant, grant_scope};
 pub(crate) use rows::args_digest;
 pub use schema::SCHEMA_VERSION;
