@@ -324,8 +324,20 @@ impl ApprovalHandle {
         verdict: Verdict,
         actor: impl Into<String>,
     ) -> DecideOutcome {
+        self.submit(key, verdict, actor.into(), None, None).await
+    }
+
+    /// Hands a decision to the running gateway; [`DecideOutcome::NotFound`] once it is gone.
+    async fn submit(
+        &self,
+        key: RequestKey,
+        verdict: Verdict,
+        actor: String,
+        reason: Option<String>,
+        grant: Option<GrantTerm>,
+    ) -> DecideOutcome {
         match self.decider.upgrade() {
-            Some(decider) => decider.decide(key, verdict, actor.into(), None, None).await,
+            Some(decider) => decider.decide(key, verdict, actor, reason, grant).await,
             None => DecideOutcome::NotFound,
         }
     }
@@ -339,14 +351,8 @@ impl ApprovalHandle {
         actor: impl Into<String>,
         reason: &str,
     ) -> DecideOutcome {
-        match self.decider.upgrade() {
-            Some(decider) => {
-                decider
-                    .decide(key, Verdict::Deny, actor.into(), deny_reason(reason), None)
-                    .await
-            }
-            None => DecideOutcome::NotFound,
-        }
+        self.submit(key, Verdict::Deny, actor.into(), deny_reason(reason), None)
+            .await
     }
 
     /// Approves the request `key` on behalf of `actor` and grants its agent the same call for
@@ -361,20 +367,9 @@ impl ApprovalHandle {
         duration: Duration,
     ) -> DecideOutcome {
         let duration = duration.min(MAX_GRANT);
-        match self.decider.upgrade() {
-            Some(decider) => {
-                decider
-                    .decide(
-                        key,
-                        Verdict::Allow,
-                        actor.into(),
-                        None,
-                        Some(GrantTerm::For(duration)),
-                    )
-                    .await
-            }
-            None => DecideOutcome::NotFound,
-        }
+        let term = GrantTerm::For(duration);
+        self.submit(key, Verdict::Allow, actor.into(), None, Some(term))
+            .await
     }
 
     /// Approves the request `key` on behalf of `actor` and allows its agent the same call
@@ -382,20 +377,9 @@ impl ApprovalHandle {
     /// agent and the call's exact signatures, listed on the web page until someone revokes it.
     /// Deny rules still win over it.
     pub async fn always_allow(&self, key: RequestKey, actor: impl Into<String>) -> DecideOutcome {
-        match self.decider.upgrade() {
-            Some(decider) => {
-                decider
-                    .decide(
-                        key,
-                        Verdict::Allow,
-                        actor.into(),
-                        None,
-                        Some(GrantTerm::Always),
-                    )
-                    .await
-            }
-            None => DecideOutcome::NotFound,
-        }
+        let term = GrantTerm::Always;
+        self.submit(key, Verdict::Allow, actor.into(), None, Some(term))
+            .await
     }
 
     /// Appends `entry` to the audit log (e.g. a button press by someone who may not decide).

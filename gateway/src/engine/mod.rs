@@ -359,14 +359,8 @@ impl Engine {
             {
                 Ok(decided) => {
                     if let Some(record) = decided.execute {
-                        let audit = AuditEntry::new(
-                            agent,
-                            crate::store::AuditKind::Other("grant_used".to_owned()),
-                        )
-                        .request_id(record.request_id.as_str())
-                        .signature(record.signature.as_str())
-                        .actor(actor.as_str())
-                        .detail(json!({"grant": id}));
+                        let audit =
+                            request::grant_used(agent, &record.request_id, &record.signature, id);
                         if let Err(error) = self.store.use_grant(id, audit).await {
                             tracing::error!(%error, "could not count a grant's use");
                         }

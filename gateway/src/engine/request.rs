@@ -29,6 +29,15 @@ fn new_request_id() -> String {
     format!("gw-{millis:012x}{:016x}", rand::random::<u64>())
 }
 
+/// The audit entry of one use of grant `id` by `agent`'s request `rid`.
+pub(super) fn grant_used(agent: &str, rid: &str, signature: &str, id: i64) -> AuditEntry {
+    AuditEntry::new(agent, AuditKind::Other("grant_used".to_owned()))
+        .request_id(rid)
+        .signature(signature)
+        .actor(format!("grant:{id}"))
+        .detail(json!({ "grant": id }))
+}
+
 fn finished(request_id: String, outcome: Outcome, kept: bool) -> Submitted {
     Submitted {
         request_id,
@@ -116,15 +125,8 @@ impl Engine {
                     signature.as_str(),
                 )
                 .audit(decision_audit(Decision::Allow));
-                if let Some(existing) = self.insert_decided(new, rule.as_deref()).await? {
-                    return self.attach(rid, existing).await;
-                }
-                let key = RequestKey::new(agent, rid.as_str());
-                let outcome = self
-                    .execute_and_record(&key, Ok(valid), &signature, kept)
-                    .await;
-                self.delivery.deliver(&key, &outcome);
-                Ok(finished(rid, outcome, kept))
+                self.run_allowed(new, rule.as_deref(), valid, &signature, kept)
+                    .await
             }
             Action::Deny => {
                 let (message, data) = refusal::policy_denial(&decision.reason, &signature);
@@ -170,15 +172,9 @@ impl Engine {
                     )
                     .resolved_by(actor.as_str())
                     .audit(audit);
-                    if let Some(existing) = self.insert_decided(new, rule.as_deref()).await? {
-                        return self.attach(rid, existing).await;
-                    }
-                    let key = RequestKey::new(agent, rid.as_str());
-                    let outcome = self
-                        .execute_and_record(&key, Ok(valid), &signature, kept)
+                    return self
+                        .run_allowed(new, rule.as_deref(), valid, &signature, kept)
                         .await;
-                    self.delivery.deliver(&key, &outcome);
-                    return Ok(finished(rid, outcome, kept));
                 }
                 if same_call_attaches && !client_key {
                     let open = self.store.open_ask_for(agent, &tool, &args_value).await;
@@ -234,6 +230,27 @@ impl Engine {
         }
     }
 
+    /// Stores an allowed request (by the policy or a grant), executes it and records the
+    /// outcome; the same call stored before under this request id is attached to instead.
+    async fn run_allowed(
+        &self,
+        new: NewRequest,
+        rule: Option<&str>,
+        valid: ValidArgs<'_>,
+        signature: &str,
+        kept: bool,
+    ) -> Result<Submitted, ErrorObject> {
+        let key = new.key();
+        if let Some(existing) = self.insert_decided(new, rule).await? {
+            return self.attach(key.request_id, existing).await;
+        }
+        let outcome = self
+            .execute_and_record(&key, Ok(valid), signature, kept)
+            .await;
+        self.delivery.deliver(&key, &outcome);
+        Ok(finished(key.request_id, outcome, kept))
+    }
+
     /// The live grant of `agent` for `scope`, with this use counted (and audited for request
     /// `rid`); `None` when there is none or it was revoked meanwhile.
     async fn usable_grant(
@@ -251,10 +268,7 @@ impl Engine {
         let Some(grant) = grant else {
             return Ok(None);
         };
-        let audit = AuditEntry::new(agent, AuditKind::Other("grant_used".to_owned()))
-            .request_id(rid)
-            .signature(signature)
-            .actor(format!("grant:{}", grant.id))
+        let audit = grant_used(agent, rid, signature, grant.id)
             .detail(json!({"grant": grant.id, "uses": grant.uses + 1}));
         let counted = self
             .store

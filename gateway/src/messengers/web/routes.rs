@@ -234,6 +234,15 @@ fn access(inner: &Inner, caller: &Caller) -> Result<Access, Refusal> {
     }
 }
 
+/// [`check_post`] for the JSON API, whose script sends the CSRF token as a header.
+fn check_api_post(inner: &Inner, caller: &Caller) -> Result<Access, Refusal> {
+    let csrf = caller
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok());
+    check_post(inner, caller, csrf)
+}
+
 /// The checks of a state-changing request: a browser session needs a same-origin request
 /// carrying its CSRF token; a bearer token needs nothing more.
 fn check_post(
@@ -577,12 +586,7 @@ async fn api_decide(
     Path((agent, request_id, verdict)): Path<(String, String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let csrf = caller
-        .headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Err(refusal) = check_post(&inner, &caller, csrf.as_deref()) {
+    if let Err(refusal) = check_api_post(&inner, &caller) {
         return refusal.json();
     }
     // An optional JSON body: `{"reason": "..."}` with a denial, `{"grant_minutes": 60}` with
@@ -729,12 +733,7 @@ async fn api_revoke(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Response {
-    let csrf = caller
-        .headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Err(refusal) = check_post(&inner, &caller, csrf.as_deref()) {
+    if let Err(refusal) = check_api_post(&inner, &caller) {
         return refusal.json();
     }
     let grant = match inner.store.grant(id).await {
