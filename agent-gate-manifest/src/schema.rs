@@ -141,16 +141,65 @@ impl Tool {
         Value::Object(out)
     }
 
-    /// The tool's `list_tools` entry:
-    /// `{name, description, service, args, input_schema}`.
-    pub fn list_entry(&self) -> Value {
-        json!({
+    /// The tool's `list_tools` entry: `{name, description, service, args, input_schema}`
+    /// as upstream has it, plus `output_schema` ([`Tool::output_schema`]) and `annotations`
+    /// (the manifest's hints: `read_only`, `destructive`, `idempotent`, `open_world`) when
+    /// there are any. `manifest` is the one the tool belongs to (for its response type).
+    pub fn list_entry(&self, manifest: &Manifest) -> Value {
+        let mut entry = json!({
             "name": self.name,
             "description": self.description,
             "service": self.service,
             "args": self.list_entry_args(),
             "input_schema": self.input_schema(),
-        })
+        });
+        if let Value::Object(map) = &mut entry {
+            if let Some(schema) = self.output_schema(manifest) {
+                map.insert("output_schema".into(), schema);
+            }
+            if !self.hints.is_empty() {
+                let mut hints = Map::new();
+                for (key, value) in [
+                    ("read_only", self.hints.read_only),
+                    ("destructive", self.hints.destructive),
+                    ("idempotent", self.hints.idempotent),
+                    ("open_world", self.hints.open_world),
+                ] {
+                    if let Some(value) = value {
+                        hints.insert(key.into(), value.into());
+                    }
+                }
+                map.insert("annotations".into(), Value::Object(hints));
+            }
+        }
+        entry
+    }
+
+    /// The JSON Schema of a successful call's output, when the manifest declares a response
+    /// type: the type's schema, or for a response under a wrap key, an object holding it
+    /// (a list under the key for `"[Type]"`). `None` when the output would not always be a
+    /// JSON object of that shape: no response type, a bare list, or a wrap an argument can
+    /// turn off (`wrap_unless`). MCP's `outputSchema` is this.
+    pub fn output_schema(&self, manifest: &Manifest) -> Option<Value> {
+        let response = self.response.as_ref()?;
+        if self.http.wrap_unless.is_some() {
+            return None;
+        }
+        let item = manifest.type_def(&response.name)?.json_schema();
+        match (response.list, &self.http.wrap) {
+            (false, None) => Some(item),
+            (false, Some(key)) => Some(json!({
+                "type": "object",
+                "properties": { key: item },
+                "required": [key],
+            })),
+            (true, Some(key)) => Some(json!({
+                "type": "object",
+                "properties": { key: {"type": "array", "items": item} },
+                "required": [key],
+            })),
+            (true, None) => None,
+        }
     }
 
     fn canonical(&self) -> Value {

@@ -505,8 +505,79 @@ fn input_schemas() {
     }
     insta::assert_json_snapshot!(
         "list_entry_ha_call_service",
-        tool(&m, "ha_call_service").list_entry()
+        tool(&m, "ha_call_service").list_entry(&m)
     );
+}
+
+#[test]
+fn output_schemas_only_where_the_output_always_has_that_shape() {
+    let m = manifest();
+    let state = tool(&m, "ha_get_state").output_schema(&m).unwrap();
+    assert_eq!(
+        state["required"],
+        json!([
+            "entity_id",
+            "state",
+            "attributes",
+            "last_changed",
+            "last_updated"
+        ])
+    );
+    let states = tool(&m, "ha_get_states").output_schema(&m).unwrap();
+    assert_eq!(states["required"], json!(["states"]));
+    assert_eq!(states["properties"]["states"]["type"], "array");
+    assert_eq!(
+        states["properties"]["states"]["items"]["required"],
+        json!([
+            "entity_id",
+            "state",
+            "attributes",
+            "last_changed",
+            "last_updated"
+        ])
+    );
+    // No response type declared: nothing to promise.
+    assert_eq!(tool(&m, "ha_call_service").output_schema(&m), None);
+    assert_eq!(tool(&m, "ha_get_logbook").output_schema(&m), None);
+    // The list entry carries it, and the hints as annotations.
+    let entry = tool(&m, "ha_get_state").list_entry(&m);
+    assert_eq!(entry["output_schema"], state);
+    assert_eq!(
+        entry["annotations"],
+        json!({"read_only": true, "idempotent": true, "open_world": false})
+    );
+}
+
+#[test]
+fn a_wrap_an_argument_can_turn_off_gives_no_output_schema() {
+    let m = Manifest::from_str(
+        r#"
+version = 1
+
+[services.svc]
+description = "A service."
+
+[types.Answer]
+description = "An answer."
+[types.Answer.fields.value]
+type = "string"
+description = "The value."
+
+[tools.ask]
+service = "svc"
+description = "Ask."
+response = "Answer"
+http = { method = "POST", path = "/ask", flags = { raw = "raw" }, wrap = "answer", wrap_unless = "raw" }
+[tools.ask.args.raw]
+type = "boolean"
+required = false
+description = "Return the answer as it is."
+"#,
+        "ask.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .manifest;
+    assert_eq!(tool(&m, "ask").output_schema(&m), None);
 }
 
 #[test]

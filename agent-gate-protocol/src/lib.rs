@@ -42,8 +42,8 @@ pub use methods::{
     ListToolsResult, METHOD_AUTH, METHOD_CANCEL_REQUEST, METHOD_GET_PENDING_RESULTS,
     METHOD_LIST_TOOLS, METHOD_TOOL_REQUEST, METHODS, MethodCall, NOTIFICATION_REQUEST_STATUS,
     PendingOutcome, PendingResult, PendingResults, REQUEST_IDS_IDEMPOTENT, RequestStatus,
-    RequestStatusParams, ResultStatus, STATUS_AUTHENTICATED, ToolInfo, ToolRequestParams,
-    ToolResult,
+    RequestStatusParams, ResultStatus, STATUS_AUTHENTICATED, ToolAnnotations, ToolInfo,
+    ToolRequestParams, ToolResult,
 };
 pub use parse::{FrameError, Incoming, IncomingError, parse_incoming, parse_request};
 pub use request_id::{

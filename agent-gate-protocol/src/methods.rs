@@ -219,6 +219,31 @@ pub struct ToolInfo {
     /// A JSON Schema of the `args` object.
     #[serde(default)]
     pub input_schema: Value,
+    /// A JSON Schema of a successful call's `data`, when the tool declares its output shape
+    /// (agent-gate gateways; upstream lists none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    /// What the tool's manifest says about its effects, when it says anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<ToolAnnotations>,
+}
+
+/// Hints about a tool's effects, from its manifest (`read_only`, `destructive`, `idempotent`,
+/// `open_world`). Hints for clients and models only: the gateway's policy never trusts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolAnnotations {
+    /// It changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// It may destroy or overwrite something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destructive: Option<bool>,
+    /// Calling it twice with the same arguments does no more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
+    /// It reaches things outside the gateway's own world.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_world: Option<bool>,
 }
 
 /// Result of `list_tools`: `{"tools": [...]}`.

@@ -164,6 +164,16 @@ fn result_shapes() {
                         "properties": {"entity_id": {"type": "string"}},
                         "required": ["entity_id"]
                     }),
+                    output_schema: Some(json!({
+                        "type": "object",
+                        "properties": {"state": {"type": "string"}},
+                        "required": ["state"]
+                    })),
+                    annotations: Some(ToolAnnotations {
+                        read_only: Some(true),
+                        idempotent: Some(true),
+                        ..ToolAnnotations::default()
+                    }),
                 }],
             }
         )

@@ -24,7 +24,7 @@ use agent_gate_gateway::approvals::ChannelApprover;
 use agent_gate_gateway::config::{Config, ProcessEnv};
 use agent_gate_gateway::store::RequestKey;
 use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinHandle;
 
@@ -179,6 +179,28 @@ async fn a_stdio_mcp_client_reaches_a_remote_gateway_through_the_bridge() {
             .collect();
         assert!(tools.contains(&"ha_get_state") && tools.contains(&"ha_call_service"));
         assert!(tools.contains(&"gateway_request_status"), "{tools:?}");
+
+        // The bridge lists what the MCP endpoint lists: output schemas where the manifest
+        // declares a response type, and the manifest's hints as annotations.
+        let schemas = &results["schemas"];
+        assert_eq!(
+            schemas["get_state_output"]["properties"]["entity_id"]["type"], "string",
+            "{schemas}"
+        );
+        assert_eq!(
+            schemas["call_service_output"],
+            Value::Null,
+            "no response type"
+        );
+        let annotations = &results["annotations"];
+        assert_eq!(
+            annotations["get_state"],
+            json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}),
+            "{annotations}"
+        );
+        assert_eq!(annotations["call_service"]["readOnlyHint"], false);
+        assert_eq!(annotations["call_service"]["destructiveHint"], true);
+        assert_eq!(annotations["call_service"]["idempotentHint"], false);
 
         assert_eq!(results["allowed"]["state"], "locked");
         let denied = results["denied"]["text"].as_str().unwrap();

@@ -14,7 +14,7 @@ mod request;
 
 use std::sync::{Arc, Weak};
 
-use agent_gate_manifest::{Manifest, Tool};
+use agent_gate_manifest::Manifest;
 use agent_gate_protocol::{CancelRequestResult, ErrorObject, PendingResult, ToolRequestParams};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -124,7 +124,7 @@ impl Engine {
         approvers: Vec<Arc<dyn Approver>>,
     ) -> Arc<Self> {
         let list_tools = json!({
-            "tools": manifest.tools().map(Tool::list_entry).collect::<Vec<_>>()
+            "tools": manifest.tools().map(|tool| tool.list_entry(&manifest)).collect::<Vec<_>>()
         });
         let manifest = Arc::new(manifest);
         let limiter = RequestLimiter::new(config.rate_limit.max_requests_per_minute);

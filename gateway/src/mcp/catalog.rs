@@ -29,30 +29,6 @@ fn object(value: Value) -> JsonObject {
     }
 }
 
-/// The output schema of a tool whose manifest declares a response type: the type's schema, or
-/// for a list under a wrap key, an object holding the list. `None` when the result would not be
-/// a JSON object (MCP output schemas describe objects).
-fn output_schema(manifest: &Manifest, tool: &ManifestTool) -> Option<JsonObject> {
-    let response = tool.response.as_ref()?;
-    let def = manifest.type_def(&response.name)?;
-    let item = def.json_schema();
-    let schema = match (response.list, &tool.http.wrap) {
-        (false, None) => item,
-        (false, Some(key)) => json!({
-            "type": "object",
-            "properties": { key: item },
-            "required": [key],
-        }),
-        (true, Some(key)) => json!({
-            "type": "object",
-            "properties": { key: {"type": "array", "items": item} },
-            "required": [key],
-        }),
-        (true, None) => return None,
-    };
-    Some(object(schema))
-}
-
 /// The manifest's hints as MCP tool annotations (`None` when it gives none).
 fn annotations(hints: &Hints) -> Option<ToolAnnotations> {
     if hints.is_empty() {
@@ -72,8 +48,8 @@ fn mcp_tool(manifest: &Manifest, tool: &ManifestTool) -> Tool {
         tool.description.clone(),
         Arc::new(object(tool.input_schema())),
     );
-    if let Some(schema) = output_schema(manifest, tool) {
-        out = out.with_raw_output_schema(Arc::new(schema));
+    if let Some(schema) = tool.output_schema(manifest) {
+        out = out.with_raw_output_schema(Arc::new(object(schema)));
     }
     if let Some(annotations) = annotations(&tool.hints) {
         out = out.annotate(annotations);

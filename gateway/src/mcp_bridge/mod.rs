@@ -31,7 +31,7 @@ use futures_util::StreamExt;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
-    ServerCapabilities, ServerConfig, Tool,
+    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
@@ -156,7 +156,19 @@ fn mcp_tool(info: ToolInfo) -> Tool {
             map
         }
     };
-    Tool::new(info.name, info.description, Arc::new(schema))
+    let mut tool = Tool::new(info.name, info.description, Arc::new(schema));
+    if let Some(Value::Object(output)) = info.output_schema {
+        tool = tool.with_raw_output_schema(Arc::new(output));
+    }
+    if let Some(hints) = info.annotations {
+        let mut annotations = ToolAnnotations::new();
+        annotations.read_only_hint = hints.read_only;
+        annotations.destructive_hint = hints.destructive;
+        annotations.idempotent_hint = hints.idempotent;
+        annotations.open_world_hint = hints.open_world;
+        tool = tool.annotate(annotations);
+    }
+    tool
 }
 
 /// The error object an SDK error was made from (as far as the SDK keeps it).

@@ -67,6 +67,15 @@ async def main():
         report("list", tools=names)
         state_tool = next(t for t in listed.tools if t.name == "ha_get_state")
         expect(state_tool.input_schema.get("required") == ["entity_id"], "input schema")
+        service_tool = next(t for t in listed.tools if t.name == "ha_call_service")
+        report("schemas",
+               get_state_output=state_tool.output_schema,
+               call_service_output=service_tool.output_schema)
+        report("annotations",
+               get_state=state_tool.annotations.model_dump(by_alias=True, exclude_none=True)
+               if state_tool.annotations else None,
+               call_service=service_tool.annotations.model_dump(by_alias=True, exclude_none=True)
+               if service_tool.annotations else None)
 
         allowed = await client.call_tool("ha_get_state", {"entity_id": "lock.front_door"})
         expect(not allowed.is_error, f"allowed call: {text_of(allowed)}")
