@@ -291,7 +291,7 @@ async fn a_response_that_does_not_match_its_type_is_a_protocol_error() {
 #[tokio::test]
 async fn check_manifest_reports_drift() {
     let manifest = ha::MANIFEST.manifest().unwrap();
-    let same: Vec<Value> = manifest.tools().map(|t| t.list_entry(&manifest)).collect();
+    let same: Vec<Value> = manifest.tools().map(|t| t.list_entry(manifest)).collect();
     let gw = ScriptedGateway::start(Script {
         tools: same.clone(),
         ..Script::default()
