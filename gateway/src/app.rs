@@ -368,7 +368,9 @@ impl GatewayBuilder {
                     });
                 }
             };
-            let mut router = crate::health::router(Arc::clone(&engine), Arc::clone(&front));
+            let mut router = crate::health::router(Arc::clone(&engine), Arc::clone(&front)).merge(
+                crate::metrics::router(Arc::clone(&engine), Arc::clone(&front)),
+            );
             if let Some(extra) = http_routes {
                 router = router.merge(extra);
             }

@@ -10,6 +10,7 @@
 //! - [`demo`]: demo mode (`agent-gate demo`, cargo feature `demo`, on by default): a gateway with a simulated Home Assistant (from `agent-gate-sim`), the web approval page and example permissions, on loopback.
 //! - [`executor`]: executes allowed tool calls as HTTP requests to their services (credentials, errors, health).
 //! - [`health`]: the HTTP side's `/healthz` endpoint (store, approvers, services).
+//! - `metrics`: Prometheus metrics, `/metrics` on the HTTP side.
 //! - [`messengers`]: approvers that reach humans through messengers (the Telegram bot).
 //! - [`policy`]: the permission engine (glob rules over signatures: deny, allow, ask, defaults).
 //! - [`ratelimit`]: per-agent request rate window and the failed-authentication throttle.
@@ -34,6 +35,8 @@ pub(crate) mod mcp;
 /// The stdio MCP bridge of `agent-gate mcp` (see its module docs).
 pub(crate) mod mcp_bridge;
 pub mod messengers;
+/// Prometheus metrics and `/metrics` (see its module docs).
+pub(crate) mod metrics;
 pub mod policy;
 pub mod ratelimit;
 pub mod rule;

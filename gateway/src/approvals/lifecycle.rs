@@ -17,7 +17,9 @@ use tokio::task::AbortHandle;
 use tokio_util::task::TaskTracker;
 
 use super::{ApprovalRequest, Approver, DecideOutcome, Resolution};
+use crate::config::Config;
 use crate::delivery::{Delivery, Outcome, Waiter};
+use crate::metrics::{DecidedBy, DecisionLabel, Metrics, OutcomeLabel};
 use crate::store::{
     AuditEntry, AuditKind, Decision, InsertOutcome, NewRequest, RecoveryReport, RequestKey,
     RequestRecord, RequestState, Store, StoreError, Timestamp, Transition,
@@ -32,6 +34,7 @@ pub(crate) struct Approvals {
     approvers: Vec<Arc<dyn Approver>>,
     manifest: Arc<Manifest>,
     tasks: TaskTracker,
+    metrics: Arc<Metrics>,
     /// agent → request id → expiry, for the per-agent cap and its retry hint.
     pending: Mutex<HashMap<String, HashMap<String, Timestamp>>>,
     timers: Mutex<HashMap<RequestKey, AbortHandle>>,
@@ -173,20 +176,22 @@ impl std::fmt::Debug for Approvals {
 }
 
 impl Approvals {
-    /// Approvals that expire after `timeout`, at most `max_pending` per agent, shown to
-    /// `approvers`. Background work (telling approvers) runs on `tasks`.
+    /// Approvals that expire after `config.approval_timeout`, at most
+    /// `config.rate_limit.max_pending_approvals` per agent, shown to `approvers`, counted in
+    /// `metrics`. Background work (telling approvers) runs on `tasks`.
     pub(crate) fn new(
-        timeout: Duration,
-        max_pending: u32,
+        config: &Config,
         store: Store,
         delivery: Arc<Delivery>,
         approvers: Vec<Arc<dyn Approver>>,
         manifest: Arc<Manifest>,
         tasks: TaskTracker,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|self_ref| Self {
-            timeout,
-            max_pending,
+            metrics,
+            timeout: config.approval_timeout,
+            max_pending: config.rate_limit.max_pending_approvals,
             store,
             delivery,
             approvers,
@@ -487,6 +492,19 @@ impl Approvals {
             timer.abort();
         }
         self.release(&key);
+        let (by, ended) = match &how {
+            Resolve::Approve(_) => (DecidedBy::Human, None),
+            Resolve::Deny { .. } => (DecidedBy::Human, Some(OutcomeLabel::Denied)),
+            Resolve::Expire => (DecidedBy::Timeout, Some(OutcomeLabel::Expired)),
+            Resolve::Cancel(_) => (DecidedBy::Agent, Some(OutcomeLabel::Cancelled)),
+        };
+        let waited = at.since(record.created_at);
+        self.metrics.decided(by, waited);
+        if let Some(outcome) = ended {
+            self.metrics
+                .request(&record.tool, DecisionLabel::Ask, outcome);
+            self.metrics.finished(&record.tool, waited);
+        }
         let mut execute = None;
         match how {
             Resolve::Approve(actor) => {

@@ -15,6 +15,8 @@ mod request;
 use std::sync::{Arc, Weak};
 
 use agent_gate_manifest::Manifest;
+
+use crate::metrics::Metrics;
 use agent_gate_protocol::{CancelRequestResult, ErrorObject, PendingResult, ToolRequestParams};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -86,6 +88,8 @@ pub(crate) struct Submitted {
 /// The shared engine.
 pub(crate) struct Engine {
     pub(crate) config: Arc<Config>,
+    /// What `/metrics` shows.
+    pub(crate) metrics: Arc<Metrics>,
     policy: Policy,
     manifest: Arc<Manifest>,
     pub(crate) store: Store,
@@ -130,16 +134,18 @@ impl Engine {
         let limiter = RequestLimiter::new(config.rate_limit.max_requests_per_minute);
         let tasks = TaskTracker::new();
         let delivery = Delivery::new(store.clone(), tasks.clone());
+        let metrics = Arc::new(Metrics::new(store.metrics()));
         let approvals = Approvals::new(
-            config.approval_timeout,
-            config.rate_limit.max_pending_approvals,
+            &config,
             store.clone(),
             Arc::clone(&delivery),
             approvers,
             Arc::clone(&manifest),
             tasks.clone(),
+            Arc::clone(&metrics),
         );
         Arc::new_cyclic(|self_ref| Engine {
+            metrics,
             config,
             policy,
             manifest,

@@ -5,17 +5,27 @@
 use agent_gate_manifest::{ArgsError, ValidArgs};
 use agent_gate_protocol::{ErrorCode, ErrorObject};
 use serde_json::{Value, json};
+use std::time::Instant;
 
 use super::refusal::{self, store_failure};
 use super::{Engine, Submitted, ToolCall};
 use crate::approvals::{Ask, AskError, Asked};
 use crate::delivery::{Outcome, Progress};
 use crate::executor::ExecutionError;
+use crate::metrics::{DecidedBy, DecisionLabel, OutcomeLabel};
 use crate::policy::{Action, Reason};
 use crate::store::{
     AuditEntry, AuditKind, Decision, Grant, InsertOutcome, NewRequest, RequestKey, RequestRecord,
     RequestState, Timestamp, Transition, grant_scope,
 };
+
+/// How an allowed call is run and counted: how it was decided, when it arrived, whether its
+/// outcome is kept for the agent (see `Engine::execute_and_record`).
+struct Run {
+    decision: DecisionLabel,
+    arrived: Instant,
+    kept: bool,
+}
 
 /// A request id for a call that came without one: `gw-`, the time in milliseconds (12 hex
 /// digits), then 64 random bits (16 hex digits).
@@ -60,7 +70,13 @@ impl Engine {
         agent: &str,
         call: ToolCall,
     ) -> Result<Submitted, ErrorObject> {
+        let arrived = Instant::now();
         if let Err(retry) = self.limiter.check(agent) {
+            self.metrics.request(
+                self.tool_label(&call.tool),
+                DecisionLabel::Refused,
+                OutcomeLabel::Refused,
+            );
             self.audit_in_background(
                 AuditEntry::new(agent, AuditKind::Other("rate_limited".to_owned()))
                     .detail(json!({"tool": call.tool, "limit": "max_requests_per_minute"})),
@@ -94,6 +110,9 @@ impl Engine {
             }
         };
         let decision = self.policy.judge(agent, valid);
+        if decision.action != Action::Ask {
+            self.metrics.decided(DecidedBy::Policy, arrived.elapsed());
+        }
         let rule = refusal::rule_name(&decision.reason);
         let signature = match (&decision.signature, &decision.reason) {
             (Some(signature), _) => signature.clone(),
@@ -125,7 +144,12 @@ impl Engine {
                     signature.as_str(),
                 )
                 .audit(decision_audit(Decision::Allow));
-                self.run_allowed(new, rule.as_deref(), valid, &signature, kept)
+                let run = Run {
+                    decision: DecisionLabel::Allow,
+                    arrived,
+                    kept,
+                };
+                self.run_allowed(new, rule.as_deref(), valid, &signature, run)
                     .await
             }
             Action::Deny => {
@@ -149,6 +173,9 @@ impl Engine {
                     message,
                     data: Some(data),
                 };
+                self.metrics
+                    .request(&tool, DecisionLabel::Deny, OutcomeLabel::Denied);
+                self.metrics.finished(&tool, arrived.elapsed());
                 Ok(finished(rid, outcome, kept))
             }
             Action::Ask => {
@@ -172,8 +199,14 @@ impl Engine {
                     )
                     .resolved_by(actor.as_str())
                     .audit(audit);
+                    self.metrics.decided(DecidedBy::Grant, arrived.elapsed());
+                    let run = Run {
+                        decision: DecisionLabel::Ask,
+                        arrived,
+                        kept,
+                    };
                     return self
-                        .run_allowed(new, rule.as_deref(), valid, &signature, kept)
+                        .run_allowed(new, rule.as_deref(), valid, &signature, run)
                         .await;
                 }
                 if same_call_attaches && !client_key {
@@ -188,6 +221,7 @@ impl Engine {
                     }
                 }
                 let decision_audit = decision_audit(Decision::Ask);
+                let record_tool = tool.clone();
                 let ask = Ask {
                     key: RequestKey::new(agent, rid.as_str()),
                     tool,
@@ -216,6 +250,11 @@ impl Engine {
                         {
                             return self.attach(rid, record).await;
                         }
+                        self.metrics.request(
+                            &record_tool,
+                            DecisionLabel::Ask,
+                            OutcomeLabel::Refused,
+                        );
                         self.audit_in_background(
                             AuditEntry::new(agent, AuditKind::Other("rate_limited".to_owned()))
                                 .request_id(rid.as_str())
@@ -238,14 +277,15 @@ impl Engine {
         rule: Option<&str>,
         valid: ValidArgs<'_>,
         signature: &str,
-        kept: bool,
+        run: Run,
     ) -> Result<Submitted, ErrorObject> {
         let key = new.key();
         if let Some(existing) = self.insert_decided(new, rule).await? {
             return self.attach(key.request_id, existing).await;
         }
+        let kept = run.kept;
         let outcome = self
-            .execute_and_record(&key, Ok(valid), signature, kept)
+            .execute_and_record(&key, Ok(valid), signature, run)
             .await;
         self.delivery.deliver(&key, &outcome);
         Ok(finished(key.request_id, outcome, kept))
@@ -334,6 +374,11 @@ impl Engine {
         reason: &Reason<'_>,
     ) -> ErrorObject {
         let (error, detail) = refusal::invalid_call(&self.manifest, tool, reason);
+        self.metrics.request(
+            self.tool_label(tool),
+            DecisionLabel::Refused,
+            OutcomeLabel::Refused,
+        );
         // The refusal is audited before the agent hears of it.
         let entry = AuditEntry::new(agent, AuditKind::Decision)
             .request_id(rid)
@@ -357,22 +402,53 @@ impl Engine {
         key: &RequestKey,
         valid: Result<ValidArgs<'_>, ArgsError>,
         signature: &str,
-        kept: bool,
+        run: Run,
     ) -> Outcome {
+        let Run {
+            decision,
+            arrived,
+            kept,
+        } = run;
         let agent = key.agent_id.as_str();
         let rid = key.request_id.as_str();
-        let audit = |kind: AuditKind| {
-            AuditEntry::new(agent, kind)
-                .request_id(rid)
-                .signature(signature)
-        };
         let tool_name = match &valid {
             Ok(valid) => valid.tool().name.clone(),
             Err(error) => error.tool.clone(),
         };
+        let executing = Instant::now();
         let executed = match valid {
             Ok(valid) => self.executor.execute_valid(valid).await,
             Err(error) => Err(ExecutionError::from(error)),
+        };
+        let label = self.tool_label(&tool_name);
+        self.metrics.executed(label, executing.elapsed());
+        let ended = if executed.is_ok() {
+            OutcomeLabel::Executed
+        } else {
+            OutcomeLabel::Failed
+        };
+        self.metrics.request(label, decision, ended);
+        let outcome = self
+            .record_execution(agent, rid, signature, &tool_name, executed, kept)
+            .await;
+        self.metrics.finished(label, arrived.elapsed());
+        outcome
+    }
+
+    /// Records what an execution gave (with its audit) and returns the outcome.
+    async fn record_execution(
+        &self,
+        agent: &str,
+        rid: &str,
+        signature: &str,
+        tool_name: &str,
+        executed: Result<Value, ExecutionError>,
+        kept: bool,
+    ) -> Outcome {
+        let audit = |kind: AuditKind| {
+            AuditEntry::new(agent, kind)
+                .request_id(rid)
+                .signature(signature)
         };
         match executed {
             Ok(data) => {
@@ -471,9 +547,26 @@ impl Engine {
                 return;
             }
         }
+        let waited = Timestamp::now().since(record.created_at);
+        let run = Run {
+            decision: DecisionLabel::Ask,
+            arrived: Instant::now()
+                .checked_sub(waited)
+                .unwrap_or_else(Instant::now),
+            kept: true,
+        };
         let outcome = self
-            .execute_and_record(&key, tool.validate(args), &record.signature, true)
+            .execute_and_record(&key, tool.validate(args), &record.signature, run)
             .await;
         self.delivery.deliver(&key, &outcome);
+    }
+
+    /// The `tool` label of a metric: the manifest's name, or `unknown` (an agent must not
+    /// grow the label sets with names of its own).
+    fn tool_label<'t>(&'t self, tool: &'t str) -> &'t str {
+        match self.manifest.tool(tool) {
+            Some(known) => known.name.as_str(),
+            None => "unknown",
+        }
     }
 }

@@ -22,6 +22,7 @@ use super::sessions::{CLOSE_SLOT_TAKEN, Slot};
 use super::sniff;
 use super::{Front, ServerLimits};
 use crate::engine::Engine;
+use crate::metrics::FrontLabel;
 
 /// A response as a text frame (serialising our own types cannot fail; if it did, the agent
 /// gets an internal error instead of nothing).
@@ -97,6 +98,7 @@ async fn run<S>(
     let stream = sniff::Prefixed::new(head, stream);
     if is_mcp {
         let close = engine.close_connections.child_token();
+        let _counted = engine.metrics.connection(FrontLabel::Mcp);
         super::http::serve(stream, peer, mcp.router.clone(), ticket, close).await;
         return;
     }

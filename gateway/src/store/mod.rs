@@ -289,6 +289,11 @@ impl Store {
         &self.inner.path
     }
 
+    /// The writer's histograms (commit latency, batch size), for `/metrics`.
+    pub(crate) fn metrics(&self) -> &crate::metrics::StoreMetrics {
+        &self.inner.stats.metrics
+    }
+
     /// Writer counters: transactions committed, writes committed, largest batch.
     pub fn stats(&self) -> StoreStats {
         self.inner.stats.snapshot()

@@ -37,6 +37,11 @@ impl Timestamp {
         Self(self.0.saturating_sub(millis))
     }
 
+    /// How long after `earlier` this is (zero when it is not later).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
     /// This instant as a UTC date and time, truncated to whole seconds, for writing it as a
     /// calendar date. Instants outside years -9999..=9999 are clamped to that range.
     pub(crate) fn utc_seconds(self) -> time::OffsetDateTime {

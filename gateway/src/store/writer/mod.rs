@@ -290,6 +290,7 @@ impl Writer {
             return;
         }
         loop {
+            let began = Instant::now();
             if let Err(source) = self.conn.execute_batch("BEGIN IMMEDIATE") {
                 self.fail_all(jobs, &source);
                 return;
@@ -333,7 +334,7 @@ impl Writer {
                             (job.reply, Err(error))
                         }));
                     } else {
-                        self.stats.record(jobs.len());
+                        self.stats.record(jobs.len(), began.elapsed());
                         replies.extend(
                             jobs.into_iter()
                                 .map(|job| job.reply)

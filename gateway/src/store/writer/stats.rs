@@ -1,6 +1,9 @@
 //! The writer's counters, shared with the store handles that report them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::metrics::StoreMetrics;
 
 use crate::store::types::StoreStats;
 
@@ -14,6 +17,8 @@ pub(crate) struct Stats {
     pub(super) synced_transactions: AtomicU64,
     pub(super) checkpoints: AtomicU64,
     pub(super) wal_frames: AtomicU64,
+    /// The commit latency and batch size histograms `/metrics` shows.
+    pub(crate) metrics: StoreMetrics,
 }
 
 impl Stats {
@@ -29,7 +34,9 @@ impl Stats {
         }
     }
 
-    pub(super) fn record(&self, writes: usize) {
+    pub(super) fn record(&self, writes: usize, took: Duration) {
+        self.metrics.commit.observe(took.as_secs_f64());
+        self.metrics.batch.observe(writes as f64);
         let writes = u64::try_from(writes).unwrap_or(u64::MAX);
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(writes, Ordering::Relaxed);
