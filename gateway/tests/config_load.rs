@@ -517,7 +517,7 @@ fn approver_mistakes() {
             r#"config.yaml: approvers[0].type: unsupported approver type "slack"; expected one of: telegram, web"#,
             r#"config.yaml: approvers[1].chat_id: expected an integer, got "abc""#,
             "config.yaml: approvers[1].allowed_users: must be a non-empty list of Telegram user ids (nobody could approve)",
-            "config.yaml: approvers[2].tokn: unknown key `tokn` (did you mean `token`?); expected one of: type, token, name",
+            "config.yaml: approvers[2].tokn: unknown key `tokn` (did you mean `token`?); expected one of: type, token, name, grant_minutes",
         ]
     );
     let both = format!("{UPSTREAM}approvers: []\n");
@@ -749,6 +749,46 @@ fn telegram_deny_reasons_default_configure_and_are_checked() {
             "config.yaml: approvers[0].deny_reasons[5]: a preset reason is 1–40 characters (a button label), got 0",
             "config.yaml: approvers[0].deny_reasons[6]: a preset reason is 1–40 characters (a button label), got 41",
         ]
+    );
+}
+
+#[test]
+fn web_grant_minutes_default_configure_and_are_checked() {
+    let web = |c: &Config| match c.approvers.as_slice() {
+        [ApproverConfig::Web(web)] => web.clone(),
+        other => panic!("{other:?}"),
+    };
+    let minutes = |m: u64| std::time::Duration::from_secs(m * 60);
+    let c = load(&format!("{MINIMAL}approvers:\n  - {{type: web}}\n"));
+    assert_eq!(
+        web(&c).grant_durations,
+        vec![minutes(15), minutes(60), minutes(480)]
+    );
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: web, grant_minutes: [5, 120]}}\n"
+    ));
+    assert_eq!(web(&c).grant_durations, vec![minutes(5), minutes(120)]);
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: web, grant_minutes: []}}\n"
+    ));
+    assert!(web(&c).grant_durations.is_empty());
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: web, grant_minutes: [0, 10081, soon]}}\n"
+    ));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    for (i, err) in errs.iter().enumerate() {
+        assert!(
+            err.starts_with(&format!("config.yaml: approvers[0].grant_minutes[{i}]: ")),
+            "{errs:?}"
+        );
+    }
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: web, grant_minutes: [1, 2, 3, 4, 5]}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("config.yaml: approvers[0].grant_minutes: at most 4"),
+        "{errs:?}"
     );
 }
 

@@ -859,3 +859,336 @@ async fn json_shapes_are_pinned() {
     let (_, refused) = h.browser().get_json("/approvals/api/pending").await;
     insta::assert_json_snapshot!("web_login_required", refused);
 }
+
+/// The part of the page's HTML inside `<ul id="{id}">`, up to its closing tag (the lists hold
+/// no nested lists that end earlier than their own items).
+fn list_html<'a>(html: &'a str, id: &str) -> &'a str {
+    let marker = format!("<ul id=\"{id}\">");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no list {id}")) + marker.len();
+    let rest = &html[start..];
+    // The end of the list: the first `</ul>` not closing a nested `<ul`.
+    let mut depth = 0;
+    let mut at = 0;
+    loop {
+        let open = rest[at..].find("<ul").map(|i| i + at);
+        let close = rest[at..]
+            .find("</ul>")
+            .map(|i| i + at)
+            .expect("closed list");
+        match open {
+            Some(open) if open < close => {
+                depth += 1;
+                at = open + 3;
+            }
+            _ if depth == 0 => return &rest[..close],
+            _ => {
+                depth -= 1;
+                at = close + 5;
+            }
+        }
+    }
+}
+
+/// Seeds decided asks straight into the store: (agent, request, tool, how it ended, when).
+async fn seed_history(h: &WebHarness) {
+    use agent_gate_gateway::store::{Timestamp, Transition};
+    let store = h.gateway().store();
+    let far = Timestamp::now().saturating_add(std::time::Duration::from_secs(3600));
+    let base = Timestamp::now().saturating_sub(std::time::Duration::from_secs(600));
+    let rows: [(&str, &str, &str, &str); 4] = [
+        ("pi", "h-1", "ha_call_service", "deny"),
+        ("pi", "h-2", "ha_call_service", "approve"),
+        ("laptop", "h-3", "ha_get_state", "expire"),
+        ("laptop", "h-4", "ha_call_service", "cancel"),
+    ];
+    for (n, (agent, request, tool, end)) in rows.into_iter().enumerate() {
+        let args = json!({"entity_id": "light.kitchen"});
+        let signature = format!("{tool}(light.kitchen)");
+        store
+            .insert_request(NewRequest::pending(
+                agent, request, tool, args, signature, far,
+            ))
+            .await
+            .unwrap();
+        let transition = match end {
+            "deny" => Transition::deny(agent, request, "web:alice"),
+            "approve" => Transition::approve(agent, request, "telegram:@Bob"),
+            "expire" => Transition::expire(agent, request),
+            _ => Transition::cancel(agent, request, "agent"),
+        };
+        let at = base.saturating_add(std::time::Duration::from_secs(n as u64 * 10));
+        assert!(store.transition(transition.at(at)).await.unwrap());
+    }
+}
+
+fn request_ids(history: &Value) -> Vec<&str> {
+    history
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {history}"))
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_history_is_searched_by_agent_tool_decision_and_decider_in_pages() {
+    let h = WebHarness::with_token().await;
+    seed_history(&h).await;
+    let mut browser = h.session().await;
+    let mut search = async |query: &str| {
+        let (status, body) = browser
+            .get_json(&format!("/approvals/api/history{query}"))
+            .await;
+        assert_eq!(status, 200, "{query}: {body}");
+        request_ids(&body)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(search("").await, ["h-4", "h-3", "h-2", "h-1"]);
+    assert_eq!(search("?agent=pi").await, ["h-2", "h-1"]);
+    assert_eq!(search("?tool=ha_get_state").await, ["h-3"]);
+    assert_eq!(search("?decision=approved").await, ["h-2"]);
+    assert_eq!(search("?decision=denied").await, ["h-1"]);
+    assert_eq!(search("?decision=expired").await, ["h-3"]);
+    assert_eq!(search("?decision=cancelled").await, ["h-4"]);
+    // The decider matches a part, in any case.
+    assert_eq!(search("?decider=TELEGRAM%3A").await, ["h-2"]);
+    assert_eq!(search("?decider=timeout").await, ["h-3"]);
+    assert_eq!(
+        search("?agent=laptop&tool=ha_call_service&decision=cancelled").await,
+        ["h-4"]
+    );
+    assert_eq!(
+        search("?agent=pi&decision=expired").await,
+        Vec::<String>::new()
+    );
+    // Values are bound parameters, not SQL.
+    assert_eq!(
+        search("?agent=pi%27%20OR%20%271%27%3D%271").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(search("?decider=%25").await, Vec::<String>::new());
+    // Pages: a limit and an offset; empty values mean any.
+    assert_eq!(search("?limit=2").await, ["h-4", "h-3"]);
+    assert_eq!(search("?limit=2&offset=2").await, ["h-2", "h-1"]);
+    assert_eq!(search("?agent=&decision=&limit=3&offset=3").await, ["h-1"]);
+    // Mistakes are told.
+    for query in ["?decision=maybe", "?limit=0x", "?limit=201", "?offset=-1"] {
+        let (status, body) = browser
+            .get_json(&format!("/approvals/api/history{query}"))
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"].as_str().unwrap().contains('`'), "{body}");
+    }
+
+    // The page runs the same search from its form (a GET, no JavaScript needed), keeps the
+    // filters in the form and links the older page.
+    let html = browser
+        .get("/approvals?agent=laptop&limit=1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let history = list_html(&html, "history");
+    assert!(history.contains("data-request=\"h-4\""), "{history}");
+    assert!(!history.contains("data-request=\"h-3\""), "{history}");
+    assert!(html.contains("<input name=\"agent\" value=\"laptop\""));
+    assert!(html.contains("href=\"/approvals?agent=laptop&amp;offset=1\" rel=\"next\">Older"));
+    let html = browser
+        .get("/approvals?agent=laptop&limit=1&offset=1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let history = list_html(&html, "history");
+    assert!(history.contains("data-request=\"h-3\""), "{history}");
+    assert!(history.contains("tool ha_get_state"), "{history}");
+    assert!(history.contains("by timeout"), "{history}");
+    assert!(html.contains("rel=\"prev\">← Newer"));
+    assert!(!html.contains("rel=\"next\""), "no older page: {html}");
+    let html = browser
+        .get("/approvals?decision=denied")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<option value=\"denied\" selected>denied</option>"));
+    let history = list_html(&html, "history");
+    assert!(history.contains("data-request=\"h-1\"") && history.contains("by web:alice"));
+    assert!(!history.contains("data-request=\"h-2\""));
+    let html = browser
+        .get("/approvals?agent=nobody")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(list_html(&html, "history").contains("No decisions match."));
+    let response = browser.get("/approvals?decision=maybe").await;
+    assert_eq!(response.status(), 400);
+    // A filter with markup is escaped in the form.
+    let html = browser
+        .get("/approvals?decider=%22%3E%3Cscript%3Ex")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("value=\"&quot;&gt;&lt;script&gt;x\""));
+    assert_eq!(html.matches("<script").count(), 1);
+}
+
+#[tokio::test]
+async fn pending_cards_count_down_and_list_the_affected_entities() {
+    let h = WebHarness::with_token().await;
+    let mut agent = h.agent().await;
+    let mut args = light_on("light.kitchen");
+    args["entity_id"] = json!(["light.kitchen", "light.hallway"]);
+    h.ask(&mut agent, args, "two-lights").await;
+    let mut browser = h.session().await;
+    let html = browser.get("/approvals").await.text().await.unwrap();
+    let pending = list_html(&html, "pending");
+    // Both entities the policy judged, one chip each.
+    assert!(
+        pending.contains("<ul class=\"targets\"><li>light.hallway</li><li>light.kitchen</li></ul>")
+            || pending.contains(
+                "<ul class=\"targets\"><li>light.kitchen</li><li>light.hallway</li></ul>"
+            ),
+        "{pending}"
+    );
+    // The server-rendered countdown: the default timeout is 900 s, so 14:5x left.
+    let (_, api) = browser.get_json("/approvals/api/pending").await;
+    let expires = api[0]["expires_at"].as_str().unwrap();
+    let marker = format!("<time class=\"countdown\" datetime=\"{expires}\" data-left-ms=\"");
+    let at = pending.find(&marker).unwrap_or_else(|| panic!("{pending}")) + marker.len();
+    let left_ms: i64 = pending[at..].split('"').next().unwrap().parse().unwrap();
+    assert!((800_000..=900_000).contains(&left_ms), "{left_ms}");
+    assert!(pending[at..].contains("\">14:"), "{pending}");
+    assert!(pending.contains(" left</time>"), "{pending}");
+}
+
+#[tokio::test]
+async fn grants_and_always_allowed_rules_are_listed_and_revoked_without_javascript() {
+    let h = WebHarness::start_with(
+        Some(WEB_TOKEN),
+        support::Options::default(),
+        "    grant_minutes: [5, 120]\n",
+    )
+    .await;
+    let mut agent = h.agent().await;
+    let id = h.ask(&mut agent, light_on("light.kitchen"), "timed").await;
+    let mut browser = h.session().await;
+    let csrf = browser.csrf.clone().unwrap();
+    // The configured durations are the page's buttons, and no others.
+    let html = browser.get("/approvals").await.text().await.unwrap();
+    let pending = list_html(&html, "pending");
+    assert!(
+        pending
+            .contains("value=\"5\" data-verdict=\"allow\" data-grant=\"5\">Allow 5 min</button>")
+    );
+    assert!(
+        pending
+            .contains("value=\"120\" data-verdict=\"allow\" data-grant=\"120\">Allow 2 h</button>")
+    );
+    assert!(!pending.contains("Allow 15 min") && !pending.contains("Allow 8 h"));
+    assert!(pending.contains(">Always allow</button>"));
+    let response = browser
+        .post_form(
+            "/approvals/decide",
+            &[
+                ("agent", "pi"),
+                ("request_id", "timed"),
+                ("grant_minutes", "120"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    let id = h.ask(&mut agent, light_on("light.hallway"), "always").await;
+    let response = browser
+        .post_form(
+            "/approvals/decide",
+            &[
+                ("agent", "pi"),
+                ("request_id", "always"),
+                ("always", "1"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+
+    // Server-rendered: the timed grant under Grants, the rule under Always allowed.
+    let html = browser.get("/approvals").await.text().await.unwrap();
+    let grants = list_html(&html, "grants");
+    let always = list_html(&html, "always");
+    assert!(
+        grants.contains("ha_call_service(light.turn_on, light.kitchen)"),
+        "{grants}"
+    );
+    assert!(grants.contains("granted by web:alice") && grants.contains("class=\"countdown\""));
+    assert!(!grants.contains("light.hallway"), "{grants}");
+    assert!(
+        always.contains("ha_call_service(light.turn_on, light.hallway)"),
+        "{always}"
+    );
+    assert!(!always.contains("class=\"countdown\""), "{always}");
+    assert!(html.contains("<span id=\"grants-count\">1</span>"));
+    assert!(html.contains("<span id=\"always-count\">1</span>"));
+    let (_, listed) = browser.get_json("/approvals/api/grants").await;
+    let rule = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["request_id"] == "always")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/approvals/grants/{rule}/revoke");
+    assert!(
+        always.contains(&format!("<form method=\"post\" action=\"{path}\"")),
+        "{always}"
+    );
+
+    // The Revoke form needs the session's CSRF token.
+    let refused = browser.post_form(&path, &[("csrf", "wrong")]).await;
+    assert_eq!(refused.status(), 403);
+    let done = browser.post_form(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(done.status(), 200);
+    assert!(
+        done.text()
+            .await
+            .unwrap()
+            .contains("Revoked: the same call asks again.")
+    );
+    let again = browser.post_form(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(again.status(), 409);
+    let missing = browser
+        .post_form("/approvals/grants/99999/revoke", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(missing.status(), 404);
+    // Audited once, by the page's approver.
+    let audit = h
+        .gateway()
+        .store()
+        .audit_page(AuditQuery::new().request_id("always"))
+        .await
+        .unwrap();
+    let revoked: Vec<_> = audit
+        .iter()
+        .filter(|a| a.kind == AuditKind::Other("grant_revoked".to_owned()))
+        .collect();
+    assert_eq!(revoked.len(), 1, "{audit:?}");
+    assert_eq!(revoked[0].actor.as_deref(), Some("web:alice"));
+    assert_eq!(revoked[0].detail.as_ref().unwrap()["grant"], rule);
+    let html = browser.get("/approvals").await.text().await.unwrap();
+    assert!(list_html(&html, "always").contains("No calls are always allowed."));
+    assert!(list_html(&html, "grants").contains("light.kitchen"));
+    // The rule is gone: the same call asks again.
+    let id = h
+        .ask(&mut agent, light_on("light.hallway"), "always-again")
+        .await;
+    browser.decide("pi", "always-again", "deny").await;
+    assert_eq!(agent.response(id).await["error"]["code"], -32001);
+}

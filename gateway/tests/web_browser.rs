@@ -3,8 +3,18 @@
 //! click Allow, and the agent — connected over a real WebSocket to the in-process gateway and
 //! waiting on its `ask` request — gets its result.
 //!
+//! The second test drives the rest of the page in the browser: the countdown ticks, the
+//! affected entities are listed, a grant is revoked from the page, the history is searched,
+//! and at phone width (390×844) nothing is wider than the screen; it takes screenshots at
+//! phone and desktop (1280×900) width. The ignored test writes the screenshots the README
+//! shows (`docs/screenshots/approvals-phone.png` and `approvals-desktop.png`):
+//!
+//! ```sh
+//! cargo test -p agent-gate-gateway --test web_browser -- --ignored screenshots
+//! ```
+//!
 //! The browser is required: if `/usr/bin/chromium` or `/usr/bin/chromedriver` is missing the
-//! test fails and says how to install them.
+//! tests fail and say how to install them.
 
 #[path = "web_support/mod.rs"]
 mod support;
@@ -17,7 +27,7 @@ use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
-use support::{WEB_TOKEN, WebHarness, light_on};
+use support::{Browser, WEB_TOKEN, WebHarness, light_on};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -207,5 +217,324 @@ async fn a_human_allows_a_request_in_a_real_browser() {
         .await
         .unwrap();
 
+    browser.close().await.unwrap();
+}
+
+/// Logs `browser` in through the form and waits until the page's event stream is live.
+async fn log_in(browser: &fantoccini::Client, h: &WebHarness) {
+    browser.goto(&h.url("/approvals")).await.unwrap();
+    browser
+        .find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(WEB_TOKEN)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("button#login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::XPath("//span[@id='live' and text()='live']"))
+        .await
+        .unwrap();
+}
+
+/// Demo-like data: decided requests in the history (a denial with a reason, one that
+/// expired, a grant's and a rule's approvals), a one-hour grant for the hallway light, an
+/// "always allowed" rule for the living room light, and a pending ask for the kitchen light.
+/// Returns the agent (keep it: its pending request is withdrawn when it disconnects).
+async fn demo_data(h: &WebHarness, session: &mut Browser) -> support::Client {
+    use agent_gate_gateway::store::{NewRequest, Timestamp, Transition};
+    let store = h.gateway().store();
+    let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
+    let earlier = Timestamp::now().saturating_sub(Duration::from_secs(1800));
+    for (n, (agent, request, entity)) in [
+        ("laptop", "lock-front-door", "lock.front_door"),
+        ("laptop", "heater-on", "switch.heater"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (domain, service) = entity
+            .split_once('.')
+            .map(|(d, _)| (d, if d == "lock" { "unlock" } else { "turn_on" }))
+            .unwrap();
+        store
+            .insert_request(NewRequest::pending(
+                agent,
+                request,
+                "ha_call_service",
+                json!({"domain": domain, "service": service, "entity_id": entity}),
+                format!("ha_call_service({domain}.{service}, {entity})"),
+                far,
+            ))
+            .await
+            .unwrap();
+        let at = earlier.saturating_add(Duration::from_secs(n as u64 * 300));
+        let transition = if n == 0 {
+            Transition::deny(agent, request, "telegram:@bob")
+                .error(-32001, "Denied by user: Not safe")
+        } else {
+            Transition::expire(agent, request)
+        };
+        assert!(store.transition(transition.at(at)).await.unwrap());
+    }
+    let mut agent = h.agent().await;
+    let id = h
+        .ask(&mut agent, light_on("light.hallway"), "hallway-evening")
+        .await;
+    let (status, body) = session
+        .decide_json(
+            "pi",
+            "hallway-evening",
+            "allow",
+            &json!({"grant_minutes": 60}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    let id = h
+        .ask(
+            &mut agent,
+            light_on("light.living_room"),
+            "living-room-evening",
+        )
+        .await;
+    let (status, body) = session
+        .decide_json(
+            "pi",
+            "living-room-evening",
+            "allow",
+            &json!({"always": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    h.ask(&mut agent, light_on("light.kitchen"), "kitchen-dinner")
+        .await;
+    agent
+}
+
+/// Width and height of a PNG, from its IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let word = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+/// Resizes the window so the page's viewport is `width` × `height` CSS pixels (the window's
+/// frame, if any, is added), reloads, and waits for the event stream.
+async fn viewport(browser: &fantoccini::Client, width: u32, height: u32) {
+    browser.set_window_size(width, height).await.unwrap();
+    let inner = browser
+        .execute("return [window.innerWidth, window.innerHeight];", vec![])
+        .await
+        .unwrap();
+    let (w, hgt) = (
+        inner[0].as_u64().unwrap() as u32,
+        inner[1].as_u64().unwrap() as u32,
+    );
+    if (w, hgt) != (width, height) {
+        browser
+            .set_window_size(
+                width + (width - w.min(width)),
+                height + (height - hgt.min(height)),
+            )
+            .await
+            .unwrap();
+    }
+    browser.refresh().await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::XPath("//span[@id='live' and text()='live']"))
+        .await
+        .unwrap();
+}
+
+/// The page at phone and at desktop width: PNG screenshots, and at phone width nothing
+/// wider than the screen (no sideways scrolling).
+async fn screenshots(browser: &fantoccini::Client) -> (Vec<u8>, Vec<u8>) {
+    viewport(browser, 390, 844).await;
+    let widths = browser
+        .execute(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(widths[0], 390, "the phone viewport: {widths}");
+    assert!(
+        widths[1].as_u64().unwrap() <= 390,
+        "the page is wider than a phone: {widths}"
+    );
+    // On a phone the buttons are big enough to tap (at least 44 CSS pixels tall).
+    let tall = browser
+        .execute(
+            "return Math.min.apply(null, Array.prototype.map.call(document.querySelectorAll('#pending button'), function(b){return b.getBoundingClientRect().height;}));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(tall.as_f64().unwrap() >= 44.0, "buttons {tall} px tall");
+    let phone = browser.screenshot().await.unwrap();
+    viewport(browser, 1280, 900).await;
+    let desktop = browser.screenshot().await.unwrap();
+    (phone, desktop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_counts_down_lists_entities_revokes_grants_and_searches_in_a_real_browser() {
+    let h = WebHarness::with_token().await;
+    let mut session = h.session().await;
+    let _agent = demo_data(&h, &mut session).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    log_in(&browser, &h).await;
+
+    // The countdown of the kitchen request ticks.
+    let countdown = Locator::Css("li.card[data-request='kitchen-dinner'] time.countdown");
+    let first = browser.find(countdown).await.unwrap().text().await.unwrap();
+    assert!(first.ends_with(" left") && first.contains(':'), "{first}");
+    let second = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = browser.find(countdown).await.unwrap().text().await.unwrap();
+        if now != first {
+            break now;
+        }
+    };
+    let seconds = |text: &str| -> i64 {
+        let clock = text.trim_end_matches(" left");
+        clock
+            .split(':')
+            .fold(0, |acc, part| acc * 60 + part.parse::<i64>().unwrap())
+    };
+    assert!(seconds(&second) < seconds(&first), "{first} then {second}");
+    assert!((800..=900).contains(&seconds(&second)), "{second}");
+
+    // The entity it affects.
+    let targets = browser
+        .find_all(Locator::Css(
+            "li.card[data-request='kitchen-dinner'] ul.targets li",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].text().await.unwrap(), "light.kitchen");
+
+    let (phone, desktop) = screenshots(&browser).await;
+    assert_eq!(png_size(&phone).0, 390);
+    assert_eq!(png_size(&desktop).0, 1280);
+
+    // Revoke the hallway grant from the page (the living room rule stays).
+    let rule = browser
+        .find(Locator::XPath(
+            "//ul[@id='always']//li[contains(., 'light.living_room')]",
+        ))
+        .await
+        .unwrap();
+    assert!(rule.text().await.unwrap().contains("granted by web:alice"));
+    browser
+        .find(Locator::Css("ul#grants button[data-revoke]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//div[@id='status' and starts-with(text(), 'Revoked')]",
+        ))
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::XPath("//ul[@id='grants']/li[@class='empty']"))
+        .await
+        .unwrap();
+    let (_, grants) = session.get_json("/approvals/api/grants").await;
+    let grants = grants.as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0]["request_id"], "living-room-evening");
+    // The rule is still there, and the kitchen card still counts down.
+    browser
+        .find(Locator::XPath(
+            "//ul[@id='always']//li[contains(., 'light.living_room')]",
+        ))
+        .await
+        .unwrap();
+    browser.find(countdown).await.unwrap();
+
+    // Search the history: laptop's denials.
+    browser
+        .find(Locator::Css("form#search input[name=agent]"))
+        .await
+        .unwrap()
+        .send_keys("laptop")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css(
+            "form#search select[name=decision] option[value=denied]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("button#search-go"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::XPath(
+            "//ul[@id='history']/li[@data-request='lock-front-door']",
+        ))
+        .await
+        .unwrap();
+    let url = browser.current_url().await.unwrap();
+    assert_eq!(
+        url.query(),
+        Some("agent=laptop&tool=&decision=denied&decider=")
+    );
+    let rows = browser
+        .find_all(Locator::Css("ul#history li.card"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let text = rows[0].text().await.unwrap();
+    assert!(
+        text.contains("by telegram:@bob") && text.contains("Not safe"),
+        "{text}"
+    );
+
+    browser.close().await.unwrap();
+}
+
+/// Writes the README's screenshots of the page (phone and desktop width) with the demo-like
+/// data of [`demo_data`]; see the command at the top of this file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/screenshots/*.png; run it to refresh them"]
+async fn screenshots_for_the_readme() {
+    let h = WebHarness::with_token().await;
+    let mut session = h.session().await;
+    let _agent = demo_data(&h, &mut session).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    log_in(&browser, &h).await;
+    let (phone, desktop) = screenshots(&browser).await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("approvals-phone.png"), phone).unwrap();
+    std::fs::write(dir.join("approvals-desktop.png"), desktop).unwrap();
     browser.close().await.unwrap();
 }

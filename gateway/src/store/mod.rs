@@ -54,6 +54,7 @@ mod audit_chain;
 mod error;
 mod export;
 mod grants;
+mod history;
 mod rows;
 mod schema;
 mod types;
@@ -72,6 +73,7 @@ pub use audit_chain::{BrokenRow, ChainReport, verify as verify_audit_chain};
 pub use error::{StoreError, StoreResult};
 pub use export::{ExportQuery, audit_rows_after, export_object, export_requests, open_read_only};
 pub use grants::{Grant, NewGrant, grant_scope};
+pub use history::{HistoryDecision, HistoryQuery};
 pub(crate) use rows::args_digest;
 pub use schema::SCHEMA_VERSION;
 pub(crate) use types::rfc3339;
@@ -609,6 +611,13 @@ impl Store {
     pub async fn recently_resolved_asks(&self, limit: u32) -> StoreResult<Vec<RequestRecord>> {
         let limit = limit.min(AuditQuery::MAX_LIMIT);
         self.read(move |conn, path| rows::recently_resolved_asks(conn, path, limit))
+            .await
+    }
+
+    /// One page of the requests that asked a human and were resolved, most recently resolved
+    /// first, filtered by agent, tool, decision and decider (see [`HistoryQuery`]).
+    pub async fn history(&self, query: HistoryQuery) -> StoreResult<Vec<RequestRecord>> {
+        self.read(move |conn, path| history::history(conn, path, &query))
             .await
     }
 

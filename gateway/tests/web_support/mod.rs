@@ -41,6 +41,12 @@ impl WebHarness {
     }
 
     pub async fn start(token: Option<&str>, options: Options) -> Self {
+        Self::start_with(token, options, "").await
+    }
+
+    /// As [`WebHarness::start`], with `web_keys` (YAML lines indented by four spaces) added to
+    /// the web approver's entry, e.g. `    grant_minutes: [5, 120]\n`.
+    pub async fn start_with(token: Option<&str>, options: Options, web_keys: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let home = HomeAssistant::demo(DEFAULT_TOKEN);
         let (_, ha_server) = home.spawn("127.0.0.1:0").await.unwrap();
@@ -49,6 +55,7 @@ impl WebHarness {
         if let Some(token) = token {
             text.push_str(&format!("    token: \"{token}\"\n"));
         }
+        text.push_str(web_keys);
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, &text).unwrap();
         let mut config = Config::parse(&text, &path, &ProcessEnv).expect("test config is valid");

@@ -56,6 +56,9 @@ pub struct WebApproverConfig {
     pub token: Option<Secret>,
     /// Who decides through the page: decisions are attributed `web:<name>` (default `web`).
     pub name: String,
+    /// Durations of the page's "allow for" buttons (`grant_minutes`, as Telegram's: default
+    /// 15, 60, 480; at most 4, each 1 minute to 7 days).
+    pub grant_durations: Vec<std::time::Duration>,
 }
 
 const APPROVER_TYPES: &[&str] = &["telegram", "web"];
@@ -97,7 +100,7 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
             "web" => {
                 let web = ctx.obj(&m.field("web"));
                 if let Some(w) = &web {
-                    w.check_keys(ctx, &["token", "name"]);
+                    w.check_keys(ctx, &["token", "name", "grant_minutes"]);
                 }
                 let token = web.as_ref().and_then(|w| {
                     let f = w.field("token");
@@ -108,7 +111,15 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                     }
                 });
                 let name = web_name(ctx, web.as_ref());
-                out.push(ApproverConfig::Web(WebApproverConfig { token, name }));
+                let grant_durations = match &web {
+                    Some(w) => grant_minutes(ctx, w),
+                    None => crate::approvals::DEFAULT_GRANT_DURATIONS.to_vec(),
+                };
+                out.push(ApproverConfig::Web(WebApproverConfig {
+                    token,
+                    name,
+                    grant_durations,
+                }));
             }
             other => unknown_approver(ctx, &m.field("type").path, other),
         }
@@ -143,7 +154,7 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                 }
             }
             "web" => {
-                obj.check_keys(ctx, &["type", "token", "name"]);
+                obj.check_keys(ctx, &["type", "token", "name", "grant_minutes"]);
                 let f = obj.field("token");
                 let token = if f.value.is_some() {
                     ctx.secret(&f)
@@ -151,7 +162,12 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                     None
                 };
                 let name = web_name(ctx, Some(&obj));
-                out.push(ApproverConfig::Web(WebApproverConfig { token, name }));
+                let grant_durations = grant_minutes(ctx, &obj);
+                out.push(ApproverConfig::Web(WebApproverConfig {
+                    token,
+                    name,
+                    grant_durations,
+                }));
             }
             other => unknown_approver(ctx, &obj.field("type").path, other),
         }

@@ -1,7 +1,15 @@
 //! The web approval page: [`WebApprover`] serves, on the gateway's HTTP side
-//! (`gateway.health_host:health_port`), a page listing the requests waiting for a human with
-//! Allow / Deny buttons and the decided history, the JSON endpoints behind it, and a
-//! server-sent event stream that tells open pages about new requests and outcomes.
+//! (`gateway.health_host:health_port`), a page listing the requests waiting for a human
+//! (with a live countdown to their expiry, the entities each affects, Allow / Deny / Allow
+//! for a while / Always allow buttons), the live grants and the "always allowed" rules with
+//! Revoke buttons, and the searchable history of decisions; the JSON endpoints behind it; and
+//! a server-sent event stream that tells open pages about new requests and outcomes.
+//!
+//! The server renders every list, and every button is a form post, so the page works without
+//! JavaScript; the script makes the countdowns tick, reloads the lists (as the server renders
+//! them) when the event stream says something changed, and sends the buttons' JSON requests.
+//! The layout is one column on a phone (under 600 px: two buttons a row, at least 3 rem tall)
+//! and two columns from 900 px.
 //!
 //! # Routes (all under `/approvals`)
 //!
@@ -12,11 +20,20 @@
 //! | `GET /approvals/link/{token}` | a one-time login link: sets the session cookie, redirects to the page |
 //! | `POST /approvals/admin/link` | `Authorization: Bearer <admin secret>`; JSON: a new one-time link (what `agent-gate approve-link` calls) |
 //! | `POST /approvals/logout` | ends the session |
-//! | `POST /approvals/decide` | form fallback without JavaScript: fields `agent`, `request_id`, `verdict`, `csrf` |
+//! | `POST /approvals/decide` | form fallback without JavaScript: fields `agent`, `request_id`, `verdict` (or `grant_minutes`, or `always`), `reason`, `csrf` |
+//! | `POST /approvals/grants/{id}/revoke` | form fallback: revokes a grant; field `csrf` |
 //! | `GET /approvals/api/pending` | JSON: the requests waiting, soonest expiry first |
-//! | `GET /approvals/api/history` | JSON: requests that needed a human and were decided, newest first |
+//! | `GET /approvals/api/history` | JSON: requests that needed a human and were decided, newest first; the page's search parameters (below) |
+//! | `GET /approvals/api/grants` | JSON: the live grants (`expires_at: null`: always allowed) |
+//! | `POST /approvals/api/grants/{id}/revoke` | JSON: revokes a grant (audited as `grant_revoked`); `X-CSRF-Token` header |
 //! | `POST /approvals/api/{agent}/{request_id}/{allow\|deny}` | JSON: decide; `X-CSRF-Token` header |
 //! | `GET /approvals/api/events` | server-sent events `pending`, `resolved` and `refresh` |
+//!
+//! The history's search (on `GET /approvals` and `GET /approvals/api/history`): `agent` and
+//! `tool` (exact), `decision` (`approved`, `denied`, `expired`, `cancelled`), `decider` (part
+//! of `resolved_by`, any ASCII case: `web:`, `telegram:@bob`, `timeout`, `grant:`), `limit`
+//! (1 to 200, default 50) and `offset`. The store filters in SQL with bound parameters; a
+//! wrong value is answered 400 with what is wrong.
 //!
 //! # Access
 //!
@@ -53,11 +70,14 @@
 //! Decisions are attributed `web:<name>` (`name:` from the config, default `web`).
 
 mod auth;
+mod grants;
+mod history;
 mod page;
 mod routes;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -69,7 +89,7 @@ use crate::approvals::{
 };
 use crate::config::{DEFAULT_WEB_APPROVER_NAME, Secret, WebApproverConfig};
 use crate::messengers::visible;
-use crate::store::{RequestRecord, Store, StoreError};
+use crate::store::{HistoryQuery, RequestRecord, Store, StoreError};
 
 pub use auth::{LINK_LIFETIME, SESSION_COOKIE, SessionLimits};
 
@@ -115,6 +135,8 @@ struct Inner {
     token: Option<Secret>,
     store: Store,
     history_limit: u32,
+    /// The "allow for" buttons of a pending card.
+    grant_durations: Vec<Duration>,
     handle: Mutex<Option<ApprovalHandle>>,
     events: broadcast::Sender<PageEvent>,
     stopped: CancellationToken,
@@ -141,6 +163,7 @@ pub struct WebApproverBuilder {
     token: Option<Secret>,
     name: String,
     history_limit: u32,
+    grant_durations: Vec<Duration>,
     sessions: SessionLimits,
 }
 
@@ -163,6 +186,17 @@ impl WebApproverBuilder {
         self
     }
 
+    /// The durations of the "allow for" buttons (default
+    /// [`crate::approvals::DEFAULT_GRANT_DURATIONS`]); each is cut to
+    /// [`crate::approvals::MAX_GRANT`].
+    pub fn grant_durations(mut self, durations: impl IntoIterator<Item = Duration>) -> Self {
+        self.grant_durations = durations
+            .into_iter()
+            .map(|d| d.min(crate::approvals::MAX_GRANT))
+            .collect();
+        self
+    }
+
     /// Session lifetime, session count and login throttle (defaults: [`SessionLimits::default`]).
     pub fn sessions(mut self, limits: SessionLimits) -> Self {
         self.sessions = limits;
@@ -178,6 +212,7 @@ impl WebApproverBuilder {
                 token: self.token,
                 store: self.store,
                 history_limit: self.history_limit,
+                grant_durations: self.grant_durations,
                 handle: Mutex::new(None),
                 events,
                 stopped: CancellationToken::new(),
@@ -197,13 +232,16 @@ impl WebApprover {
             token: None,
             name: DEFAULT_WEB_APPROVER_NAME.to_owned(),
             history_limit: DEFAULT_HISTORY_LIMIT,
+            grant_durations: crate::approvals::DEFAULT_GRANT_DURATIONS.to_vec(),
             sessions: SessionLimits::default(),
         }
     }
 
     /// The page of a `type: web` entry of `approvers:`.
     pub fn from_config(config: &WebApproverConfig, store: Store) -> Self {
-        let mut builder = Self::builder(store).name(config.name.clone());
+        let mut builder = Self::builder(store)
+            .name(config.name.clone())
+            .grant_durations(config.grant_durations.iter().copied());
         builder.token = config.token.clone();
         builder.build()
     }
@@ -287,12 +325,10 @@ impl Inner {
         }
     }
 
-    /// Requests that needed a human and were decided, newest first.
-    async fn history(&self) -> Result<Vec<HistoryView>, StoreError> {
-        let records = self
-            .store
-            .recently_resolved_asks(self.history_limit)
-            .await?;
+    /// Requests that needed a human and were decided, newest first, as `query` filters and
+    /// pages them.
+    async fn history(&self, query: HistoryQuery) -> Result<Vec<HistoryView>, StoreError> {
+        let records = self.store.history(query).await?;
         Ok(records.iter().map(HistoryView::from_record).collect())
     }
 
@@ -323,7 +359,11 @@ pub struct PendingView {
     pub created_at: String,
     /// When it expires (RFC 3339, UTC).
     pub expires_at: String,
-    /// Whether the signature, request id or arguments contain hidden characters
+    /// When it expires, in milliseconds since the Unix epoch (for the page's countdown; not
+    /// serialized, the JSON has [`PendingView::expires_at`]).
+    #[serde(skip)]
+    pub expires_at_millis: i64,
+    /// Whether the signature, request id, targets or arguments contain hidden characters
     /// (bidirectional overrides, invisible or control characters); serialized only when
     /// true. The page then shows [`PendingView::shown`] and a warning.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -343,6 +383,9 @@ pub struct ShownText {
     pub request_id: String,
     /// The arguments as pretty-printed JSON.
     pub args: String,
+    /// The targets (entity ids), serialized only when there are some.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// The error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -352,16 +395,27 @@ pub struct ShownText {
 
 impl ShownText {
     /// `Some` when any of the texts contains hidden characters.
-    fn of(signature: &str, request_id: &str, args: &Value, error: Option<&str>) -> Option<Self> {
+    fn of(
+        signature: &str,
+        request_id: &str,
+        targets: &[String],
+        args: &Value,
+        error: Option<&str>,
+    ) -> Option<Self> {
         let args = serde_json::to_string_pretty(args).unwrap_or_default();
         let hidden = visible::has_hidden(signature)
             || visible::has_hidden(request_id)
+            || targets.iter().any(|t| visible::has_hidden(t))
             || visible::block_has_hidden(&args)
             || error.is_some_and(visible::has_hidden);
         hidden.then(|| Self {
             signature: visible::escape(signature).into_owned(),
             request_id: visible::escape(request_id).into_owned(),
             args: visible::escape_block(&args).into_owned(),
+            targets: targets
+                .iter()
+                .map(|t| visible::escape(t).into_owned())
+                .collect(),
             error: error.map(|e| visible::escape(e).into_owned()),
             warning: visible::WARNING,
         })
@@ -373,6 +427,7 @@ impl PendingView {
         let shown = ShownText::of(
             &request.signature,
             &request.key.request_id,
+            &request.targets,
             &request.args,
             None,
         );
@@ -386,6 +441,7 @@ impl PendingView {
             rule: request.rule.clone(),
             created_at: crate::store::rfc3339(request.created_at),
             expires_at: crate::store::rfc3339(request.expires_at),
+            expires_at_millis: request.expires_at.as_millis(),
             hidden_characters: shown.is_some(),
             shown,
         }
@@ -430,6 +486,7 @@ impl HistoryView {
         let shown = ShownText::of(
             &record.signature,
             &record.request_id,
+            &[],
             &record.args,
             error.as_deref(),
         );

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, RETRY_AFTER, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -22,7 +22,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{self, CSRF_HEADER, LoginRefusal, SessionInfo};
-use super::{BASE_PATH, Inner, page};
+use super::history::{HistoryParams, Search};
+use super::{BASE_PATH, Inner, grants, page};
 use crate::approvals::{DecideOutcome, Verdict};
 use crate::store::RequestKey;
 
@@ -38,7 +39,11 @@ pub(super) fn router(inner: Arc<Inner>) -> Router {
         .route("/approvals/api/history", get(api_history))
         .route("/approvals/api/events", get(api_events))
         .route("/approvals/api/grants", get(api_grants))
-        .route("/approvals/api/grants/{id}/revoke", post(api_revoke))
+        .route(
+            "/approvals/api/grants/{id}/revoke",
+            post(grants::api_revoke),
+        )
+        .route("/approvals/grants/{id}/revoke", post(grants::form_revoke))
         .route(
             "/approvals/api/{agent}/{request_id}/{verdict}",
             post(api_decide),
@@ -64,7 +69,7 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 /// The peer address and headers of a request.
-struct Caller {
+pub(super) struct Caller {
     peer: Option<SocketAddr>,
     headers: HeaderMap,
 }
@@ -84,7 +89,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 /// How a request proved it may use the page.
-enum Access {
+pub(super) enum Access {
     /// A browser session (a login with the token, or a one-time link).
     Session(SessionInfo),
     /// `Authorization: Bearer <token>`: a script; no cookie, so no CSRF token needed.
@@ -92,7 +97,7 @@ enum Access {
 }
 
 /// Why a request was refused; rendered as JSON for the API and as HTML for the page.
-struct Refusal {
+pub(super) struct Refusal {
     status: StatusCode,
     message: &'static str,
     /// Seconds to wait (429: the client's address used up its failed credential checks).
@@ -168,11 +173,11 @@ fn refused(refusal: LoginRefusal, wrong: Refusal) -> Refusal {
 }
 
 impl Refusal {
-    fn json(&self) -> Response {
+    pub(super) fn json(&self) -> Response {
         self.with_retry((self.status, Json(json!({ "error": self.message }))).into_response())
     }
 
-    fn html(&self) -> Response {
+    pub(super) fn html(&self) -> Response {
         self.with_retry(html_response(self.status, |nonce| {
             page::result(nonce, self.message)
         }))
@@ -235,7 +240,7 @@ fn access(inner: &Inner, caller: &Caller) -> Result<Access, Refusal> {
 }
 
 /// [`check_post`] for the JSON API, whose script sends the CSRF token as a header.
-fn check_api_post(inner: &Inner, caller: &Caller) -> Result<Access, Refusal> {
+pub(super) fn check_api_post(inner: &Inner, caller: &Caller) -> Result<Access, Refusal> {
     let csrf = caller
         .headers
         .get(CSRF_HEADER)
@@ -245,7 +250,7 @@ fn check_api_post(inner: &Inner, caller: &Caller) -> Result<Access, Refusal> {
 
 /// The checks of a state-changing request: a browser session needs a same-origin request
 /// carrying its CSRF token; a bearer token needs nothing more.
-fn check_post(
+pub(super) fn check_post(
     inner: &Inner,
     caller: &Caller,
     presented_csrf: Option<&str>,
@@ -280,7 +285,7 @@ fn nonce() -> String {
 
 /// An HTML answer with a CSP that allows only its own nonce-tagged style and script and
 /// requests to this origin.
-fn html_response(status: StatusCode, render: impl FnOnce(&str) -> String) -> Response {
+pub(super) fn html_response(status: StatusCode, render: impl FnOnce(&str) -> String) -> Response {
     let nonce = nonce();
     let body = render(&nonce);
     let csp = format!(
@@ -306,36 +311,60 @@ fn see_other(location: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
 }
 
-async fn render_page(inner: &Inner, session: &SessionInfo) -> Response {
+async fn render_page(inner: &Inner, session: &SessionInfo, params: HistoryParams) -> Response {
+    let search = match Search::parse(params, inner.history_limit) {
+        Ok(search) => search,
+        Err(message) => {
+            return html_response(StatusCode::BAD_REQUEST, |nonce| {
+                page::result(nonce, &message)
+            });
+        }
+    };
     let pending = inner.pending().await;
-    let history = match inner.history().await {
+    let history = match inner.history(search.query(1)).await {
         Ok(history) => history,
         Err(error) => {
             tracing::error!(%error, "the approval page could not read the history");
             Vec::new()
         }
     };
-    let can_log_out = inner.token.is_some();
-    html_response(StatusCode::OK, |nonce| {
-        page::approvals(
-            &pending,
-            &history,
-            &inner.actor,
-            &session.csrf,
-            nonce,
-            can_log_out,
-        )
-    })
+    let grants = match inner
+        .store
+        .live_grants(crate::store::Timestamp::now())
+        .await
+    {
+        Ok(grants) => grants,
+        Err(error) => {
+            tracing::error!(%error, "the approval page could not read the grants");
+            Vec::new()
+        }
+    };
+    let view = page::PageView {
+        pending: &pending,
+        grants: &grants,
+        history: &history,
+        search: &search,
+        grant_durations: &inner.grant_durations,
+        now: crate::store::Timestamp::now(),
+        actor: &inner.actor,
+        csrf: &session.csrf,
+        can_log_out: inner.token.is_some(),
+    };
+    html_response(StatusCode::OK, |nonce| page::approvals(&view, nonce))
 }
 
-async fn show_page(State(inner): State<Arc<Inner>>, caller: Caller) -> Response {
+async fn show_page(
+    State(inner): State<Arc<Inner>>,
+    caller: Caller,
+    Query(params): Query<HistoryParams>,
+) -> Response {
     match access(&inner, &caller) {
-        Ok(Access::Session(session)) => render_page(&inner, &session).await,
+        Ok(Access::Session(session)) => render_page(&inner, &session, params).await,
         // A script that proved the token: start a session.
         Ok(Access::Bearer) => {
             let session = inner.auth.create_session();
             let cookie = inner.auth.session_cookie(&session);
-            with_cookie(render_page(&inner, &session).await, &cookie)
+            with_cookie(render_page(&inner, &session, params).await, &cookie)
         }
         Err(refusal) if refusal.status == StatusCode::UNAUTHORIZED && inner.token.is_none() => {
             // Anonymous visitors get no session (they could push out the approver's).
@@ -447,10 +476,11 @@ async fn admin_link(State(inner): State<Arc<Inner>>, caller: Caller) -> Response
     }
 }
 
+/// A form that carries only the session's CSRF token.
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(super) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 async fn logout(
@@ -728,70 +758,23 @@ async fn api_grants(State(inner): State<Arc<Inner>>, caller: Caller) -> Response
     }
 }
 
-async fn api_revoke(
+/// `GET /approvals/api/history?agent=&tool=&decision=&decider=&limit=&offset=`: one page of
+/// the decided requests, newest first (a page shorter than `limit` is the last).
+async fn api_history(
     State(inner): State<Arc<Inner>>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Query(params): Query<HistoryParams>,
 ) -> Response {
-    if let Err(refusal) = check_api_post(&inner, &caller) {
-        return refusal.json();
-    }
-    let grant = match inner.store.grant(id).await {
-        Ok(Some(grant)) => grant,
-        Ok(None) => {
-            return (
-                StatusCode::NOT_FOUND,
-                Json(json!({"revoked": false, "message": "No such grant."})),
-            )
-                .into_response();
-        }
-        Err(error) => {
-            tracing::error!(%error, "could not read a grant");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"revoked": false, "message": "The grant could not be read."})),
-            )
-                .into_response();
-        }
-    };
-    let audit = crate::store::AuditEntry::new(
-        grant.agent_id.as_str(),
-        crate::store::AuditKind::Other("grant_revoked".to_owned()),
-    )
-    .request_id(grant.request_id.as_str())
-    .actor(inner.actor.as_str())
-    .detail(json!({"grant": id, "scope": grant.scope, "uses": grant.uses}));
-    match inner
-        .store
-        .revoke_grant(id, inner.actor.as_str(), audit)
-        .await
-    {
-        Ok(true) => {
-            tracing::info!(grant = id, actor = %inner.actor, "grant revoked");
-            Json(json!({"revoked": true, "message": "Revoked: the same call asks again."}))
-                .into_response()
-        }
-        Ok(false) => (
-            StatusCode::CONFLICT,
-            Json(json!({"revoked": false, "message": "Already revoked."})),
-        )
-            .into_response(),
-        Err(error) => {
-            tracing::error!(%error, "could not revoke a grant");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"revoked": false, "message": "The grant could not be revoked."})),
-            )
-                .into_response()
-        }
-    }
-}
-
-async fn api_history(State(inner): State<Arc<Inner>>, caller: Caller) -> Response {
     if let Err(refusal) = access(&inner, &caller) {
         return refusal.json();
     }
-    match inner.history().await {
+    let search = match Search::parse(params, inner.history_limit) {
+        Ok(search) => search,
+        Err(message) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response();
+        }
+    };
+    match inner.history(search.query(0)).await {
         Ok(history) => Json(history).into_response(),
         Err(error) => {
             tracing::error!(%error, "the approval page could not read the history");
