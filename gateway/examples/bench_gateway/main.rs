@@ -26,6 +26,13 @@
 //!    64 in flight. `BENCH_GATEWAYS=old:new` (paths of `agent-gate` binaries) alternates
 //!    binaries for `BENCH_ROUNDS` rounds and prints the medians. Budgets: p50 added ≤ 200 µs,
 //!    ≥ 10,000 calls/s.
+//! 5. Separate processes (`BENCH_ONLY=processes`, see `processes.rs`): the backend, the
+//!    release `agent-gate` and this load generator each a process of its own, as agents meet
+//!    the gateway; direct, WebSocket and MCP calls alternate; prints the ratios to the direct
+//!    call (latency, throughput, CPU per call of each process). `BENCH_GATEWAYS` and
+//!    `BENCH_ROUNDS` as in 4.
+
+mod processes;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -676,9 +683,11 @@ async fn in_process(
 /// Runs on the `agent-gate` binary's runtime (workers below the store writer's priority; see
 /// `agent_gate_gateway::runtime`), so that the in-process numbers are the binary's.
 fn main() -> Result<(), Error> {
-    agent_gate_gateway::runtime::multi_thread("agent-gate")
-        .build()?
-        .block_on(run())
+    let runtime = agent_gate_gateway::runtime::multi_thread("agent-gate").build()?;
+    if std::env::args().nth(1).as_deref() == Some("backend") {
+        return runtime.block_on(processes::serve_backend());
+    }
+    runtime.block_on(run())
 }
 
 async fn run() -> Result<(), Error> {
@@ -701,6 +710,12 @@ async fn run() -> Result<(), Error> {
             disk.path().display()
         );
         in_process(disk.path(), "background", backend, calls, seconds).await?;
+    }
+    if only == "processes" {
+        println!(
+            "== separate processes: backend, gateway (database on disk, storage.sync: background), load generator"
+        );
+        return processes::run(calls, seconds).await;
     }
     if only == "mcp" {
         println!(
