@@ -260,7 +260,7 @@ fn unknown_keys_suggest_the_closest() {
         errors(&yaml),
         vec![
             "config.yaml: rate_limits: unknown key `rate_limits` (did you mean `rate_limit`?); expected one of: gateway, agent, agents, tools, services, storage, messenger, approvers, approval_timeout, rate_limit, mcp",
-            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port, max_unauthenticated_connections, max_unauthenticated_per_address, max_connections_per_agent",
+            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port, max_unauthenticated_connections, max_unauthenticated_per_address, max_connections_per_agent, admin_token",
         ]
     );
 }
@@ -932,4 +932,44 @@ agents:
             "{e}"
         );
     }
+}
+
+#[test]
+fn gateway_admin_token_is_an_optional_secret_from_the_environment() {
+    const AGENTS: &str = "agents:\n  - id: pi\n    token: \"pi-token-0123456789abcdef\"\n";
+    assert_eq!(load(AGENTS).gateway.admin_token, None);
+    let yaml = format!("gateway:\n  admin_token: \"${{ADMIN}}\"\n{AGENTS}");
+    let env = env_of(&[("ADMIN", "admin-token-0123456789abcdef")]);
+    let config = Config::parse(&yaml, "config.yaml", &env).unwrap();
+    let token = config.gateway.admin_token.as_ref().expect("set");
+    assert_eq!(token.expose(), "admin-token-0123456789abcdef");
+    assert!(!format!("{config:?}").contains("admin-token-0123456789abcdef"));
+    // Unset or empty: an error naming the key, never a silently open endpoint.
+    let unset = errors(&yaml);
+    assert!(
+        unset
+            .iter()
+            .any(|e| e.contains("gateway.admin_token") && e.contains("ADMIN")),
+        "{unset:?}"
+    );
+    let empty = errors(&format!("gateway:\n  admin_token: \"\"\n{AGENTS}"));
+    assert!(
+        empty.iter().any(|e| e.contains("gateway.admin_token")),
+        "{empty:?}"
+    );
+    // Short: a warning.
+    let short = load(&format!("gateway:\n  admin_token: \"short\"\n{AGENTS}"));
+    assert!(
+        short
+            .warnings
+            .iter()
+            .any(|w| w.key == "gateway.admin_token"),
+        "{:?}",
+        short.warnings
+    );
+    // The outline (healthcheck, approve-link) needs no admin token variable and hands out
+    // none; reload's outline resolves it.
+    let outline = agent_gate_gateway::config::ConfigOutline::parse(&yaml, "config.yaml", &no_env())
+        .expect("the outline does not resolve gateway.admin_token");
+    assert_eq!(outline.gateway.admin_token, None);
 }
