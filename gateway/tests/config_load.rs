@@ -514,7 +514,7 @@ fn approver_mistakes() {
     assert_eq!(
         errors(&yaml),
         vec![
-            r#"config.yaml: approvers[0].type: unsupported approver type "slack"; expected one of: telegram, web"#,
+            r#"config.yaml: approvers[0].type: unsupported approver type "slack"; expected one of: telegram, web, home_assistant"#,
             r#"config.yaml: approvers[1].chat_id: expected an integer, got "abc""#,
             "config.yaml: approvers[1].allowed_users: must be a non-empty list of Telegram user ids (nobody could approve)",
             "config.yaml: approvers[2].tokn: unknown key `tokn` (did you mean `token`?); expected one of: type, token, name, grant_minutes",
@@ -789,6 +789,106 @@ fn web_grant_minutes_default_configure_and_are_checked() {
     assert!(
         errs[0].starts_with("config.yaml: approvers[0].grant_minutes: at most 4"),
         "{errs:?}"
+    );
+}
+
+#[test]
+fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_keys() {
+    let phone = |c: &Config| match c.approvers.as_slice() {
+        [ApproverConfig::HomeAssistant(ha)] => ha.clone(),
+        other => panic!("{other:?}"),
+    };
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7, notify.mobile_app_ipad]}}\n"
+    ));
+    let ha = phone(&c);
+    assert_eq!(ha.name, "home_assistant");
+    assert_eq!(ha.url, "http://ha.local:8123");
+    assert_eq!(ha.token.expose(), "ha-token");
+    assert_eq!(ha.devices, ["pixel_7", "ipad"]);
+    assert!(ha.users.is_empty());
+    assert_eq!(ha.grant, Some(std::time::Duration::from_secs(3600)));
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, name: phones, url: \"https://ha.example/\", token: other, devices: [pixel_7], users: [abc123], grant_minutes: [15]}}\n"
+    ));
+    let ha = phone(&c);
+    assert_eq!(
+        (ha.name.as_str(), ha.url.as_str(), ha.token.expose()),
+        ("phones", "https://ha.example", "other")
+    );
+    assert_eq!(ha.users, ["abc123"]);
+    assert_eq!(ha.grant, Some(std::time::Duration::from_secs(900)));
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7], grant_minutes: []}}\n"
+    ));
+    assert_eq!(phone(&c).grant, None);
+
+    let no_service = "agents:\n  - id: default\n    token: \"a-long-enough-agent-token\"\napprovers:\n  - {type: home_assistant, devices: [pixel_7]}\n";
+    let errs = errors(no_service);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("config.yaml: approvers[0].url: missing: give Home Assistant's URL")
+            && errs[0].contains("services.homeassistant"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("config.yaml: approvers[0].token: missing: give a Home Assistant long-lived access token"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [], grant_minutes: [15, 60], device: x}}\n"
+    ));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].contains("approvers[0].device: unknown key `device` (did you mean `devices`?)"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("config.yaml: approvers[0].devices: must list at least one phone"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with(
+            "config.yaml: approvers[0].grant_minutes: a phone notification has room for one"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant}}\n  - {{type: home_asistant, devices: [Pixel 7]}}\n"
+    ));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("config.yaml: approvers[0].devices: missing: list the phones"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("(did you mean `home_assistant`?)"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [Pixel 7]}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(r#"config.yaml: approvers[0].devices[0]: invalid device "Pixel 7""#),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [b]}}\n  - {{type: home_assistant, devices: [a]}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("two `type: home_assistant` approvers are called \"home_assistant\""),
+        "{errs:?}"
+    );
+    assert!(
+        !format!(
+            "{:?}",
+            load(&format!(
+                "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [a]}}\n"
+            ))
+        )
+        .contains("ha-token")
     );
 }
 

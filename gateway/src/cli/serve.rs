@@ -22,6 +22,7 @@ use super::ConfigPaths;
 use crate::app::{Gateway, RunningGateway};
 use crate::approvals::Approver;
 use crate::config::{ApproverConfig, Config};
+use crate::messengers::home_assistant::HomeAssistantApprover;
 use crate::messengers::telegram::TelegramApprover;
 use crate::policy::Policy;
 
@@ -63,16 +64,26 @@ pub fn init_logging() {
     };
 }
 
-/// The approvers of `config.yaml` that `serve` builds: the Telegram bots. (The web approval
-/// page is set up by the gateway itself, since it needs the store.)
+/// The approvers of `config.yaml` that `serve` builds: the Telegram bots and the Home
+/// Assistant phone app approvers. (The web approval page is set up by the gateway itself,
+/// since it needs the store.)
 pub fn approvers_from_config(config: &Config) -> anyhow::Result<Vec<Arc<dyn Approver>>> {
     let mut approvers: Vec<Arc<dyn Approver>> = Vec::new();
     for approver in &config.approvers {
-        if let ApproverConfig::Telegram(telegram) = approver {
-            let bot = TelegramApprover::from_config(telegram)
-                .build()
-                .context("setting up the Telegram approver (approvers: type telegram)")?;
-            approvers.push(Arc::new(bot));
+        match approver {
+            ApproverConfig::Telegram(telegram) => {
+                let bot = TelegramApprover::from_config(telegram)
+                    .build()
+                    .context("setting up the Telegram approver (approvers: type telegram)")?;
+                approvers.push(Arc::new(bot));
+            }
+            ApproverConfig::HomeAssistant(ha) => {
+                let phone = HomeAssistantApprover::from_config(ha).build().context(
+                    "setting up the Home Assistant phone app approver (approvers: type home_assistant)",
+                )?;
+                approvers.push(Arc::new(phone));
+            }
+            ApproverConfig::Web(_) => {}
         }
     }
     Ok(approvers)
