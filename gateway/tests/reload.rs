@@ -104,6 +104,16 @@ fn tool_names(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The close frame the gateway sends `client`, failing (not hanging) if none comes in 20 s.
+async fn closed_within(
+    client: &mut Client,
+) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    tokio::time::timeout(Duration::from_secs(20), client.closed())
+        .await
+        .expect("the gateway closes the connection")
+        .expect("with a close frame")
+}
+
 async fn harness(permissions: &str) -> Harness {
     Harness::start_with(Options {
         permissions: Some(permissions.to_owned()),
@@ -276,7 +286,7 @@ async fn a_removed_agent_is_disconnected_and_refused_over_mcp() {
     assert_eq!(report.agents_removed, vec!["laptop".to_owned()]);
     assert_eq!(report.connections_closed, 1);
 
-    let close = laptop.closed().await.expect("a close frame");
+    let close = closed_within(&mut laptop).await;
     assert_eq!(u16::from(close.code), 1008);
     assert!(close.reason.contains("removed"), "{}", close.reason);
     assert_eq!(mcp_tools(&h, LAPTOP_TOKEN).await.0, 401);
@@ -310,7 +320,7 @@ async fn a_rotated_out_token_closes_only_the_connections_that_used_it() {
     let report = h.gateway().reload("test").await.expect("reloads");
     assert_eq!(report.tokens_changed, vec!["pi".to_owned()]);
     assert_eq!(report.connections_closed, 1);
-    let close = old.closed().await.expect("a close frame");
+    let close = closed_within(&mut old).await;
     assert_eq!(u16::from(close.code), 1008);
     assert_eq!(read_state(&mut new).await["result"]["status"], "executed");
 }
@@ -608,4 +618,25 @@ async fn agent_gate_reload_without_an_admin_token_says_how_to_enable_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("gateway.admin_token"), "{stderr}");
     assert!(stderr.contains("SIGHUP"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_is_off_without_an_admin_token_and_says_how_to_enable_it() {
+    let h = harness(READS_DENIED).await;
+    let addr = h.gateway().health_addr().expect("HTTP side on");
+    write_permissions(&h, PERMISSIONS);
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/admin/reload"))
+        .bearer_auth("anything-at-all-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("gateway.admin_token"), "{error}");
+    assert!(error.contains("SIGHUP"), "{error}");
+    // Nothing was reloaded.
+    let mut agent = h.agent().await;
+    assert_eq!(read_state(&mut agent).await["error"]["code"], -32003);
 }
