@@ -11,7 +11,9 @@
 #    port.
 # 3. .ci/ha/provision.py: onboarding's user step over HTTP, a long-lived token over the
 #    WebSocket API, light.bed_light into the Bedroom, wait for RUNNING.
-# 4. The suite with AGENT_GATE_REAL_HA_URL / _TOKEN / _VERSION set, through the real gateway
+# 4. The suite and the phone app approver's test (tests/tests/home_assistant_phone.rs: a phone
+#    registered through mobile_app, its pushes read, its action press fired through the REST
+#    API) with AGENT_GATE_REAL_HA_URL / _TOKEN / _VERSION set, through the real gateway
 #    binary; then Home Assistant is stopped by its PID.
 # Fails (does not skip) when anything on the way fails.
 set -euo pipefail
@@ -39,10 +41,15 @@ if [ -z "$(installed_version)" ] || [ "$(installed_version | cut -d' ' -f1)" != 
     echo 'pycares<5' > "$dl/extra-constraints.txt"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
         -c "$dl/homeassistant/package_constraints.txt" -c "$dl/extra-constraints.txt" \
-        "$wheel" home-assistant-frontend
+        "$wheel" home-assistant-frontend PyNaCl==1.5.0
     rm -rf "$dl"
 else
     echo "-- reusing $VENV ($(installed_version))"
+fi
+# mobile_app (the phone app approver's test) imports PyNaCl; venvs made before it was needed
+# get it here (the version mobile_app's manifest pins).
+if ! "$VENV/bin/python" -c 'import nacl' 2>/dev/null; then
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check PyNaCl==1.5.0
 fi
 echo "-- venv ready after $(( $(date +%s) - started )) s"
 
@@ -71,7 +78,7 @@ fi
 echo "-- Home Assistant $HA_VERSION RUNNING on $url after $(( $(date +%s) - started )) s (pid $hass_pid)"
 
 AGENT_GATE_REAL_HA_URL="$url" AGENT_GATE_REAL_HA_TOKEN="$token" AGENT_GATE_REAL_HA_VERSION="$HA_VERSION" \
-    cargo test --workspace --locked --test home_assistant_suite
+    cargo test --workspace --locked --test home_assistant_suite --test home_assistant_phone
 
 stop_hass
 echo "-- real Home Assistant section took $(( $(date +%s) - started )) s"

@@ -47,6 +47,7 @@ use tokio::task::JoinHandle;
 use crate::approvals::{ApprovalHandle, Approver, ApproverError};
 use crate::config::Config;
 use crate::engine::Engine;
+pub use crate::engine::{ReloadError, ReloadReport};
 use crate::executor::{Executor, ExecutorError};
 use crate::policy::Policy;
 use crate::server::{self, ServerLimits, TlsError};
@@ -368,9 +369,12 @@ impl GatewayBuilder {
                     });
                 }
             };
-            let mut router = crate::health::router(Arc::clone(&engine), Arc::clone(&front)).merge(
-                crate::metrics::router(Arc::clone(&engine), Arc::clone(&front)),
-            );
+            let mut router = crate::health::router(Arc::clone(&engine), Arc::clone(&front))
+                .merge(crate::metrics::router(
+                    Arc::clone(&engine),
+                    Arc::clone(&front),
+                ))
+                .merge(crate::admin::router(Arc::clone(&engine)));
             if let Some(extra) = http_routes {
                 router = router.merge(extra);
             }
@@ -516,6 +520,15 @@ impl RunningGateway {
     /// Requests waiting for a human now.
     pub fn pending_approvals(&self) -> usize {
         self.engine.approvals.pending_count()
+    }
+
+    /// Re-reads the agents of `config.yaml` and `permissions.yaml` (from the paths the
+    /// gateway was started with) and swaps them in when both are valid; what SIGHUP and
+    /// `POST /admin/reload` do. `by` is recorded in the log and the audit (`SIGHUP`,
+    /// `admin`, ...). On `Err` nothing changed, and `/healthz` shows the problems until a
+    /// reload succeeds.
+    pub async fn reload(&self, by: &str) -> Result<ReloadReport, ReloadError> {
+        self.engine.reload(by).await
     }
 
     /// Resolves when shutdown has begun (e.g. another task called [`RunningGateway::shutdown`]).

@@ -5,10 +5,11 @@
 //! ```json
 //! {"status": "healthy",
 //!  "checks": {"database": true, "telegram": true, "approvers": {"telegram": true},
-//!             "services": {"homeassistant": false}},
+//!             "services": {"homeassistant": false}, "config": true},
 //!  "condition": "degraded", "store": {"ok": true},
 //!  "approvers": [{"name": "telegram", "ok": true}],
 //!  "services": [{"name": "homeassistant", "ok": false, "detail": "unhealthy: ..."}],
+//!  "config": {"ok": true},
 //!  "agents_connected": 1, "agent_connections": 2, "pending_approvals": 0}
 //! ```
 //!
@@ -17,6 +18,13 @@
 //!   `services` by name); we add `approvers` by name to `checks`.
 //! - Ours: `condition` is `ok`, `degraded` (a service is unreachable) or `unhealthy`, and the
 //!   parts come with their details.
+//!
+//! `config` (and `checks.config`) reports the last reload of agents and permissions (SIGHUP,
+//! `agent-gate reload`): `{"ok": true}` before any reload and after one that succeeded;
+//! `{"ok": false, "detail": "<every problem>", "problems": [...], "at": "<RFC 3339>"}` after
+//! one that was refused, until the next one succeeds. A refused reload makes the condition
+//! `degraded` but keeps 200 and `healthy`: the gateway still serves under the previous,
+//! valid configuration, and restarting it would refuse to start with the broken file.
 //!
 //! The status code is 200 when the gateway can do its job (the store answers and every
 //! approver is healthy: `status: healthy`) and 503 otherwise, as upstream. An unreachable
@@ -80,8 +88,24 @@ pub(crate) async fn report(engine: &Engine, front: &Front) -> (StatusCode, Value
         })
         .collect();
     let services_ok = services.iter().all(|s| s["ok"].as_bool().unwrap_or(false));
+    let config = match engine.last_reload() {
+        Some(last) => match last.error {
+            None => json!({"ok": true, "reloaded_at": crate::store::rfc3339(last.at)}),
+            Some(problems) => json!({
+                "ok": false,
+                "detail": format!(
+                    "the last reload was refused; the previous agents and permissions stay in force: {}",
+                    problems.join("; ")
+                ),
+                "problems": problems,
+                "at": crate::store::rfc3339(last.at),
+            }),
+        },
+        None => json!({"ok": true}),
+    };
+    let config_ok = config["ok"].as_bool().unwrap_or(false);
     let healthy = store_ok && approvers_ok;
-    let condition = match (healthy, services_ok) {
+    let condition = match (healthy, services_ok && config_ok) {
         (false, _) => "unhealthy",
         (true, false) => "degraded",
         (true, true) => "ok",
@@ -103,6 +127,7 @@ pub(crate) async fn report(engine: &Engine, front: &Front) -> (StatusCode, Value
     }
     checks.insert("approvers".to_owned(), Value::Object(approver_checks));
     checks.insert("services".to_owned(), Value::Object(by_name(&services)));
+    checks.insert("config".to_owned(), Value::Bool(config_ok));
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
         "checks": checks,
@@ -110,6 +135,7 @@ pub(crate) async fn report(engine: &Engine, front: &Front) -> (StatusCode, Value
         "store": store,
         "approvers": approvers,
         "services": services,
+        "config": config,
         "agents_connected": front.connected_agents(),
         "agent_connections": front.connections(),
         "pending_approvals": engine.approvals.pending_count(),

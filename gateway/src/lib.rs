@@ -19,6 +19,7 @@
 //! - [`server`]: the WebSocket JSON-RPC server: TLS, auth, frames, the request engine.
 //! - [`store`]: the SQLite store: the request state machine and the append-only audit log.
 
+pub mod admin;
 pub mod allocator;
 pub mod app;
 pub mod approvals;

@@ -13,6 +13,7 @@
 //! | `agent_gate_connections` | gauge | `front` (`websocket`, `mcp`): open agent connections |
 //! | `agent_gate_store_commit_duration_seconds` | histogram | — |
 //! | `agent_gate_store_batch_size` | histogram | — (writes per transaction) |
+//! | `agent_gate_reloads_total` | counter | `result` (`ok`, `refused`): reloads of agents and permissions |
 //!
 //! Counters only ever see tool names from the manifest (an unknown tool counts as `unknown`),
 //! so an agent cannot grow the label sets.
@@ -162,6 +163,11 @@ struct ApproverLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FrontLabels {
     front: &'static str,
 }
@@ -197,6 +203,7 @@ pub struct Metrics {
     pending: Gauge,
     approver_up: Family<ApproverLabels, Gauge>,
     connections: Family<FrontLabels, Gauge<i64, AtomicI64Gauge>>,
+    reloads: Family<ResultLabels, Counter>,
 }
 
 type AtomicI64Gauge = std::sync::atomic::AtomicI64;
@@ -262,7 +269,14 @@ impl Metrics {
             "Writes per store transaction (group commit)",
             store.batch.clone(),
         );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads of agents and permissions (SIGHUP, agent-gate reload) by result",
+            reloads.clone(),
+        );
         Self {
+            reloads,
             registry,
             requests,
             decision,
@@ -308,6 +322,12 @@ impl Metrics {
                 tool: tool.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a reload that was applied (`ok`) or refused.
+    pub(crate) fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
     /// One more open connection on `front`, until the guard is dropped.

@@ -260,7 +260,7 @@ fn unknown_keys_suggest_the_closest() {
         errors(&yaml),
         vec![
             "config.yaml: rate_limits: unknown key `rate_limits` (did you mean `rate_limit`?); expected one of: gateway, agent, agents, tools, services, storage, messenger, approvers, approval_timeout, rate_limit, mcp",
-            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port, max_unauthenticated_connections, max_unauthenticated_per_address, max_connections_per_agent",
+            "config.yaml: gateway.prot: unknown key `prot` (did you mean `port`?); expected one of: host, port, tls, health_host, health_port, max_unauthenticated_connections, max_unauthenticated_per_address, max_connections_per_agent, admin_token",
         ]
     );
 }
@@ -514,7 +514,7 @@ fn approver_mistakes() {
     assert_eq!(
         errors(&yaml),
         vec![
-            r#"config.yaml: approvers[0].type: unsupported approver type "slack"; expected one of: telegram, web"#,
+            r#"config.yaml: approvers[0].type: unsupported approver type "slack"; expected one of: telegram, web, home_assistant"#,
             r#"config.yaml: approvers[1].chat_id: expected an integer, got "abc""#,
             "config.yaml: approvers[1].allowed_users: must be a non-empty list of Telegram user ids (nobody could approve)",
             "config.yaml: approvers[2].tokn: unknown key `tokn` (did you mean `token`?); expected one of: type, token, name, grant_minutes",
@@ -792,6 +792,106 @@ fn web_grant_minutes_default_configure_and_are_checked() {
     );
 }
 
+#[test]
+fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_keys() {
+    let phone = |c: &Config| match c.approvers.as_slice() {
+        [ApproverConfig::HomeAssistant(ha)] => ha.clone(),
+        other => panic!("{other:?}"),
+    };
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7, notify.mobile_app_ipad]}}\n"
+    ));
+    let ha = phone(&c);
+    assert_eq!(ha.name, "home_assistant");
+    assert_eq!(ha.url, "http://ha.local:8123");
+    assert_eq!(ha.token.expose(), "ha-token");
+    assert_eq!(ha.devices, ["pixel_7", "ipad"]);
+    assert!(ha.users.is_empty());
+    assert_eq!(ha.grant, Some(std::time::Duration::from_secs(3600)));
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, name: phones, url: \"https://ha.example/\", token: other, devices: [pixel_7], users: [abc123], grant_minutes: [15]}}\n"
+    ));
+    let ha = phone(&c);
+    assert_eq!(
+        (ha.name.as_str(), ha.url.as_str(), ha.token.expose()),
+        ("phones", "https://ha.example", "other")
+    );
+    assert_eq!(ha.users, ["abc123"]);
+    assert_eq!(ha.grant, Some(std::time::Duration::from_secs(900)));
+    let c = load(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7], grant_minutes: []}}\n"
+    ));
+    assert_eq!(phone(&c).grant, None);
+
+    let no_service = "agents:\n  - id: default\n    token: \"a-long-enough-agent-token\"\napprovers:\n  - {type: home_assistant, devices: [pixel_7]}\n";
+    let errs = errors(no_service);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("config.yaml: approvers[0].url: missing: give Home Assistant's URL")
+            && errs[0].contains("services.homeassistant"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("config.yaml: approvers[0].token: missing: give a Home Assistant long-lived access token"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [], grant_minutes: [15, 60], device: x}}\n"
+    ));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].contains("approvers[0].device: unknown key `device` (did you mean `devices`?)"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("config.yaml: approvers[0].devices: must list at least one phone"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with(
+            "config.yaml: approvers[0].grant_minutes: a phone notification has room for one"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant}}\n  - {{type: home_asistant, devices: [Pixel 7]}}\n"
+    ));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("config.yaml: approvers[0].devices: missing: list the phones"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("(did you mean `home_assistant`?)"),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [Pixel 7]}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(r#"config.yaml: approvers[0].devices[0]: invalid device "Pixel 7""#),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [b]}}\n  - {{type: home_assistant, devices: [a]}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("two `type: home_assistant` approvers are called \"home_assistant\""),
+        "{errs:?}"
+    );
+    assert!(
+        !format!(
+            "{:?}",
+            load(&format!(
+                "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [a]}}\n"
+            ))
+        )
+        .contains("ha-token")
+    );
+}
+
 /// `printf %s kitchen-token-0123456789 | sha256sum`
 const KITCHEN_SHA256: &str = "bcf5f0b4c9e6f37f77fc3311fbf01ce55963136bea9332e397b85229b9479b4b";
 
@@ -932,4 +1032,44 @@ agents:
             "{e}"
         );
     }
+}
+
+#[test]
+fn gateway_admin_token_is_an_optional_secret_from_the_environment() {
+    const AGENTS: &str = "agents:\n  - id: pi\n    token: \"pi-token-0123456789abcdef\"\n";
+    assert_eq!(load(AGENTS).gateway.admin_token, None);
+    let yaml = format!("gateway:\n  admin_token: \"${{ADMIN}}\"\n{AGENTS}");
+    let env = env_of(&[("ADMIN", "admin-token-0123456789abcdef")]);
+    let config = Config::parse(&yaml, "config.yaml", &env).unwrap();
+    let token = config.gateway.admin_token.as_ref().expect("set");
+    assert_eq!(token.expose(), "admin-token-0123456789abcdef");
+    assert!(!format!("{config:?}").contains("admin-token-0123456789abcdef"));
+    // Unset or empty: an error naming the key, never a silently open endpoint.
+    let unset = errors(&yaml);
+    assert!(
+        unset
+            .iter()
+            .any(|e| e.contains("gateway.admin_token") && e.contains("ADMIN")),
+        "{unset:?}"
+    );
+    let empty = errors(&format!("gateway:\n  admin_token: \"\"\n{AGENTS}"));
+    assert!(
+        empty.iter().any(|e| e.contains("gateway.admin_token")),
+        "{empty:?}"
+    );
+    // Short: a warning.
+    let short = load(&format!("gateway:\n  admin_token: \"short\"\n{AGENTS}"));
+    assert!(
+        short
+            .warnings
+            .iter()
+            .any(|w| w.key == "gateway.admin_token"),
+        "{:?}",
+        short.warnings
+    );
+    // The outline (healthcheck, approve-link) needs no admin token variable and hands out
+    // none; reload's outline resolves it.
+    let outline = agent_gate_gateway::config::ConfigOutline::parse(&yaml, "config.yaml", &no_env())
+        .expect("the outline does not resolve gateway.admin_token");
+    assert_eq!(outline.gateway.admin_token, None);
 }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
 use super::extras::{self, Responds};
+use super::mobile_app;
 use super::services::{self, ServiceError};
 use super::template;
 use super::world::valid_entity_id;
@@ -80,8 +81,10 @@ pub(super) fn router(shared: SharedState) -> Router {
         .route("/api/calendars/{entity_id}", get(calendar_events))
         .route("/api/events/{event_type}", post(fire_event))
         .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate))
-        // The frontend is served without authentication (a common health-check target).
+        // The frontend is served without authentication (a common health-check target); the
+        // WebSocket API authenticates in its own handshake.
         .route("/", get(frontend))
+        .route("/api/websocket", get(super::websocket::upgrade))
         .fallback(|| async { plain_error(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { plain_error(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(middleware::from_fn_with_state(
@@ -229,6 +232,11 @@ fn base64(input: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Whether `?return_response` is present (whatever its value).
+fn response_requested(params: &[(String, String)]) -> bool {
+    params.iter().any(|(k, _)| k == "return_response")
 }
 
 /// Query parameters in order, with Home Assistant's `request.query.get` semantics.
@@ -420,6 +428,28 @@ async fn call_service(
         data: data.clone().unwrap_or(Value::Null),
     });
     let mut world = shared.world();
+    if domain == "notify"
+        && let Some(device) = mobile_app::device_of(&world.mobile_app_devices, &service)
+    {
+        if response_requested(&params) {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Service does not support responses. Remove return_response from request.",
+            );
+        }
+        return match mobile_app::push(device, data) {
+            Ok(push) => {
+                world.pushes.push(push);
+                drop(world);
+                shared.pushed.send_modify(|n| *n += 1);
+                json_response(StatusCode::OK, json!([]))
+            }
+            Err(reason) => {
+                tracing::warn!(%domain, %service, %reason, "simulated Home Assistant: invalid service data");
+                plain_error(StatusCode::BAD_REQUEST)
+            }
+        };
+    }
     if !services::exists(&world, &domain, &service) {
         tracing::warn!(%domain, %service, "simulated Home Assistant: unable to find service {domain}.{service}");
         return plain_error(StatusCode::BAD_REQUEST);
@@ -770,7 +800,7 @@ async fn fire_event(
             "Event data should be a JSON object",
         );
     }
-    shared.world().events.push((event_type.clone(), data));
+    shared.fire(&event_type, data, Some(USER_ID), "REMOTE");
     message(StatusCode::OK, format!("Event {event_type} fired."))
 }
 

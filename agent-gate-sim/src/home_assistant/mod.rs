@@ -55,10 +55,14 @@
 mod demo;
 mod extras;
 mod http;
+mod mobile_app;
 mod scenes;
 mod services;
 mod template;
+mod websocket;
 mod world;
+
+pub use mobile_app::MobilePush;
 
 use std::fmt;
 use std::io;
@@ -68,7 +72,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::time::Timestamp;
@@ -239,6 +243,7 @@ pub struct HomeAssistantBuilder {
     location_name: String,
     version: String,
     start_time: Option<Timestamp>,
+    mobile_app_devices: Vec<String>,
 }
 
 impl HomeAssistantBuilder {
@@ -326,6 +331,14 @@ impl HomeAssistantBuilder {
         self
     }
 
+    /// Registers a phone with the `mobile_app` integration: service
+    /// `notify.mobile_app_<device>` then exists and records what it is sent
+    /// ([`HomeAssistant::mobile_pushes`]).
+    pub fn mobile_app_device(mut self, device: impl Into<String>) -> Self {
+        self.mobile_app_devices.push(device.into());
+        self
+    }
+
     /// Adds the entities of the demo home (see [`HomeAssistant::demo`]).
     pub fn demo_entities(mut self) -> Self {
         self.entities.extend(demo::entities());
@@ -361,6 +374,7 @@ impl HomeAssistantBuilder {
             },
         };
         let mut world = World::new(clock);
+        world.mobile_app_devices = self.mobile_app_devices;
         let now = world.now();
         let mut writes = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -601,6 +615,14 @@ struct Shared {
     faults: Mutex<Vec<Fault>>,
     paused: watch::Sender<bool>,
     held: watch::Sender<usize>,
+    /// Every event fired, as the WebSocket API sends it (`event_type`, `data`, `context`...).
+    events: broadcast::Sender<Value>,
+    /// Bumped by [`HomeAssistant::drop_websockets`]: every connection closes.
+    websocket_generation: watch::Sender<u64>,
+    /// Active `subscribe_events` subscriptions over all connections.
+    subscriptions: watch::Sender<usize>,
+    /// How many pushes the registered phones got.
+    pushed: watch::Sender<usize>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -610,6 +632,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.world)
+    }
+
+    /// Fires an event on the bus, as `hass.bus.async_fire` with the context of `user_id`:
+    /// recorded for [`HomeAssistant::fired_events`] and sent to WebSocket subscribers.
+    fn fire(&self, event_type: &str, data: Value, user_id: Option<&str>, origin: &str) {
+        let mut world = self.world();
+        let context = world.new_context(user_id);
+        let time_fired = world.now().to_string();
+        world.events.push((event_type.to_owned(), data.clone()));
+        drop(world);
+        let data = if data.is_null() {
+            Value::Object(Map::new())
+        } else {
+            data
+        };
+        let event = serde_json::json!({
+            "event_type": event_type,
+            "data": data,
+            "origin": origin,
+            "time_fired": time_fired,
+            "context": {"id": context.id, "parent_id": context.parent_id, "user_id": context.user_id},
+        });
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
     }
 
     /// Takes the first fault of the given stage that matches `path`, consuming one use.
@@ -655,6 +701,7 @@ impl HomeAssistant {
             location_name: "Home".to_owned(),
             version: DEFAULT_VERSION.to_owned(),
             start_time: None,
+            mobile_app_devices: Vec::new(),
         }
     }
 
@@ -718,6 +765,10 @@ impl HomeAssistant {
     ) -> Self {
         let (paused, _) = watch::channel(false);
         let (held, _) = watch::channel(0);
+        let (events, _) = broadcast::channel(256);
+        let (websocket_generation, _) = watch::channel(0);
+        let (subscriptions, _) = watch::channel(0);
+        let (pushed, _) = watch::channel(0);
         Self {
             shared: Arc::new(Shared {
                 world: Mutex::new(world),
@@ -729,6 +780,10 @@ impl HomeAssistant {
                 faults: Mutex::new(Vec::new()),
                 paused,
                 held,
+                events,
+                websocket_generation,
+                subscriptions,
+                pushed,
             }),
         }
     }
@@ -850,6 +905,55 @@ impl HomeAssistant {
     /// Notifications created with `persistent_notification.create` (their service data).
     pub fn notifications(&self) -> Vec<Map<String, Value>> {
         self.shared.world().notifications.clone()
+    }
+
+    /// What the registered phones were sent through `notify.mobile_app_<device>`, in order.
+    pub fn mobile_pushes(&self) -> Vec<MobilePush> {
+        self.shared.world().pushes.clone()
+    }
+
+    /// Waits until the phones got at least `count` pushes; returns them all.
+    pub async fn wait_for_pushes(&self, count: usize) -> Vec<MobilePush> {
+        let mut pushed = self.shared.pushed.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = pushed.wait_for(|pushed| *pushed >= count).await;
+        self.mobile_pushes()
+    }
+
+    /// Fires `event_type` with `data` in the context of `user_id` (`None`: no user), as a
+    /// phone registered to that user does when one of its notification actions is pressed
+    /// (`mobile_app_notification_action` through the app's webhook). Subscribers of the
+    /// WebSocket API get it; [`HomeAssistant::fired_events`] lists it.
+    pub fn fire_event_as(&self, event_type: &str, data: Value, user_id: Option<&str>) {
+        self.shared.fire(event_type, data, user_id, "REMOTE");
+    }
+
+    /// Presses the notification action `action` on a phone registered to `user_id`: fires
+    /// `mobile_app_notification_action` with `{"action": action}` (see
+    /// [`HomeAssistant::fire_event_as`]).
+    pub fn press_action(&self, action: &str, user_id: Option<&str>) {
+        self.fire_event_as(
+            "mobile_app_notification_action",
+            serde_json::json!({"action": action}),
+            user_id,
+        );
+    }
+
+    /// The number of active `subscribe_events` subscriptions of WebSocket clients.
+    pub fn event_subscriptions(&self) -> usize {
+        *self.shared.subscriptions.borrow()
+    }
+
+    /// Waits until WebSocket clients hold at least `count` event subscriptions.
+    pub async fn wait_for_subscriptions(&self, count: usize) {
+        let mut subscriptions = self.shared.subscriptions.subscribe();
+        let _ = subscriptions.wait_for(|n| *n >= count).await;
+    }
+
+    /// Closes every WebSocket connection (as a Home Assistant restart does); clients may
+    /// connect again at once.
+    pub fn drop_websockets(&self) {
+        self.shared.websocket_generation.send_modify(|g| *g += 1);
     }
 
     /// Adds a fault; faults are tried in the order they were added.

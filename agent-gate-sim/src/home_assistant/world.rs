@@ -166,6 +166,10 @@ pub(crate) struct World {
     pub notifications: Vec<Map<String, Value>>,
     /// Events fired through `/api/events/<type>`.
     pub events: Vec<(String, Value)>,
+    /// The phones registered with `mobile_app` (the `<device>` of `notify.mobile_app_<device>`).
+    pub mobile_app_devices: Vec<String>,
+    /// What they were sent.
+    pub pushes: Vec<super::mobile_app::MobilePush>,
     /// The states each scene sets (`scene.<id>` → entity id → state or `{state, ...attributes}`).
     pub scenes: IndexMap<String, Map<String, Value>>,
     /// The areas, in creation order.
@@ -191,6 +195,8 @@ impl World {
             remembered_brightness: IndexMap::new(),
             notifications: Vec::new(),
             events: Vec::new(),
+            mobile_app_devices: Vec::new(),
+            pushes: Vec::new(),
             scenes: IndexMap::new(),
             areas: Vec::new(),
             calendar_events: IndexMap::new(),

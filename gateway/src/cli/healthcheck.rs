@@ -121,6 +121,9 @@ fn failing_parts(body: &Value) -> String {
     if body["store"]["ok"] == Value::Bool(false) {
         parts.push("store".to_owned());
     }
+    if body["config"]["ok"] == Value::Bool(false) {
+        parts.push("config (last reload refused)".to_owned());
+    }
     for key in ["approvers", "services"] {
         for item in body[key].as_array().into_iter().flatten() {
             if item["ok"] == Value::Bool(false) {

@@ -1,5 +1,5 @@
 //! The `agent-gate` command line: the clap tree and its subcommands (`serve`, the default;
-//! `check`; `policy explain`; `approve-link`; `mcp`; `token new`; ...).
+//! `check`; `policy explain`; `approve-link`; `mcp`; `token new`; `reload`; ...).
 //!
 //! Adding a subcommand: add a variant to [`Command`] (its arguments as an `Args` struct, with
 //! [`ConfigPaths`] flattened in if it reads the config files), a module with a
@@ -14,6 +14,7 @@ pub mod demo;
 pub mod explain;
 pub mod healthcheck;
 pub mod mcp;
+pub mod reload;
 pub mod schema;
 pub mod serve;
 pub mod token;
@@ -62,6 +63,9 @@ pub enum Command {
     Mcp(mcp::McpArgs),
     /// Check that a running gateway is healthy (exit 0) or not (exit 1).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Make a running gateway re-read its agents and permissions (as SIGHUP does), through
+    /// its HTTP side with gateway.admin_token (exit 0 when applied, 1 when refused).
+    Reload(reload::ReloadArgs),
     /// Try agent-gate: a gateway with a simulated Home Assistant and a web approval page.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
@@ -115,6 +119,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Some(Command::Cancel(args)) => client::run_cancel(&args, out),
         Some(Command::Mcp(args)) => mcp::run(&args, out),
         Some(Command::Healthcheck(args)) => healthcheck::run(&args, out),
+        Some(Command::Reload(args)) => reload::run(&args, out),
         #[cfg(feature = "demo")]
         Some(Command::Demo(args)) => demo::run(&args, out),
         Some(Command::ApproveLink(args)) => approve_link::run(&args, out),

@@ -2,6 +2,11 @@
 //! configuration, policy and manifest, start the gateway, run until SIGTERM or SIGINT, then
 //! shut down gracefully (pending approvals are kept for the next start).
 //!
+//! SIGHUP reloads the agents of `config.yaml` and `permissions.yaml` without a restart
+//! ([`RunningGateway::reload`]); a file with errors is refused whole (logged, shown on
+//! `/healthz`) and the gateway keeps running as it was. The signal handlers are installed
+//! before the gateway says "ready", so an early SIGHUP never kills it.
+//!
 //! Logging: `LOG_LEVEL` (`error`, `warn`, `info` (default), `debug`, `trace`, or a
 //! `tracing` filter such as `agent_gate_gateway=debug`) and `LOG_FORMAT=json` for one JSON
 //! object per line (default: human-readable). Logs go to stderr and never contain tokens.
@@ -14,9 +19,10 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::ConfigPaths;
-use crate::app::Gateway;
+use crate::app::{Gateway, RunningGateway};
 use crate::approvals::Approver;
 use crate::config::{ApproverConfig, Config};
+use crate::messengers::home_assistant::HomeAssistantApprover;
 use crate::messengers::telegram::TelegramApprover;
 use crate::policy::Policy;
 
@@ -58,16 +64,26 @@ pub fn init_logging() {
     };
 }
 
-/// The approvers of `config.yaml` that `serve` builds: the Telegram bots. (The web approval
-/// page is set up by the gateway itself, since it needs the store.)
+/// The approvers of `config.yaml` that `serve` builds: the Telegram bots and the Home
+/// Assistant phone app approvers. (The web approval page is set up by the gateway itself,
+/// since it needs the store.)
 pub fn approvers_from_config(config: &Config) -> anyhow::Result<Vec<Arc<dyn Approver>>> {
     let mut approvers: Vec<Arc<dyn Approver>> = Vec::new();
     for approver in &config.approvers {
-        if let ApproverConfig::Telegram(telegram) = approver {
-            let bot = TelegramApprover::from_config(telegram)
-                .build()
-                .context("setting up the Telegram approver (approvers: type telegram)")?;
-            approvers.push(Arc::new(bot));
+        match approver {
+            ApproverConfig::Telegram(telegram) => {
+                let bot = TelegramApprover::from_config(telegram)
+                    .build()
+                    .context("setting up the Telegram approver (approvers: type telegram)")?;
+                approvers.push(Arc::new(bot));
+            }
+            ApproverConfig::HomeAssistant(ha) => {
+                let phone = HomeAssistantApprover::from_config(ha).build().context(
+                    "setting up the Home Assistant phone app approver (approvers: type home_assistant)",
+                )?;
+                approvers.push(Arc::new(phone));
+            }
+            ApproverConfig::Web(_) => {}
         }
     }
     Ok(approvers)
@@ -96,6 +112,7 @@ async fn serve(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let approvers = approvers_from_config(&config)?;
+    let mut signals = Signals::install()?;
     let mut builder = Gateway::builder(config, policy, loaded.manifest).insecure(args.insecure);
     for approver in approvers {
         builder = builder.approver(approver);
@@ -112,30 +129,64 @@ async fn serve(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         )?;
         out.flush()?;
     }
-    wait_for_signal().await?;
+    signals.serve_until_stopped(&gateway).await?;
     gateway.shutdown().await?;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// The signals `serve` handles: SIGTERM and SIGINT stop it, SIGHUP reloads.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            result = tokio::signal::ctrl_c() => {
-                result.context("listening for SIGINT")?;
-                tracing::info!("SIGINT received");
-            }
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                hangup: signal(SignalKind::hangup()).context("listening for SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c()
-            .await
-            .context("listening for Ctrl-C")?;
-        tracing::info!("Ctrl-C received");
+
+    /// Reloads on each SIGHUP until SIGTERM or SIGINT.
+    async fn serve_until_stopped(&mut self, gateway: &RunningGateway) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => {
+                    tracing::info!("SIGTERM received");
+                    return Ok(());
+                }
+                result = tokio::signal::ctrl_c() => {
+                    result.context("listening for SIGINT")?;
+                    tracing::info!("SIGINT received");
+                    return Ok(());
+                }
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP received: reloading agents and permissions");
+                    // The outcome is logged, audited and shown on /healthz by the reload.
+                    let _ = gateway.reload("SIGHUP").await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = gateway;
+            tokio::signal::ctrl_c()
+                .await
+                .context("listening for Ctrl-C")?;
+            tracing::info!("Ctrl-C received");
+            Ok(())
+        }
     }
-    Ok(())
 }

@@ -32,9 +32,9 @@ mod walk;
 pub use env::{EnvLookup, ProcessEnv};
 pub use error::{ConfigError, Issue};
 pub use model::{
-    AgentConfig, ApproverConfig, Config, ConfigOutline, GatewayConfig, HealthCheck, McpConfig,
-    RateLimitConfig, ServiceAuth, ServiceConfig, StorageConfig, TelegramConfig, TlsConfig,
-    WebApproverConfig,
+    AgentConfig, ApproverConfig, Config, ConfigOutline, GatewayConfig, HealthCheck,
+    HomeAssistantApproverConfig, McpConfig, RateLimitConfig, ServiceAuth, ServiceConfig,
+    StorageConfig, TelegramConfig, TlsConfig, WebApproverConfig,
 };
 pub use model::{
     DEFAULT_APPROVAL_TIMEOUT_SECS, DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, DEFAULT_HEALTH_HOST,
@@ -42,6 +42,9 @@ pub use model::{
     DEFAULT_MCP_HOLD_SECONDS, DEFAULT_MCP_PATH, DEFAULT_SERVICE_MAX_CONNECTIONS,
     DEFAULT_SERVICE_TIMEOUT, DEFAULT_STORAGE_PATH, DEFAULT_TELEGRAM_API_URL, DEFAULT_TOOLS_PATH,
     DEFAULT_WEB_APPROVER_NAME,
+};
+pub use model::{
+    DEFAULT_HOME_ASSISTANT_APPROVER_NAME, DEFAULT_PHONE_GRANT, HOME_ASSISTANT_SERVICE,
 };
 pub use permissions::{PermissionsFile, RuleList, RuleSpec};
 pub use secret::Secret;

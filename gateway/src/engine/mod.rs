@@ -9,8 +9,12 @@
 //! [`crate::approvals::Approvals`] and outcomes to [`crate::delivery::Delivery`], and takes
 //! back approved calls to execute.
 
+mod live;
 mod refusal;
 mod request;
+
+pub(crate) use live::{LastReload, Registration};
+pub use live::{ReloadError, ReloadReport};
 
 use std::sync::{Arc, Weak};
 
@@ -26,9 +30,10 @@ use crate::approvals::{
     ApprovalHandle, ApprovalRequest, Approvals, Approver, BoxFuture, DecideOutcome, Decider,
     GrantTerm, Resolve, Verdict,
 };
-use crate::config::Config;
+use crate::config::{Config, TokenDigest};
 use crate::delivery::{Delivery, Progress};
 use crate::executor::Executor;
+use crate::mcp::catalog::Catalog;
 use crate::policy::Policy;
 use crate::ratelimit::{AuthThrottle, RequestLimiter};
 use crate::store::{
@@ -90,7 +95,8 @@ pub(crate) struct Engine {
     pub(crate) config: Arc<Config>,
     /// What `/metrics` shows.
     pub(crate) metrics: Arc<Metrics>,
-    policy: Policy,
+    /// The agents and policy in force (swapped by a reload; see `live`).
+    live: live::LiveState,
     manifest: Arc<Manifest>,
     pub(crate) store: Store,
     executor: Arc<Executor>,
@@ -130,6 +136,12 @@ impl Engine {
         let list_tools = json!({
             "tools": manifest.tools().map(|tool| tool.list_entry(&manifest)).collect::<Vec<_>>()
         });
+        let catalog = Catalog::new(&config, &manifest, &policy);
+        let live = live::LiveState::new(live::Live {
+            config: Arc::clone(&config),
+            policy: Arc::new(policy),
+            catalog: Arc::new(catalog),
+        });
         let manifest = Arc::new(manifest);
         let limiter = RequestLimiter::new(config.rate_limit.max_requests_per_minute);
         let tasks = TaskTracker::new();
@@ -147,7 +159,7 @@ impl Engine {
         Arc::new_cyclic(|self_ref| Engine {
             metrics,
             config,
-            policy,
+            live,
             manifest,
             store,
             executor,
@@ -174,9 +186,94 @@ impl Engine {
         &self.manifest
     }
 
-    /// The policy.
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy in force now: one snapshot, which a decision keeps while a reload swaps
+    /// the next one in.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.live.current().policy)
+    }
+
+    /// The MCP tool lists under the policy in force now.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.live.current().catalog)
+    }
+
+    /// The agent a presented token belongs to under the agents in force now, with the
+    /// token's digest (for [`Engine::register_connection`]); tokens are compared in constant
+    /// time ([`Config::agent_by_token`]).
+    pub(crate) fn agent_by_token(&self, token: &str) -> Option<(String, TokenDigest)> {
+        let live = self.live.current();
+        let agent = live.config.agent_by_token(token)?;
+        Some((agent.id.clone(), TokenDigest::of(token)))
+    }
+
+    /// Registers an authenticated WebSocket connection: its `close` is cancelled when a
+    /// reload removes the agent or the token it presented.
+    pub(crate) fn register_connection(&self, agent: &str, token: TokenDigest) -> Registration {
+        self.live.register(agent, token)
+    }
+
+    /// The outcome of the last reload, if any (for `/healthz`).
+    pub(crate) fn last_reload(&self) -> Option<LastReload> {
+        self.live.last_reload()
+    }
+
+    /// Re-reads `config.yaml`'s agents and `permissions.yaml` and swaps them in if both are
+    /// valid (see `live`); `by` says what asked (`SIGHUP`, `admin`). Logged and audited
+    /// either way; a refusal leaves everything as it was.
+    pub(crate) async fn reload(&self, by: &str) -> Result<ReloadReport, ReloadError> {
+        if self.shutdown.is_cancelled() {
+            return Err(ReloadError::Stopping);
+        }
+        let manifest = Arc::clone(&self.manifest);
+        let result = self
+            .live
+            .reload(|config, policy| Catalog::new(config, &manifest, policy))
+            .await;
+        let entry = match &result {
+            Ok(report) => {
+                for warning in &report.warnings {
+                    tracing::warn!("{warning}");
+                }
+                if !report.restart_needed.is_empty() {
+                    tracing::warn!(
+                        sections = %report.restart_needed.join(", "),
+                        "config.yaml: these sections changed but take effect only at a restart (a reload applies agents and permissions)"
+                    );
+                }
+                tracing::info!(
+                    by,
+                    agents_added = ?report.agents_added,
+                    agents_removed = ?report.agents_removed,
+                    tokens_changed = ?report.tokens_changed,
+                    connections_closed = report.connections_closed,
+                    rules = report.rules,
+                    "configuration reloaded"
+                );
+                AuditEntry::new(
+                    "",
+                    crate::store::AuditKind::Other("config_reloaded".to_owned()),
+                )
+                .actor(by)
+                .detail(json!(report))
+            }
+            Err(error) => {
+                let problems = error.problems();
+                tracing::error!(
+                    by,
+                    problems = %problems.join("; "),
+                    "reload refused; the previous agents and permissions stay in force"
+                );
+                AuditEntry::new(
+                    "",
+                    crate::store::AuditKind::Other("config_reload_refused".to_owned()),
+                )
+                .actor(by)
+                .detail(json!({"problems": problems}))
+            }
+        };
+        self.audit_in_background(entry);
+        self.metrics.reloaded(result.is_ok());
+        result
     }
 
     /// The executor of the configured services.

@@ -109,7 +109,9 @@ impl Engine {
                 return Err(self.refuse_invalid(agent, &rid, &tool, &reason).await);
             }
         };
-        let decision = self.policy.judge(agent, valid);
+        // One snapshot: a reload meanwhile does not change this call's decision.
+        let policy = self.policy();
+        let decision = policy.judge(agent, valid);
         if decision.action != Action::Ask {
             self.metrics.decided(DecidedBy::Policy, arrived.elapsed());
         }
@@ -325,7 +327,8 @@ impl Engine {
             return None;
         };
         let valid = self.manifest.tool(tool)?.validate(map).ok()?;
-        let decision = self.policy.judge(agent, valid);
+        let policy = self.policy();
+        let decision = policy.judge(agent, valid);
         if decision.judged.is_empty() {
             return None;
         }

@@ -100,7 +100,8 @@ pub(super) async fn authenticate(
         }
         return response;
     }
-    let agent = bearer(&request).and_then(|token| engine.config.agent_by_token(token));
+    // The agents in force now: a reload's new tokens work at once, removed ones get 401.
+    let agent = bearer(&request).and_then(|token| engine.agent_by_token(token));
     let Some(agent) = agent else {
         if let Some(ip) = ip {
             engine.auth_throttle.record_failure(ip);
@@ -112,7 +113,7 @@ pub(super) async fn authenticate(
              the gateway's config.yaml>",
         );
     };
-    let id = AgentId(Arc::from(agent.id.as_str()));
+    let id = AgentId(Arc::from(agent.0.as_str()));
     if let Some(authenticated) = request.extensions().get::<Arc<Authenticated>>() {
         authenticated.set();
     }

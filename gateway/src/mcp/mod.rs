@@ -38,7 +38,6 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 pub(crate) use self::auth::{Authenticated, PeerAddr};
-use self::catalog::Catalog;
 use crate::config::McpConfig;
 use crate::engine::Engine;
 
@@ -67,7 +66,6 @@ pub(crate) struct AgentId(pub(crate) Arc<str>);
 #[derive(Debug)]
 struct Shared {
     engine: Arc<Engine>,
-    catalog: Catalog,
     hold: Duration,
 }
 
@@ -108,7 +106,8 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let agent = agent_of(&ctx)?;
-        let tools = self.shared.catalog.tools(&agent);
+        // The tool lists under the policy in force now (a reload rebuilds them).
+        let tools = self.shared.engine.catalog().tools(&agent);
         Ok(ListToolsResult::with_all_items((*tools).clone()))
     }
 
@@ -144,7 +143,6 @@ impl ServerHandler for McpFront {
 /// against the engine's agents.
 pub(crate) fn router(engine: Arc<Engine>, config: &McpConfig) -> axum::Router {
     let shared = Arc::new(Shared {
-        catalog: Catalog::new(&engine.config, engine.manifest(), engine.policy()),
         engine: Arc::clone(&engine),
         hold: config.hold,
     });

@@ -3,8 +3,11 @@
 //!
 //! - [`telegram`]: a Telegram bot (long polling, inline Allow / Deny buttons, message edits).
 //! - [`web`]: the approval page on the HTTP side (Allow / Deny buttons, history, live updates).
-//! - [`visible`]: how both show request text: hidden characters escaped, with a warning.
+//! - [`home_assistant`]: actionable notifications of the Home Assistant companion app
+//!   (`notify.mobile_app_<device>`), decided from `mobile_app_notification_action` events.
+//! - [`visible`]: how they all show request text: hidden characters escaped, with a warning.
 
+pub mod home_assistant;
 pub mod telegram;
 pub mod visible;
 pub mod web;

@@ -117,7 +117,12 @@ impl Policy {
     /// for every `agents:` entry naming an agent the config does not have (a typo there would
     /// silently make a rule apply to nobody). `serve` and `check` agree through this.
     pub fn load_for(config: &Config, path: impl AsRef<Path>) -> Result<Policy, ConfigError> {
-        let file = PermissionsFile::load(path)?;
+        Self::for_config(config, PermissionsFile::load(path)?)
+    }
+
+    /// The policy of a loaded permissions file for a loaded config: an error for every
+    /// `agents:` entry naming an agent the config does not have (see [`Policy::load_for`]).
+    pub fn for_config(config: &Config, file: PermissionsFile) -> Result<Policy, ConfigError> {
         let known: Vec<&str> = config.agents.iter().map(|a| a.id.as_str()).collect();
         let issues = file.unknown_agents(&known);
         if issues.is_empty() {

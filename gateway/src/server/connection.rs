@@ -21,7 +21,7 @@ use super::session::session;
 use super::sessions::{CLOSE_SLOT_TAKEN, Slot};
 use super::sniff;
 use super::{Front, ServerLimits};
-use crate::engine::Engine;
+use crate::engine::{Engine, Registration};
 use crate::metrics::FrontLabel;
 
 /// A response as a text frame (serialising our own types cannot fail; if it did, the agent
@@ -150,11 +150,11 @@ async fn run_websocket<S>(
     };
     // Authenticated (or gone): no longer under the caps on unauthenticated connections.
     drop(ticket);
-    let Some((ws, (agent, slot))) = admitted else {
+    let Some((ws, (agent, slot, registration))) = admitted else {
         return;
     };
     tracing::info!(agent = %agent, %peer, "agent connected");
-    session(engine, ws, agent, slot, limits).await;
+    session(engine, ws, agent, slot, registration, limits).await;
 }
 
 /// Whether `text` is a JSON-RPC notification: an object with a `method` and no `id`. The
@@ -186,8 +186,9 @@ pub(super) fn close_for(error: &WsError) -> Option<CloseFrame> {
     })
 }
 
-/// Reads the first frame; `Some((agent id, its connection slot))` if it is a valid `auth`
-/// and the agent has room for one more connection.
+/// Reads the first frame; `Some((agent id, its connection slot, its registration))` if it is
+/// a valid `auth` and the agent has room for one more connection. The registration closes
+/// the connection when a reload takes its agent or token away.
 async fn authenticate<S>(
     engine: &Engine,
     front: &Front,
@@ -195,7 +196,7 @@ async fn authenticate<S>(
     peer: SocketAddr,
     deadline: Instant,
     limits: ServerLimits,
-) -> Option<(String, Slot)>
+) -> Option<(String, Slot, Registration)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -288,14 +289,15 @@ where
     };
     let id = request.id.clone();
     match request.method_call() {
-        Ok(MethodCall::Auth(params)) => match engine.config.agent_by_token(&params.token) {
+        // The agents in force now (a reload's new tokens work at once).
+        Ok(MethodCall::Auth(params)) => match engine.agent_by_token(&params.token) {
             // A success does not clear the address's failures (see `AuthThrottle`).
-            Some(agent) => {
+            Some((agent, token)) => {
                 // Refused before it is told it is in: a client sees "slot taken", not a drop.
-                let slot = match front.sessions.register(&agent.id) {
+                let slot = match front.sessions.register(&agent) {
                     Ok(slot) => slot,
                     Err(full) => {
-                        tracing::warn!(agent = %agent.id, %peer, max = full.max, "connection refused: the agent holds its most connections");
+                        tracing::warn!(agent = %agent, %peer, max = full.max, "connection refused: the agent holds its most connections");
                         let _ = ws
                             .close(Some(CloseFrame {
                                 code: CloseCode::from(CLOSE_SLOT_TAKEN),
@@ -305,6 +307,8 @@ where
                         return None;
                     }
                 };
+                // Registered before it is told it is in: a reload from now on sees it.
+                let registration = engine.register_connection(&agent, token);
                 // `request_ids: idempotent` tells clients that re-sending is safe here.
                 let ok = Response::success(
                     id,
@@ -313,7 +317,7 @@ where
                 if ws.send(Message::text(to_text(&ok))).await.is_err() {
                     return None;
                 }
-                Some((agent.id.clone(), slot))
+                Some((agent, slot, registration))
             }
             None => {
                 let error = ErrorObject::new(ErrorCode::NotAuthenticated, "Invalid token")

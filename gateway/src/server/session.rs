@@ -26,7 +26,11 @@ use super::ServerLimits;
 use super::connection::{close_for, is_notification, to_text};
 use super::sessions::Slot;
 use crate::delivery::{Outcome, Progress, Timestamp, client_named, rfc3339};
-use crate::engine::{Engine, Submitted};
+use crate::engine::{Engine, Registration, Submitted};
+
+/// The close reason of a connection whose agent or token a reload removed (close code 1008).
+pub(crate) const REVOKED_REASON: &str =
+    "agent or token removed from the gateway's configuration (reload)";
 
 /// Acknowledged outcomes are marked delivered in batches of this many.
 const ACK_BATCH: usize = 64;
@@ -163,6 +167,7 @@ pub(super) async fn session<S>(
     ws: WebSocketStream<S>,
     agent: String,
     slot: Slot,
+    registration: Registration,
     limits: ServerLimits,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -204,6 +209,13 @@ pub(super) async fn session<S>(
             biased;
             () = engine.shutdown.cancelled() => {
                 set_close(CloseCode::Away, "gateway shutting down");
+                break;
+            }
+            () = registration.close.cancelled() => {
+                // Requests in flight keep their decisions; their outcomes stay stored.
+                tracing::info!(agent = %agent, "closing the connection: a reload removed its agent or token");
+                set_close(CloseCode::Policy, REVOKED_REASON);
+                closing.cancel();
                 break;
             }
             next = stream.next() => next,
@@ -260,6 +272,7 @@ pub(super) async fn session<S>(
     }
     stop.cancel();
     drop(slot);
+    drop(registration);
     engine.delivery.mark_delivered(&agent, acked);
     drop(link);
     let _ = writer.await;

@@ -1,7 +1,9 @@
 //! `approvers:` (or the upstream `messenger:`): who is asked when a policy says `ask`, the
-//! Telegram bots and the web approval page.
+//! Telegram bots, the web approval page and the Home Assistant companion app on phones.
 
-use super::services::url;
+use indexmap::IndexMap;
+
+use super::services::{ServiceAuth, ServiceConfig, url};
 use crate::config::secret::Secret;
 use crate::config::walk::{Ctx, Obj, suggest};
 
@@ -9,6 +11,12 @@ use crate::config::walk::{Ctx, Obj, suggest};
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
 /// Default name of the web approver (decisions are attributed `web:web`).
 pub const DEFAULT_WEB_APPROVER_NAME: &str = "web";
+/// Default name of the Home Assistant phone app approver.
+pub const DEFAULT_HOME_ASSISTANT_APPROVER_NAME: &str = "home_assistant";
+/// The service whose `url` and `token` a `type: home_assistant` approver uses by default.
+pub const HOME_ASSISTANT_SERVICE: &str = "homeassistant";
+/// Default "allow for" action of the phone notification: one hour.
+pub const DEFAULT_PHONE_GRANT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// One approver (who is asked when a policy says `ask`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,14 +25,17 @@ pub enum ApproverConfig {
     Telegram(TelegramConfig),
     /// The web approval page on the HTTP side.
     Web(WebApproverConfig),
+    /// Actionable notifications of the Home Assistant companion app.
+    HomeAssistant(HomeAssistantApproverConfig),
 }
 
 impl ApproverConfig {
-    /// `telegram` or `web`.
+    /// `telegram`, `web` or `home_assistant`.
     pub fn kind(&self) -> &'static str {
         match self {
             ApproverConfig::Telegram(_) => "telegram",
             ApproverConfig::Web(_) => "web",
+            ApproverConfig::HomeAssistant(_) => "home_assistant",
         }
     }
 }
@@ -61,10 +72,34 @@ pub struct WebApproverConfig {
     pub grant_durations: Vec<std::time::Duration>,
 }
 
-const APPROVER_TYPES: &[&str] = &["telegram", "web"];
+/// The Home Assistant phone app approver: notifications through `notify.mobile_app_<device>`,
+/// decisions from `mobile_app_notification_action` events over the WebSocket API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeAssistantApproverConfig {
+    /// The approver's name (default `home_assistant`): the key of its notification references
+    /// and its health entry.
+    pub name: String,
+    /// Home Assistant's base URL (default: `services.homeassistant.url`).
+    pub url: String,
+    /// A long-lived access token (default: `services.homeassistant.token`).
+    pub token: Secret,
+    /// The phones notified: the `<device>` of `notify.mobile_app_<device>` (at least one).
+    pub devices: Vec<String>,
+    /// Home Assistant user ids whose presses count (the event's `context.user_id`); empty:
+    /// any user of the Home Assistant instance.
+    pub users: Vec<String>,
+    /// The duration of the "allow for" action (`grant_minutes`, default 60; `[]` for none).
+    pub grant: Option<std::time::Duration>,
+}
+
+const APPROVER_TYPES: &[&str] = &["telegram", "web", "home_assistant"];
 
 /// Reads `approvers:`, or the upstream single `messenger:`.
-pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
+pub(super) fn load(
+    ctx: &mut Ctx,
+    root: &Obj<'_>,
+    services: &IndexMap<String, ServiceConfig>,
+) -> Vec<ApproverConfig> {
     let mut out = Vec::new();
     if root.has("messenger") && root.has("approvers") {
         ctx.error(
@@ -121,7 +156,8 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                     grant_durations,
                 }));
             }
-            other => unknown_approver(ctx, &m.field("type").path, other),
+            // The upstream single-messenger form knows Telegram and the web page.
+            other => unknown_approver(ctx, &m.field("type").path, other, &APPROVER_TYPES[..2]),
         }
         return out;
     }
@@ -169,7 +205,38 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> Vec<ApproverConfig> {
                     grant_durations,
                 }));
             }
-            other => unknown_approver(ctx, &obj.field("type").path, other),
+            "home_assistant" => {
+                obj.check_keys(
+                    ctx,
+                    &[
+                        "type",
+                        "name",
+                        "url",
+                        "token",
+                        "devices",
+                        "users",
+                        "grant_minutes",
+                    ],
+                );
+                if let Some(ha) = home_assistant(ctx, &obj, services) {
+                    out.push(ApproverConfig::HomeAssistant(ha));
+                }
+            }
+            other => unknown_approver(ctx, &obj.field("type").path, other, APPROVER_TYPES),
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for approver in &out {
+        if let ApproverConfig::HomeAssistant(ha) = approver
+            && !names.insert(ha.name.clone())
+        {
+            ctx.error(
+                "approvers",
+                format!(
+                    "two `type: home_assistant` approvers are called {:?}; give each its own `name:`",
+                    ha.name
+                ),
+            );
         }
     }
     if out
@@ -215,13 +282,16 @@ fn web_name(ctx: &mut Ctx, obj: Option<&Obj<'_>>) -> String {
     name
 }
 
-fn unknown_approver(ctx: &mut Ctx, path: &str, ty: &str) {
-    let hint = suggest(ty, APPROVER_TYPES.iter().copied())
+fn unknown_approver(ctx: &mut Ctx, path: &str, ty: &str, types: &[&str]) {
+    let hint = suggest(ty, types.iter().copied())
         .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default();
     ctx.error(
         path,
-        format!("unsupported approver type {ty:?}{hint}; expected one of: telegram, web"),
+        format!(
+            "unsupported approver type {ty:?}{hint}; expected one of: {}",
+            types.join(", ")
+        ),
     );
 }
 
@@ -334,5 +404,158 @@ fn telegram(ctx: &mut Ctx, obj: &Obj<'_>) -> Option<TelegramConfig> {
         api_url,
         deny_reasons,
         grant_durations,
+    })
+}
+
+/// A `type: home_assistant` approver; `url` and `token` default to those of
+/// `services.homeassistant`.
+fn home_assistant(
+    ctx: &mut Ctx,
+    obj: &Obj<'_>,
+    services: &IndexMap<String, ServiceConfig>,
+) -> Option<HomeAssistantApproverConfig> {
+    let service = services.get(HOME_ASSISTANT_SERVICE);
+    let name = {
+        let f = obj.field("name");
+        if f.value.is_none() {
+            Some(DEFAULT_HOME_ASSISTANT_APPROVER_NAME.to_owned())
+        } else {
+            ctx.req_nonempty(&f).and_then(|name| {
+                let valid = name.len() <= 64
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+                if valid {
+                    Some(name)
+                } else {
+                    ctx.error(
+                        &f.path,
+                        format!("invalid approver name {name:?}: use at most 64 letters, digits, `_` or `-`"),
+                    );
+                    None
+                }
+            })
+        }
+    };
+    let url_field = obj.field("url");
+    let url = if url_field.value.is_some() {
+        url(ctx, &url_field)
+    } else if let Some(service) = service {
+        Some(service.url.clone())
+    } else {
+        ctx.error(
+            &url_field.path,
+            format!(
+                "missing: give Home Assistant's URL (e.g. http://homeassistant.local:8123), or configure services.{HOME_ASSISTANT_SERVICE} whose url is used by default"
+            ),
+        );
+        None
+    };
+    let token_field = obj.field("token");
+    let token = if token_field.value.is_some() {
+        ctx.secret(&token_field)
+    } else {
+        match service.and_then(|s| s.auth.as_ref()) {
+            Some(ServiceAuth::Bearer { token }) => Some(token.clone()),
+            _ => {
+                ctx.error(
+                    &token_field.path,
+                    format!(
+                        "missing: give a Home Assistant long-lived access token (e.g. \"${{HA_TOKEN}}\"), or a bearer `token` in services.{HOME_ASSISTANT_SERVICE}, which is used by default"
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let devices_field = obj.field("devices");
+    let mut devices = Vec::new();
+    if devices_field.value.is_none() {
+        ctx.error(
+            &devices_field.path,
+            "missing: list the phones to notify, the <device> of their notify.mobile_app_<device> service (Developer tools → Actions in Home Assistant), e.g. [pixel_7]",
+        );
+    } else if let Some(items) = ctx.list(&devices_field) {
+        if items.is_empty() {
+            ctx.error(
+                &devices_field.path,
+                "must list at least one phone (the <device> of notify.mobile_app_<device>): nobody would be notified",
+            );
+        }
+        for item in items {
+            let Some(device) = ctx.req_nonempty(&item) else {
+                continue;
+            };
+            // `notify.mobile_app_pixel_7` and `mobile_app_pixel_7` name the same phone.
+            let short = device.strip_prefix("notify.").unwrap_or(&device);
+            let device = short
+                .strip_prefix("mobile_app_")
+                .unwrap_or(short)
+                .to_owned();
+            let valid = !device.is_empty()
+                && device
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if valid {
+                devices.push(device);
+            } else {
+                ctx.error(
+                    &item.path,
+                    format!(
+                        "invalid device {device:?}: give the <device> of notify.mobile_app_<device> (lowercase letters, digits and `_`, e.g. pixel_7)"
+                    ),
+                );
+            }
+        }
+    }
+    let users_field = obj.field("users");
+    let mut users = Vec::new();
+    if users_field.value.is_some()
+        && let Some(items) = ctx.list(&users_field)
+    {
+        for item in items {
+            if let Some(user) = ctx.req_nonempty(&item) {
+                users.push(user.trim().to_owned());
+            }
+        }
+    }
+    let grant = {
+        let f = obj.field("grant_minutes");
+        match f.value {
+            None => Some(Some(DEFAULT_PHONE_GRANT)),
+            Some(serde_yaml_ng::Value::Sequence(_)) => ctx.list(&f).and_then(|items| {
+                if items.len() > 1 {
+                    ctx.error(
+                        &f.path,
+                        format!(
+                            "a phone notification has room for one \"allow for\" action (Android shows three actions: Allow, Allow for ..., Deny), got {}; give one duration in minutes, or [] for none",
+                            items.len()
+                        ),
+                    );
+                    return None;
+                }
+                match items.first() {
+                    None => Some(None),
+                    Some(item) => ctx
+                        .int(item, 1, 7 * 24 * 60)
+                        .map(|m| Some(std::time::Duration::from_secs(m as u64 * 60))),
+                }
+            }),
+            Some(_) => ctx
+                .int(&f, 1, 7 * 24 * 60)
+                .map(|m| Some(std::time::Duration::from_secs(m as u64 * 60))),
+        }
+    };
+    let (name, url, token, grant) = (name?, url?, token?, grant?);
+    if devices.is_empty() {
+        return None;
+    }
+    Some(HomeAssistantApproverConfig {
+        name,
+        url,
+        token,
+        devices,
+        users,
+        grant,
     })
 }

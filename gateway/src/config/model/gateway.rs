@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
+use crate::config::Secret;
 use crate::config::walk::{Ctx, Field, Obj};
+
+/// Admin tokens shorter than this draw a warning.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// Default gateway (WebSocket) port.
 pub const DEFAULT_GATEWAY_PORT: u16 = 8443;
@@ -43,6 +47,10 @@ pub struct GatewayConfig {
     /// Most authenticated connections one agent may hold at once (default 8); one more is
     /// refused with close code 4000.
     pub max_connections_per_agent: usize,
+    /// The admin token (`gateway.admin_token`, often `"${AGENT_GATE_ADMIN_TOKEN}"`): what
+    /// `agent-gate reload` presents to `POST /admin/reload` on the HTTP side as
+    /// `Authorization: Bearer`. Without it the admin endpoint is off (SIGHUP still reloads).
+    pub admin_token: Option<Secret>,
 }
 
 impl GatewayConfig {
@@ -88,6 +96,7 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
         max_unauthenticated_connections: DEFAULT_MAX_UNAUTHENTICATED,
         max_unauthenticated_per_address: DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
         max_connections_per_agent: DEFAULT_MAX_CONNECTIONS_PER_AGENT,
+        admin_token: None,
     };
     let Some(obj) = ctx.obj(&root.field("gateway")) else {
         return gw;
@@ -103,8 +112,25 @@ pub(super) fn load(ctx: &mut Ctx, root: &Obj<'_>) -> GatewayConfig {
             "max_unauthenticated_connections",
             "max_unauthenticated_per_address",
             "max_connections_per_agent",
+            "admin_token",
         ],
     );
+    if obj.has("admin_token") {
+        let field = obj.field("admin_token");
+        gw.admin_token = ctx.secret(&field);
+        if gw
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().chars().count() < MIN_ADMIN_TOKEN_LEN)
+        {
+            ctx.warn(
+                &field.path,
+                format!(
+                    "the admin token is shorter than {MIN_ADMIN_TOKEN_LEN} characters; use a long random one (`agent-gate token new --agent admin` prints one)"
+                ),
+            );
+        }
+    }
     if let Some(n) = ctx
         .int(&obj.field("max_unauthenticated_connections"), 1, 1_000_000)
         .and_then(|n| usize::try_from(n).ok())

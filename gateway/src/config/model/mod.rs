@@ -19,8 +19,9 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 pub use agents::AgentConfig;
 pub(crate) use agents::valid_agent_id;
 pub use approvers::{
-    ApproverConfig, DEFAULT_TELEGRAM_API_URL, DEFAULT_WEB_APPROVER_NAME, TelegramConfig,
-    WebApproverConfig,
+    ApproverConfig, DEFAULT_HOME_ASSISTANT_APPROVER_NAME, DEFAULT_PHONE_GRANT,
+    DEFAULT_TELEGRAM_API_URL, DEFAULT_WEB_APPROVER_NAME, HOME_ASSISTANT_SERVICE,
+    HomeAssistantApproverConfig, TelegramConfig, WebApproverConfig,
 };
 pub use gateway::{
     DEFAULT_GATEWAY_HOST, DEFAULT_GATEWAY_PORT, DEFAULT_HEALTH_HOST, DEFAULT_HEALTH_PORT,
@@ -156,7 +157,7 @@ fn build(value: serde_yaml_ng::Value, mut ctx: Ctx) -> Result<Config, ConfigErro
         tools.push(base.join(DEFAULT_TOOLS_PATH));
     }
     let storage = storage::load(&mut ctx, &root.field("storage"));
-    let approvers = approvers::load(&mut ctx, &root);
+    let approvers = approvers::load(&mut ctx, &root, &services);
     let approval_timeout = ctx
         .int(&root.field("approval_timeout"), 1, 7 * 24 * 3600)
         .and_then(|n| u64::try_from(n).ok())

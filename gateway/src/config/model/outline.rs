@@ -33,7 +33,12 @@ pub struct ConfigOutline {
 
 /// Whether a key path is one the outline reads: `gateway.*`, `storage.*`, `tools`, an agent's
 /// `id`, a service's `tools`.
+/// `gateway.admin_token` is left out (its variable need not be set for a health check); see
+/// [`ConfigOutline::load_with_admin_token`].
 fn outline_key(path: &str) -> bool {
+    if path == "gateway.admin_token" {
+        return false;
+    }
     path == "gateway"
         || path.starts_with("gateway.")
         || path == "storage"
@@ -53,12 +58,26 @@ impl ConfigOutline {
     }
 
     /// Loads the outline of `path`, substituting `${VAR}` (in its keys) from `env`.
+    /// `gateway.admin_token` is not read (it is `None`).
     pub fn load_with_env(
         path: impl AsRef<Path>,
         env: &dyn EnvLookup,
     ) -> Result<ConfigOutline, ConfigError> {
         let (value, ctx) = read_yaml_resolving(path.as_ref(), env, outline_key)?;
-        build(&value, ctx)
+        build(&value, ctx, false)
+    }
+
+    /// Like [`ConfigOutline::load_with_env`], and also reads `gateway.admin_token` (its
+    /// `${VAR}` must then be set): what `agent-gate reload` presents.
+    pub fn load_with_admin_token(
+        path: impl AsRef<Path>,
+        env: &dyn EnvLookup,
+    ) -> Result<ConfigOutline, ConfigError> {
+        fn with_admin(path: &str) -> bool {
+            path == "gateway.admin_token" || outline_key(path)
+        }
+        let (value, ctx) = read_yaml_resolving(path.as_ref(), env, with_admin)?;
+        build(&value, ctx, true)
     }
 
     /// Parses the outline of YAML text as if read from `path`.
@@ -68,11 +87,15 @@ impl ConfigOutline {
         env: &dyn EnvLookup,
     ) -> Result<ConfigOutline, ConfigError> {
         let (value, ctx) = parse_yaml_resolving(text, path.as_ref(), env, outline_key)?;
-        build(&value, ctx)
+        build(&value, ctx, false)
     }
 }
 
-fn build(value: &serde_yaml_ng::Value, mut ctx: Ctx) -> Result<ConfigOutline, ConfigError> {
+fn build(
+    value: &serde_yaml_ng::Value,
+    mut ctx: Ctx,
+    admin_token: bool,
+) -> Result<ConfigOutline, ConfigError> {
     let file = ctx.file().to_path_buf();
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let Some(root) = Obj::root(&mut ctx, value) else {
@@ -81,7 +104,11 @@ fn build(value: &serde_yaml_ng::Value, mut ctx: Ctx) -> Result<ConfigOutline, Co
             issues: Vec::new(),
         }));
     };
-    let gateway = gateway::load(&mut ctx, &root);
+    let mut gateway = gateway::load(&mut ctx, &root);
+    if !admin_token {
+        // Read unresolved: never hand out a `${VAR}` as if it were the token.
+        gateway.admin_token = None;
+    }
     let agent_ids = agent_ids(&mut ctx, &root);
     let mut tools = tool_paths(&mut ctx, &root.field("tools"), &base);
     if let Some(services) = ctx.obj(&root.field("services")) {
