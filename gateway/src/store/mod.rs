@@ -1,5 +1,5 @@
 //! The gateway's SQLite store: the request state machine (docs/ARCHITECTURE.md) and the append-only
-//! audit log, behind an async API that blocks the tokio runtime for at most one short commit.
+//! audit log, behind an async API that never blocks the tokio runtime.
 //!
 //! # Design
 //!
@@ -15,9 +15,7 @@
 //!   file and refuses a file written by a newer agent-gate ([`StoreError::NewerSchema`]).
 //! - Writes go to one writer thread that **group-commits**: everything queued is applied in one
 //!   transaction and every caller is answered after that commit (and, with [`SyncMode::Always`],
-//!   its sync; see the `writer` module). A write that finds the writer idle (nothing queued, no
-//!   commit running) is committed by its caller on the spot, with the same connection and the
-//!   same rules, which saves two thread hand-offs per write when calls arrive one at a time.
+//!   its sync; see the `writer` module).
 //! - Reads use a small pool of separate connections on tokio's blocking threads; in WAL mode they
 //!   never wait for the writer's lock (only, if they may have seen a commit still being synced,
 //!   for that sync).
@@ -87,7 +85,7 @@ pub use types::{
 
 use writer::{
     Durability, Job, PreparedAudit, PreparedInsert, PreparedTransition, Stats, WriteOp,
-    WriteOutput, Writer, WriterSlot,
+    WriteOutput, Writer,
 };
 
 /// When a write counts as done, relative to the disk.
@@ -203,8 +201,6 @@ impl std::fmt::Debug for Store {
 struct Inner {
     path: PathBuf,
     sender: mpsc::Sender<Job>,
-    /// The writer, shared with its thread so that an idle one can commit a caller's write inline.
-    writer: Arc<WriterSlot>,
     readers: Vec<Mutex<Option<Connection>>>,
     next_reader: AtomicUsize,
     stats: Arc<Stats>,
@@ -262,11 +258,9 @@ impl Store {
             options.max_batch,
             options.sync,
         )?;
-        let writer = Arc::new(Mutex::new(Some(writer)));
-        let slot = Arc::clone(&writer);
         let writer_thread = std::thread::Builder::new()
             .name("agent-gate-store".to_owned())
-            .spawn(move || Writer::run(&slot, receiver))
+            .spawn(move || writer.run(receiver))
             .map_err(|error| StoreError::Worker {
                 path: path.clone(),
                 detail: format!("starting the writer thread: {error}"),
@@ -275,7 +269,6 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 sender,
-                writer,
                 readers,
                 next_reader: AtomicUsize::new(0),
                 stats,
@@ -323,15 +316,11 @@ impl Store {
 
     async fn write(&self, op: WriteOp) -> StoreResult<WriteOutput> {
         let (reply, answer) = oneshot::channel();
-        if let Err(job) =
-            writer::commit_inline(&self.inner.writer, &self.inner.sender, Job { op, reply })
-        {
-            self.inner
-                .sender
-                .send(job)
-                .await
-                .map_err(|_| self.closed_error())?;
-        }
+        self.inner
+            .sender
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| self.closed_error())?;
         answer.await.map_err(|_| self.closed_error())?
     }
 
