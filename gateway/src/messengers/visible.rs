@@ -1,7 +1,7 @@
 //! Request text as approvers see it: the one place that decides which characters are hidden
 //! (bidirectional controls, invisible and format characters, control characters) and shows
 //! them escaped as `\u{202e}`, so that an approver reads what will run. Both the web page
-//! and the Telegram messages go through here.
+//! and the Telegram and Home Assistant phone messages go through here.
 //!
 //! Hidden are: control characters (U+0000–001F, U+007F–009F); every format character
 //! (general category Cf: soft hyphen U+00AD, zero-width U+200B–200F, the bidirectional
@@ -14,6 +14,8 @@
 
 use std::borrow::Cow;
 use std::fmt::Write;
+
+use crate::approvals::ApprovalRequest;
 
 /// The warning shown on a request that contains hidden characters.
 pub const WARNING: &str = "This request contains hidden characters (right-to-left overrides, invisible or control characters). They are shown escaped as \\u{…}; read it carefully before deciding.";
@@ -87,6 +89,21 @@ pub fn has_hidden(text: &str) -> bool {
 /// Whether [`escape_block`] would change `text`.
 pub fn block_has_hidden(text: &str) -> bool {
     text.chars().any(|c| c != '\n' && is_hidden(c))
+}
+
+/// Whether any text of `request` an approver reads contains hidden characters: its tool,
+/// signature, agent, request id and rule, and `args` (its arguments as the approver shows them).
+pub fn request_has_hidden(request: &ApprovalRequest, args: &str) -> bool {
+    [
+        &request.tool,
+        &request.signature,
+        &request.key.agent_id,
+        &request.key.request_id,
+    ]
+    .iter()
+    .any(|text| has_hidden(text))
+        || request.rule.as_deref().is_some_and(has_hidden)
+        || block_has_hidden(args)
 }
 
 #[cfg(test)]

@@ -73,18 +73,8 @@ fn shown(text: &str) -> String {
 }
 
 fn has_hidden(request: &ApprovalRequest) -> bool {
-    let args = request.args.to_string();
-    [
-        &request.tool,
-        &request.signature,
-        &request.key.agent_id,
-        &request.key.request_id,
-    ]
-    .iter()
-    .any(|text| visible::has_hidden(text))
-        || request.rule.as_deref().is_some_and(visible::has_hidden)
+    visible::request_has_hidden(request, &request.args.to_string())
         || request.targets.iter().any(|t| visible::has_hidden(t))
-        || visible::block_has_hidden(&args)
 }
 
 /// The body shared by the notification and its replacement: what is asked, by whom.

@@ -98,16 +98,7 @@ fn shown(text: &str, max: usize) -> String {
 fn request_body(request: &ApprovalRequest) -> String {
     let args =
         serde_json::to_string_pretty(&request.args).unwrap_or_else(|_| request.args.to_string());
-    let hidden = [
-        &request.tool,
-        &request.signature,
-        &request.key.agent_id,
-        &request.key.request_id,
-    ]
-    .iter()
-    .any(|text| visible::has_hidden(text))
-        || request.rule.as_deref().is_some_and(visible::has_hidden)
-        || visible::block_has_hidden(&args);
+    let hidden = visible::request_has_hidden(request, &args);
     let mut body = String::new();
     if hidden {
         body.push_str(&format!("⚠️ <b>{}</b>\n\n", escape_html(visible::WARNING)));
