@@ -390,8 +390,8 @@ impl CountingBackend {
                             c.serving += 1;
                             c.peak_serving = c.peak_serving.max(c.serving);
                         }
-                        // Long enough for the calls to pile up, whatever the host's speed.
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        // A short pause: the calls pile up behind the cap, and connections cycle fast.
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                         let body = r#"{"entity_id":"sensor.x","state":"1"}"#;
                         let answer = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -417,7 +417,8 @@ impl CountingBackend {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_connections_are_capped_per_service_and_every_call_completes() {
-    const CALLS: usize = 200;
+    const CALLS: usize = 2000;
+    const ROUNDS: usize = 10;
     // The default of services.<name>.max_connections.
     const CAP: usize = 32;
     let backend = CountingBackend::start().await;
@@ -438,23 +439,27 @@ async fn backend_connections_are_capped_per_service_and_every_call_completes() {
         .call("auth", json!({"token": support::PI_TOKEN}))
         .await;
     assert_eq!(auth["result"]["status"], "authenticated");
-    let mut ids = Vec::with_capacity(CALLS);
-    for i in 0..CALLS {
-        ids.push(
-            agent
-                .tool_with_id(
-                    "ha_get_state",
-                    json!({"entity_id": "sensor.x"}),
-                    &format!("many-{i}"),
-                )
-                .await,
-        );
-    }
+    // Rounds of calls sent without waiting, so that each round's calls queue behind the cap
+    // and every connection goes back to the pool and out again many times.
     let mut executed = 0;
-    for id in ids {
-        let answer = agent.response(id).await;
-        if answer["result"]["status"] == "executed" {
-            executed += 1;
+    for round in 0..ROUNDS {
+        let mut ids = Vec::with_capacity(CALLS / ROUNDS);
+        for i in 0..CALLS / ROUNDS {
+            ids.push(
+                agent
+                    .tool_with_id(
+                        "ha_get_state",
+                        json!({"entity_id": "sensor.x"}),
+                        &format!("many-{round}-{i}"),
+                    )
+                    .await,
+            );
+        }
+        for id in ids {
+            let answer = agent.response(id).await;
+            if answer["result"]["status"] == "executed" {
+                executed += 1;
+            }
         }
     }
     assert_eq!(executed, CALLS, "every call completes");

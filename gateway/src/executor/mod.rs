@@ -1,8 +1,9 @@
 //! The HTTP executor: turns an allowed tool call into one HTTP request to its service,
 //! with the credentials from `config.yaml`, and the answer into the tool's result.
 //!
-//! - One pooled [`reqwest::Client`] per service, built at start-up with the service's
-//!   timeout; redirects are not followed (they would carry the credentials elsewhere).
+//! - One pooled HTTP/1 client per service ([`transport`]), built at start-up; the service's
+//!   timeout covers each request from sending to the last byte of the answer; redirects are not
+//!   followed (they would carry the credentials elsewhere).
 //! - The request comes from the manifest ([`Tool::http_request`]: path templating,
 //!   percent-encoding, query, JSON body); the executor joins it to the service URL (with
 //!   or without a trailing slash, with or without a path prefix) and adds the credential
@@ -17,22 +18,28 @@
 //! - Query flags (`?return_response`) are sent without a value; `wrap_unless` keeps an
 //!   answer whole (`HttpRequestParts::wrap` is already `None` for such a call).
 //! - At most `services.<name>.max_connections` (default 32) requests to one service are in
-//!   flight at once, and so at most that many connections are open to it; further calls wait
+//!   flight at once, and at most that many connections are open to it; further calls wait
 //!   their turn in arrival order ([`tokio::sync::Semaphore`] is fair).
 //! - No retries: a tool call is sent at most once (it may have effects).
-//! - Credentials never appear in errors or logs: reqwest errors are stripped of their URL
-//!   and every message is scrubbed of the service's secrets.
+//! - Credentials never appear in errors or logs: transport errors carry no URL and every
+//!   message is scrubbed of the service's secrets (and of anything that looks like a URL).
 
 mod error;
+mod transport;
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use agent_gate_manifest::{Decode, Method, Tool, ValidArgs};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use indexmap::IndexMap;
-use reqwest::header::{HeaderName, HeaderValue};
-use reqwest::{Client, StatusCode, Url, redirect};
 use serde_json::{Map, Value};
+use url::Url;
 
 use crate::config::{Config, HealthCheck, ServiceAuth, ServiceConfig};
 
@@ -91,25 +98,20 @@ impl fmt::Display for HealthStatus {
     }
 }
 
-/// A credential ready to apply to a request.
-enum Auth {
-    None,
-    Bearer(String),
-    Header(HeaderName, HeaderValue),
-    Query(String, String),
-    Basic(String, String),
-}
-
 /// One configured service with its connection pool.
 struct ServiceClient {
     name: String,
-    client: Client,
-    /// The service URL, parsed once (may include a path prefix; no query or fragment).
+    client: transport::HttpClient,
+    /// The service URL, parsed once (may include a path prefix; no query, fragment or
+    /// credentials: those in the URL are sent as basic auth).
     base: Url,
-    auth: Auth,
+    /// The headers of every request: user agent, accept and the credential's header.
+    headers: HeaderMap,
+    /// A query-parameter credential: name and value, added to every request URL.
+    query_auth: Option<(String, String)>,
     timeout: Duration,
     health: HealthCheck,
-    health_method: reqwest::Method,
+    health_method: http::Method,
     errors: std::collections::BTreeMap<u16, String>,
     /// Every secret of this service, to scrub from any text that leaves the executor.
     secrets: Vec<String>,
@@ -179,21 +181,38 @@ impl Executor {
         let path = parts.path_and_query();
         tracing::debug!(tool = %tool.name, service = %service.name, method = %parts.method, %path, "executing tool call");
         let url = service.url(&path)?;
+        let body = match &parts.body {
+            Some(body) => {
+                Some(
+                    serde_json::to_vec(body).map_err(|error| ExecutionError::Transport {
+                        service: service.name.clone(),
+                        detail: format!("the request body could not be written as JSON: {error}"),
+                    })?,
+                )
+            }
+            None => None,
+        };
         // Held until the body is read: the connection is busy until then.
         let _slot = service.slot().await?;
-        let mut request = service.client.request(method(parts.method), url);
-        if let Some(body) = &parts.body {
-            request = request.json(body);
-        }
-        let response = service.send(request).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = service.read_body(response).await.unwrap_or_default();
-            let error = service.status_error(status, &body, parts.error_help.as_deref());
-            tracing::info!(tool = %tool.name, service = %service.name, status = status.as_u16(), "service answered with an error");
-            return Err(error);
-        }
-        let body = service.read_body(response).await?;
+        let (status, body) = service
+            .within_timeout(async {
+                let response = service.send(method(parts.method), url, body).await?;
+                let status = response.status();
+                if !status.is_success() {
+                    let body = service.read_body(response).await.unwrap_or_default();
+                    return Ok((status, Err(body)));
+                }
+                Ok((status, Ok(service.read_body(response).await?)))
+            })
+            .await?;
+        let body = match body {
+            Ok(body) => body,
+            Err(body) => {
+                let error = service.status_error(status, &body, parts.error_help.as_deref());
+                tracing::info!(tool = %tool.name, service = %service.name, status = status.as_u16(), "service answered with an error");
+                return Err(error);
+            }
+        };
         let data = match parts.decode {
             Decode::Json => serde_json::from_slice::<Value>(&body).map_err(|_| {
                 ExecutionError::InvalidResponse {
@@ -264,20 +283,55 @@ fn join_url(base: &Url, path_and_query: &str) -> Option<Url> {
     Some(url)
 }
 
-fn method(method: Method) -> reqwest::Method {
+fn method(method: Method) -> http::Method {
     match method {
-        Method::Get => reqwest::Method::GET,
-        Method::Post => reqwest::Method::POST,
-        Method::Put => reqwest::Method::PUT,
-        Method::Patch => reqwest::Method::PATCH,
-        Method::Delete => reqwest::Method::DELETE,
+        Method::Get => http::Method::GET,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Patch => http::Method::PATCH,
+        Method::Delete => http::Method::DELETE,
     }
+}
+
+/// The `Authorization` value of HTTP basic auth, marked sensitive.
+fn basic_auth(username: &str, password: Option<&str>) -> HeaderValue {
+    use base64::Engine as _;
+    let pair = format!("{username}:{}", password.unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    // Base64 is always a valid header value; the fallback only guards the type.
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+    value.set_sensitive(true);
+    value
+}
+
+/// Takes `user:password@` out of `url`, percent-decoded (how browsers and curl send URL
+/// credentials: as basic auth). `None` when the URL has none.
+fn take_url_credentials(url: &mut Url) -> Option<(String, Option<String>)> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .ok()
+            .map(|decoded| decoded.into_owned())
+    };
+    let username = decode(url.username())?;
+    let password = match url.password() {
+        Some(password) => Some(decode(password)?),
+        None => None,
+    };
+    if username.is_empty() && password.is_none() {
+        return None;
+    }
+    // Both succeed on a URL with a host, which the caller has checked.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some((username, password))
 }
 
 impl ServiceClient {
     fn new(config: &ServiceConfig) -> Result<Self, ExecutorError> {
         let name = config.name.clone();
-        let parsed = Url::parse(config.url.trim_end_matches('/')).map_err(|_| {
+        let mut parsed = Url::parse(config.url.trim_end_matches('/')).map_err(|_| {
             ExecutorError::InvalidUrl {
                 service: name.clone(),
             }
@@ -296,39 +350,55 @@ impl ServiceClient {
         if let Some(password) = parsed.password() {
             secrets.push(password.to_owned());
         }
-        let auth = match &config.auth {
-            None => Auth::None,
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("agent-gate/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        if let Some((username, password)) = take_url_credentials(&mut parsed) {
+            headers.insert(
+                header::AUTHORIZATION,
+                basic_auth(&username, password.as_deref()),
+            );
+        }
+        let invalid_header = || ExecutorError::InvalidHeader {
+            service: name.clone(),
+        };
+        let sensitive = |text: &str| {
+            let mut value = HeaderValue::from_str(text).map_err(|_| invalid_header())?;
+            value.set_sensitive(true);
+            Ok::<_, ExecutorError>(value)
+        };
+        let mut query_auth = None;
+        match &config.auth {
+            None => {}
             Some(ServiceAuth::Bearer { token }) => {
                 secrets.push(token.expose().to_owned());
-                Auth::Bearer(token.expose().to_owned())
+                let value = sensitive(&format!("Bearer {}", token.expose()))?;
+                headers.insert(header::AUTHORIZATION, value);
             }
             Some(ServiceAuth::Header {
                 name: header,
                 value,
             }) => {
                 secrets.push(value.expose().to_owned());
-                let header_name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    ExecutorError::InvalidHeader {
-                        service: name.clone(),
-                    }
-                })?;
-                let mut header_value = HeaderValue::from_str(value.expose()).map_err(|_| {
-                    ExecutorError::InvalidHeader {
-                        service: name.clone(),
-                    }
-                })?;
-                header_value.set_sensitive(true);
-                Auth::Header(header_name, header_value)
+                let header_name =
+                    HeaderName::from_bytes(header.as_bytes()).map_err(|_| invalid_header())?;
+                headers.insert(header_name, sensitive(value.expose())?);
             }
             Some(ServiceAuth::Query { name: param, value }) => {
                 secrets.push(value.expose().to_owned());
-                Auth::Query(param.clone(), value.expose().to_owned())
+                query_auth = Some((param.clone(), value.expose().to_owned()));
             }
             Some(ServiceAuth::Basic { username, password }) => {
                 secrets.push(password.expose().to_owned());
-                Auth::Basic(username.clone(), password.expose().to_owned())
+                headers.insert(
+                    header::AUTHORIZATION,
+                    basic_auth(username, Some(password.expose())),
+                );
             }
-        };
+        }
         // Encoded forms too: a secret can come back inside a URL or a query string.
         let encoded: Vec<String> = secrets
             .iter()
@@ -344,7 +414,7 @@ impl ServiceClient {
         // Longest first, so a secret is never half-replaced by a shorter one it contains.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        let health_method = reqwest::Method::from_bytes(
+        let health_method = http::Method::from_bytes(
             config.health.method.to_uppercase().as_bytes(),
         )
         .map_err(|_| ExecutorError::InvalidHealthMethod {
@@ -352,22 +422,21 @@ impl ServiceClient {
             method: config.health.method.clone(),
         })?;
         let max_connections = config.max_connections.max(1);
-        let client = Client::builder()
-            .timeout(config.timeout)
-            .pool_max_idle_per_host(max_connections)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .redirect(redirect::Policy::none())
-            .user_agent(concat!("agent-gate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| ExecutorError::Client {
-                service: name.clone(),
-                detail: error.without_url().to_string(),
-            })?;
+        let client = transport::client(
+            &name,
+            max_connections,
+            config.timeout.min(Duration::from_secs(10)),
+        )
+        .map_err(|error| ExecutorError::Client {
+            service: name.clone(),
+            detail: error.to_string(),
+        })?;
         Ok(Self {
             name,
             client,
             base: parsed,
-            auth,
+            headers,
+            query_auth,
             timeout: config.timeout,
             health: config.health.clone(),
             health_method,
@@ -399,35 +468,72 @@ impl ServiceClient {
         })
     }
 
-    /// Adds the credential and sends, mapping transport failures.
-    async fn send(
+    /// Runs `work` (one request, to the end of its answer) within the service's timeout.
+    async fn within_timeout<T>(
         &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ExecutionError> {
-        let request = match &self.auth {
-            Auth::None => request,
-            Auth::Bearer(token) => request.bearer_auth(token),
-            Auth::Header(name, value) => request.header(name.clone(), value.clone()),
-            Auth::Query(name, value) => request.query(&[(name.as_str(), value.as_str())]),
-            Auth::Basic(username, password) => request.basic_auth(username, Some(password)),
-        };
-        request
-            .send()
+        work: impl Future<Output = Result<T, ExecutionError>>,
+    ) -> Result<T, ExecutionError> {
+        tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|error| self.transport_error(error))
+            .unwrap_or_else(|_| {
+                Err(ExecutionError::Timeout {
+                    service: self.name.clone(),
+                    timeout: self.timeout,
+                })
+            })
     }
 
-    fn transport_error(&self, error: reqwest::Error) -> ExecutionError {
-        let error = error.without_url();
-        if error.is_timeout() {
+    /// Sends one request with the service's headers and credential (and `body` as JSON),
+    /// mapping transport failures.
+    async fn send(
+        &self,
+        method: http::Method,
+        mut url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<http::Response<Incoming>, ExecutionError> {
+        if let Some((name, value)) = &self.query_auth {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|_| ExecutionError::Transport {
+                service: self.name.clone(),
+                detail: "the request URL is not a valid HTTP request target".to_owned(),
+            })?;
+        let mut headers = self.headers.clone();
+        if body.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        let mut request = http::Request::new(Full::new(body.map(Bytes::from).unwrap_or_default()));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        self.client
+            .request(request)
+            .await
+            .map_err(|error| self.transport_error(&error, error.is_connect()))
+    }
+
+    /// The error of a failed request: a timeout, a connection that could not be made
+    /// (`connect`: nothing was sent), or a failure in transit. Logged without secrets.
+    fn transport_error(
+        &self,
+        error: &(dyn std::error::Error + 'static),
+        connect: bool,
+    ) -> ExecutionError {
+        if timed_out(error) {
             return ExecutionError::Timeout {
                 service: self.name.clone(),
                 timeout: self.timeout,
             };
         }
-        let detail = self.scrub(&root_cause(&error));
+        let detail = self.scrub(&root_cause(error));
         tracing::warn!(service = %self.name, %detail, "request to service failed");
-        if error.is_connect() {
+        if connect {
             ExecutionError::Connect {
                 service: self.name.clone(),
                 detail,
@@ -441,25 +547,29 @@ impl ServiceClient {
     }
 
     /// Reads the body, up to [`MAX_RESPONSE_BYTES`].
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, ExecutionError> {
+    async fn read_body(
+        &self,
+        response: http::Response<Incoming>,
+    ) -> Result<Vec<u8>, ExecutionError> {
         let status = response.status().as_u16();
+        let mut incoming = response.into_body();
         let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                        return Err(ExecutionError::InvalidResponse {
-                            service: self.name.clone(),
-                            status,
-                            problem: format!("the body is larger than {MAX_RESPONSE_BYTES} bytes"),
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Ok(body),
-                Err(error) => return Err(self.transport_error(error)),
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|error| self.transport_error(&error, false))?;
+            let Ok(chunk) = frame.into_data() else {
+                // Trailers: nothing of the answer.
+                continue;
+            };
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ExecutionError::InvalidResponse {
+                    service: self.name.clone(),
+                    status,
+                    problem: format!("the body is larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
             }
+            body.extend_from_slice(&chunk);
         }
+        Ok(body)
     }
 
     /// The error for a non-2xx answer.
@@ -593,8 +703,10 @@ impl ServiceClient {
                 };
             }
         };
-        let request = self.client.request(self.health_method.clone(), url);
-        match self.send(request).await {
+        let answer = self
+            .within_timeout(self.send(self.health_method.clone(), url, None))
+            .await;
+        match answer {
             Ok(response) if response.status().as_u16() == self.health.expect_status => {
                 HealthStatus::Healthy
             }
@@ -620,8 +732,8 @@ impl ServiceClient {
     }
 }
 
-/// `value` as `application/x-www-form-urlencoded` encodes it in a query string (what
-/// reqwest sends for a query-parameter credential).
+/// `value` as `application/x-www-form-urlencoded` encodes it in a query string (what is
+/// sent for a query-parameter credential).
 fn form_encode(value: &str) -> String {
     let Ok(mut url) = Url::parse("http://localhost/") else {
         return String::new();
@@ -631,6 +743,20 @@ fn form_encode(value: &str) -> String {
         .and_then(|query| query.strip_prefix("k="))
         .map(str::to_owned)
         .unwrap_or_default()
+}
+
+/// Whether an error chain ends in an operating-system timeout (dialing the service).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// The innermost cause of an error chain (e.g. `Connection refused (os error 111)`).
