@@ -198,21 +198,20 @@ impl Executor {
             .within_timeout(async {
                 let response = service.send(method(parts.method), url, body).await?;
                 let status = response.status();
-                if !status.is_success() {
-                    let body = service.read_body(response).await.unwrap_or_default();
-                    return Ok((status, Err(body)));
-                }
-                Ok((status, Ok(service.read_body(response).await?)))
+                let body = if status.is_success() {
+                    service.read_body(response).await?
+                } else {
+                    // An error answer is reported by its status; its body is only detail.
+                    service.read_body(response).await.unwrap_or_default()
+                };
+                Ok((status, body))
             })
             .await?;
-        let body = match body {
-            Ok(body) => body,
-            Err(body) => {
-                let error = service.status_error(status, &body, parts.error_help.as_deref());
-                tracing::info!(tool = %tool.name, service = %service.name, status = status.as_u16(), "service answered with an error");
-                return Err(error);
-            }
-        };
+        if !status.is_success() {
+            let error = service.status_error(status, &body, parts.error_help.as_deref());
+            tracing::info!(tool = %tool.name, service = %service.name, status = status.as_u16(), "service answered with an error");
+            return Err(error);
+        }
         let data = match parts.decode {
             Decode::Json => serde_json::from_slice::<Value>(&body).map_err(|_| {
                 ExecutionError::InvalidResponse {

@@ -85,8 +85,9 @@ pub(super) struct CappedConnector<C> {
 /// No permit came free in time: every allowed connection stayed open and busy.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "all {max_connections} connections to the service stayed busy for {waited:?}; \
-     raise services.{service}.max_connections if it can take more"
+    "all {max_connections} connections to the service stayed busy for {}; \
+     raise services.{service}.max_connections if it can take more",
+    super::error::format_duration(*waited)
 )]
 struct Busy {
     service: Arc<str>,
@@ -187,5 +188,24 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for CappedConnection<T> {
 impl<T: Connection> Connection for CappedConnection<T> {
     fn connected(&self) -> Connected {
         self.io.connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_names_the_wait_and_the_setting_to_raise() {
+        let busy = Busy {
+            service: Arc::from("home_assistant"),
+            max_connections: 4,
+            waited: Duration::from_secs(10),
+        };
+        assert_eq!(
+            busy.to_string(),
+            "all 4 connections to the service stayed busy for 10 s; \
+             raise services.home_assistant.max_connections if it can take more"
+        );
     }
 }
