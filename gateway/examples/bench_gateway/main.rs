@@ -604,15 +604,46 @@ async fn direct_throughput(backend: SocketAddr, seconds: u64) -> Result<(), Erro
     Ok(())
 }
 
-fn rss_kib(pid: u32) -> Result<u64, Error> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
+/// A process's resident memory from `/proc/<pid>/status`, in KiB: the total and its two parts,
+/// the process's own memory (anonymous: heap, stacks) and the pages of files it maps (the
+/// binary's code and constants, shared with the page cache and reclaimable).
+struct Resident {
+    total: u64,
+    anonymous: u64,
+    file: u64,
 }
 
+impl std::fmt::Display for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |kib: u64| kib as f64 / 1024.0;
+        write!(
+            f,
+            "{:.1} MB ({:.1} MB anonymous + {:.1} MB mapped files)",
+            mb(self.total),
+            mb(self.anonymous),
+            mb(self.file)
+        )
+    }
+}
+
+fn resident(pid: u32) -> Result<Resident, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64, Error> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status").into())
+    };
+    Ok(Resident {
+        total: field("VmRSS:")?,
+        anonymous: field("RssAnon:")?,
+        file: field("RssFile:")? + field("RssShmem:")?,
+    })
+}
+
+/// Idle resident memory with 4 and with 1,000 configured agents, then with 1,000 authenticated
+/// idle connections.
 async fn memory(backend: SocketAddr) -> Result<(), Error> {
     let binary = release_binary()?;
     if !binary.exists() {
@@ -621,24 +652,31 @@ async fn memory(backend: SocketAddr) -> Result<(), Error> {
         );
         return Ok(());
     }
+    {
+        let dir = tempfile::tempdir()?;
+        let gateway = GatewayProcess::start(&binary, dir.path(), backend, 4).await?;
+        // Let start-up allocations settle (the health checks run before "ready").
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        println!(
+            "memory (separate process, /proc/<pid>/status): idle with 4 agents configured: {}",
+            resident(gateway.pid())?
+        );
+    }
     let dir = tempfile::tempdir()?;
     let agents = 1000;
     let gateway = GatewayProcess::start(&binary, dir.path(), backend, agents).await?;
     let pid = gateway.pid();
-    // Let start-up allocations settle (the health checks run before "ready").
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = rss_kib(pid)?;
+    println!("  idle with {agents} agents configured: {}", resident(pid)?);
     let url = format!("ws://127.0.0.1:{}", gateway.ports.0);
     let mut connections = Vec::with_capacity(agents);
     for i in 0..agents {
         connections.push(agent(&url, &token(i)).await?);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = rss_kib(pid)?;
     println!(
-        "memory (separate process, VmRSS): idle {:.1} MB; with {agents} authenticated idle connections {:.1} MB",
-        idle as f64 / 1024.0,
-        loaded as f64 / 1024.0
+        "  with {agents} authenticated idle connections: {}",
+        resident(pid)?
     );
     drop(connections);
     drop(gateway);

@@ -86,23 +86,35 @@ pub(crate) fn request_status_tool() -> Tool {
 }
 
 impl Catalog {
-    /// The catalog of every agent of `config` under `policy`.
+    /// The catalog of every agent of `config` under `policy`. Agents that may reach the same
+    /// tools share one list, so a thousand agents under one policy cost one list, not a
+    /// thousand copies of every description and schema.
     pub(crate) fn new(config: &Config, manifest: &Manifest, policy: &Policy) -> Self {
         let all: Vec<(&ManifestTool, Tool)> = manifest
             .tools()
             .map(|tool| (tool, mcp_tool(manifest, tool)))
             .collect();
+        let status = request_status_tool();
+        let mut lists: HashMap<Vec<bool>, Arc<Vec<Tool>>> = HashMap::new();
         let by_agent = config
             .agents
             .iter()
             .map(|agent| {
-                let mut tools: Vec<Tool> = all
+                let reach: Vec<bool> = all
                     .iter()
-                    .filter(|(tool, _)| policy.may_permit(&agent.id, tool))
-                    .map(|(_, listed)| listed.clone())
+                    .map(|(tool, _)| policy.may_permit(&agent.id, tool))
                     .collect();
-                tools.push(request_status_tool());
-                (agent.id.clone(), Arc::new(tools))
+                let tools = lists.entry(reach).or_insert_with_key(|reach| {
+                    let mut tools: Vec<Tool> = all
+                        .iter()
+                        .zip(reach)
+                        .filter(|(_, reachable)| **reachable)
+                        .map(|((_, listed), _)| listed.clone())
+                        .collect();
+                    tools.push(status.clone());
+                    Arc::new(tools)
+                });
+                (agent.id.clone(), Arc::clone(tools))
             })
             .collect();
         Self { by_agent }
@@ -111,5 +123,62 @@ impl Catalog {
     /// The tools listed to `agent` (empty for an unknown agent).
     pub(crate) fn tools(&self, agent: &str) -> Arc<Vec<Tool>> {
         self.by_agent.get(agent).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PermissionsFile, ProcessEnv};
+
+    fn bundled() -> Manifest {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools.toml");
+        Manifest::load(&[path]).unwrap().manifest
+    }
+
+    fn names(tools: &[Tool]) -> Vec<&str> {
+        tools.iter().map(|t| t.name.as_ref()).collect()
+    }
+
+    #[test]
+    fn agents_that_reach_the_same_tools_share_one_list_and_others_get_their_own() {
+        let config = Config::parse(
+            "agents:\n  - {id: kitchen, token: kitchen-token-0123456789}\n  \
+             - {id: hall, token: hall-token-0123456789abc}\n  \
+             - {id: garage, token: garage-token-0123456789}\n",
+            "/tmp/config.yaml",
+            &ProcessEnv,
+        )
+        .unwrap();
+        let no_env = |_: &str| None;
+        let policy = Policy::new(
+            PermissionsFile::parse(
+                "rules:\n  - pattern: \"ha_call_service*\"\n    action: deny\n    agents: [garage]\n\
+                 defaults:\n  - pattern: \"*\"\n    action: allow\n",
+                "permissions.yaml",
+                &no_env,
+            )
+            .unwrap(),
+        );
+        let manifest = bundled();
+        let catalog = Catalog::new(&config, &manifest, &policy);
+
+        let (kitchen, hall, garage) = (
+            catalog.tools("kitchen"),
+            catalog.tools("hall"),
+            catalog.tools("garage"),
+        );
+        assert!(Arc::ptr_eq(&kitchen, &hall));
+        assert!(!Arc::ptr_eq(&kitchen, &garage));
+        let mut every: Vec<&str> = manifest.tools().map(|t| t.name.as_str()).collect();
+        every.push(REQUEST_STATUS_TOOL);
+        assert_eq!(names(&kitchen), every);
+        let without: Vec<&str> = every
+            .iter()
+            .copied()
+            .filter(|name| *name != "ha_call_service")
+            .collect();
+        assert_eq!(names(&garage), without);
+        assert!(catalog.tools("stranger").is_empty());
     }
 }
