@@ -70,14 +70,17 @@ stop_hass() {
 trap 'stop_hass; rm -rf "$config"' EXIT
 
 url="http://127.0.0.1:$port"
-if ! token=$("$VENV/bin/python" .ci/ha/provision.py "$url" 240 "$hass_pid"); then
+# provision.py prints the long-lived token, then the id of its user.
+if ! provisioned=$("$VENV/bin/python" .ci/ha/provision.py "$url" 240 "$hass_pid"); then
     echo "-- Home Assistant did not come up; its log:"
     tail -n 60 "$config/hass.out" "$config/home-assistant.log" 2>/dev/null || true
     exit 1
 fi
+{ read -r token; read -r user_id; } <<< "$provisioned"
 echo "-- Home Assistant $HA_VERSION RUNNING on $url after $(( $(date +%s) - started )) s (pid $hass_pid)"
 
-AGENT_GATE_REAL_HA_URL="$url" AGENT_GATE_REAL_HA_TOKEN="$token" AGENT_GATE_REAL_HA_VERSION="$HA_VERSION" \
+AGENT_GATE_REAL_HA_URL="$url" AGENT_GATE_REAL_HA_TOKEN="$token" AGENT_GATE_REAL_HA_USER_ID="$user_id" \
+    AGENT_GATE_REAL_HA_VERSION="$HA_VERSION" \
     cargo test --workspace --locked --test home_assistant_suite --test home_assistant_phone
 
 stop_hass

@@ -6,7 +6,8 @@
    Bedroom so that `ha_get_areas` has an area with an entity.
 3. Waits until Home Assistant reports `RUNNING` (GET /api/core/state).
 
-Prints the long-lived token on stdout. Uses aiohttp, which Home Assistant itself depends on.
+Prints the long-lived token on stdout, then on a second line the id of its user (the
+`context.user_id` of events it fires: the phone approver's `users:` in the CI test). Uses aiohttp, which Home Assistant itself depends on.
 Usage: python provision.py http://127.0.0.1:18123 TIMEOUT_SECONDS HASS_PID
 (gives up as soon as the Home Assistant process HASS_PID has exited).
 """
@@ -120,7 +121,10 @@ async def main(base, timeout):
                 2,
                 {"type": "config/entity_registry/update", "entity_id": "light.bed_light", "area_id": "bedroom"},
             )
+            # The phone approver counts only presses of the users it lists (`users:`).
+            user_id = (await command(3, {"type": "auth/current_user"}))["id"]
     print(token)
+    print(user_id)
 
 
 if __name__ == "__main__":

@@ -799,14 +799,14 @@ fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_
         other => panic!("{other:?}"),
     };
     let c = load(&format!(
-        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7, notify.mobile_app_ipad]}}\n"
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7, notify.mobile_app_ipad], users: [u1]}}\n"
     ));
     let ha = phone(&c);
     assert_eq!(ha.name, "home_assistant");
     assert_eq!(ha.url, "http://ha.local:8123");
     assert_eq!(ha.token.expose(), "ha-token");
     assert_eq!(ha.devices, ["pixel_7", "ipad"]);
-    assert!(ha.users.is_empty());
+    assert_eq!(ha.users, ["u1"]);
     assert_eq!(ha.grant, Some(std::time::Duration::from_secs(3600)));
     let c = load(&format!(
         "{MINIMAL}approvers:\n  - {{type: home_assistant, name: phones, url: \"https://ha.example/\", token: other, devices: [pixel_7], users: [abc123], grant_minutes: [15]}}\n"
@@ -819,11 +819,11 @@ fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_
     assert_eq!(ha.users, ["abc123"]);
     assert_eq!(ha.grant, Some(std::time::Duration::from_secs(900)));
     let c = load(&format!(
-        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7], grant_minutes: []}}\n"
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7], users: [u1], grant_minutes: []}}\n"
     ));
     assert_eq!(phone(&c).grant, None);
 
-    let no_service = "agents:\n  - id: default\n    token: \"a-long-enough-agent-token\"\napprovers:\n  - {type: home_assistant, devices: [pixel_7]}\n";
+    let no_service = "agents:\n  - id: default\n    token: \"a-long-enough-agent-token\"\napprovers:\n  - {type: home_assistant, devices: [pixel_7], users: [u1]}\n";
     let errs = errors(no_service);
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(
@@ -836,7 +836,7 @@ fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_
         "{errs:?}"
     );
     let errs = errors(&format!(
-        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [], grant_minutes: [15, 60], device: x}}\n"
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [], users: [u1], grant_minutes: [15, 60], device: x}}\n"
     ));
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
@@ -856,17 +856,33 @@ fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_
     let errs = errors(&format!(
         "{MINIMAL}approvers:\n  - {{type: home_assistant}}\n  - {{type: home_asistant, devices: [Pixel 7]}}\n"
     ));
-    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
         errs[0].starts_with("config.yaml: approvers[0].devices: missing: list the phones"),
         "{errs:?}"
     );
     assert!(
-        errs[1].contains("(did you mean `home_assistant`?)"),
+        errs[1].starts_with(
+            "config.yaml: approvers[0].users: missing: list the Home Assistant user ids whose presses count"
+        ) && errs[1].contains("any administrator token or automation"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].contains("(did you mean `home_assistant`?)"),
         "{errs:?}"
     );
     let errs = errors(&format!(
-        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [Pixel 7]}}\n"
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [pixel_7], users: []}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "config.yaml: approvers[0].users: must not be empty: list the Home Assistant user ids"
+        ),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [Pixel 7], users: [u1]}}\n"
     ));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
@@ -874,7 +890,7 @@ fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_
         "{errs:?}"
     );
     let errs = errors(&format!(
-        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [b]}}\n  - {{type: home_assistant, devices: [a]}}\n"
+        "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [b], users: [u1]}}\n  - {{type: home_assistant, devices: [a], users: [u1]}}\n"
     ));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
@@ -885,7 +901,7 @@ fn home_assistant_approver_defaults_to_the_homeassistant_service_and_checks_its_
         !format!(
             "{:?}",
             load(&format!(
-                "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [a]}}\n"
+                "{MINIMAL}approvers:\n  - {{type: home_assistant, devices: [a], users: [u1]}}\n"
             ))
         )
         .contains("ha-token")

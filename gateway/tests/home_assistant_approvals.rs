@@ -66,7 +66,7 @@ impl Harness {
             server::config_text(self.dir.path(), self.ha_server.addr(), &Options::default());
         // `url` and `token` come from services.homeassistant.
         text.push_str(&format!(
-            "approvers:\n  - type: web\n    name: alice\n    token: \"{WEB_TOKEN}\"\n  - type: home_assistant\n    devices: [{DEVICE}]\n{}",
+            "approvers:\n  - type: web\n    name: alice\n    token: \"{WEB_TOKEN}\"\n  - type: home_assistant\n    devices: [{DEVICE}]\n    users: [\"{USER_ID}\"]\n{}",
             self.extra
         ));
         let path = self.dir.path().join("config.yaml");
@@ -318,10 +318,8 @@ async fn the_allow_for_action_grants_the_same_call_for_the_configured_time() {
 
 #[tokio::test]
 async fn only_listed_users_and_our_own_actions_decide() {
-    let mut h = Harness::start_with(&format!(
-        "    users: [\"{USER_ID}\"]\n    grant_minutes: []\n"
-    ))
-    .await;
+    // The harness lists USER_ID in `users` (a required key).
+    let mut h = Harness::start_with("    grant_minutes: []\n").await;
     let mut agent = h.agent().await;
     let id = agent
         .tool_with_id("ha_call_service", light_on("light.bedroom"), "users-1")
@@ -485,6 +483,7 @@ async fn a_wrong_token_is_reported_by_health_and_never_logged() {
     let (addr, _server) = home.spawn("127.0.0.1:0").await.unwrap();
     let approver = HomeAssistantApprover::builder(format!("http://{addr}"), "not-the-token")
         .devices([DEVICE])
+        .users([USER_ID])
         .backoff(Duration::from_millis(20), Duration::from_millis(100))
         .build()
         .unwrap();
@@ -508,4 +507,26 @@ async fn a_wrong_token_is_reported_by_health_and_never_logged() {
     assert!(!format!("{approver:?}").contains("not-the-token"));
     gateway.shutdown().await.unwrap();
     assert_eq!(approver.health_status(), HomeAssistantHealth::Stopped);
+}
+
+#[test]
+fn the_builder_refuses_an_approver_without_users_whose_presses_count() {
+    let error = HomeAssistantApprover::builder("http://ha.local:8123", "token")
+        .devices([DEVICE])
+        .build()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no users")
+            && error
+                .to_string()
+                .contains("list the Home Assistant user ids"),
+        "{error}"
+    );
+    assert!(
+        HomeAssistantApprover::builder("http://ha.local:8123", "token")
+            .devices([DEVICE])
+            .users([USER_ID])
+            .build()
+            .is_ok()
+    );
 }

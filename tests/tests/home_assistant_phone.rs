@@ -85,6 +85,8 @@ enum Home {
     Real {
         url: String,
         token: String,
+        /// The id of the token's user: the `context.user_id` of the events it fires.
+        user_id: String,
         pushes: mpsc::UnboundedReceiver<Value>,
     },
 }
@@ -95,8 +97,16 @@ impl Home {
         let token = std::env::var("AGENT_GATE_REAL_HA_TOKEN").ok();
         match (url, token) {
             (Some(url), Some(token)) => {
+                let user_id = std::env::var("AGENT_GATE_REAL_HA_USER_ID").expect(
+                    "AGENT_GATE_REAL_HA_USER_ID: the id of the token's user (.ci/ha/provision.py prints it)",
+                );
                 let pushes = register_phone(&url, &token).await;
-                Self::Real { url, token, pushes }
+                Self::Real {
+                    url,
+                    token,
+                    user_id,
+                    pushes,
+                }
             }
             (None, None) => {
                 let home = HomeAssistant::builder()
@@ -133,6 +143,15 @@ impl Home {
         match self {
             Self::Simulated { .. } => SIM_TOKEN,
             Self::Real { token, .. } => token,
+        }
+    }
+
+    /// The user whose presses count (`users:`): the one the token belongs to, as Home
+    /// Assistant puts it in the `context.user_id` of an event fired through the REST API.
+    fn user_id(&self) -> &str {
+        match self {
+            Self::Simulated { .. } => agent_gate_sim::home_assistant::USER_ID,
+            Self::Real { user_id, .. } => user_id,
         }
     }
 
@@ -330,12 +349,14 @@ storage:
 approvers:
   - type: home_assistant
     devices: [{DEVICE}]
+    users: ["{user_id}"]
     grant_minutes: 5
 approval_timeout: 120
 "#,
             tools = tools_toml().display(),
             ha = home.url(),
             ha_token = home.token(),
+            user_id = home.user_id(),
             db = dir.path().join("agent-gate.db").display(),
         );
         let config_path = dir.path().join("config.yaml");

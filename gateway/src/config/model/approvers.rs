@@ -85,8 +85,8 @@ pub struct HomeAssistantApproverConfig {
     pub token: Secret,
     /// The phones notified: the `<device>` of `notify.mobile_app_<device>` (at least one).
     pub devices: Vec<String>,
-    /// Home Assistant user ids whose presses count (the event's `context.user_id`); empty:
-    /// any user of the Home Assistant instance.
+    /// Home Assistant user ids whose presses count (the event's `context.user_id`; at least
+    /// one).
     pub users: Vec<String>,
     /// The duration of the "allow for" action (`grant_minutes`, default 60; `[]` for none).
     pub grant: Option<std::time::Duration>,
@@ -510,9 +510,16 @@ fn home_assistant(
     }
     let users_field = obj.field("users");
     let mut users = Vec::new();
-    if users_field.value.is_some()
-        && let Some(items) = ctx.list(&users_field)
-    {
+    const USERS_HELP: &str = "list the Home Assistant user ids whose presses count, e.g. [\"5f1c0d6a3b8e4e2f9a7d41c2b6e8f013\"] (Settings → People → Users with Advanced mode on in your profile; or context.user_id of a press in Developer tools → Events): otherwise any administrator token or automation that fires mobile_app_notification_action could approve";
+    if users_field.value.is_none() {
+        ctx.error(&users_field.path, format!("missing: {USERS_HELP}"));
+    } else if let Some(items) = ctx.list(&users_field) {
+        if items.is_empty() {
+            ctx.error(
+                &users_field.path,
+                format!("must not be empty: {USERS_HELP}"),
+            );
+        }
         for item in items {
             if let Some(user) = ctx.req_nonempty(&item) {
                 users.push(user.trim().to_owned());
@@ -547,7 +554,7 @@ fn home_assistant(
         }
     };
     let (name, url, token, grant) = (name?, url?, token?, grant?);
-    if devices.is_empty() {
+    if devices.is_empty() || users.is_empty() {
         return None;
     }
     Some(HomeAssistantApproverConfig {

@@ -46,6 +46,11 @@ pub enum HomeAssistantError {
         "approvers (type home_assistant): no devices: nobody would be notified; list the <device> of each notify.mobile_app_<device>"
     )]
     NoDevices,
+    /// No user whose presses count.
+    #[error(
+        "approvers (type home_assistant): no users: a press must come from a person you trust, not from any administrator token or automation that fires mobile_app_notification_action; list the Home Assistant user ids whose presses count (Settings → People → Users, with Advanced mode on in your profile; or the id Developer tools → Events shows in context.user_id of a press)"
+    )]
+    NoUsers,
     /// The HTTP client could not be built (TLS set-up).
     #[error("could not build the HTTP client for Home Assistant: {0}")]
     HttpClient(String),
@@ -73,7 +78,8 @@ impl HomeAssistantApproverBuilder {
         self
     }
 
-    /// Home Assistant user ids whose presses count (empty, the default: any user).
+    /// Home Assistant user ids whose presses count (at least one: a press from anyone else,
+    /// such as another administrator's token or an automation, is refused and audited).
     pub fn users<S: Into<String>>(mut self, users: impl IntoIterator<Item = S>) -> Self {
         self.users = users.into_iter().map(Into::into).collect();
         self
@@ -114,6 +120,9 @@ impl HomeAssistantApproverBuilder {
     pub fn build(self) -> Result<HomeAssistantApprover, HomeAssistantError> {
         if self.devices.is_empty() {
             return Err(HomeAssistantError::NoDevices);
+        }
+        if self.users.is_empty() {
+            return Err(HomeAssistantError::NoUsers);
         }
         let base = self.url.trim_end_matches('/').to_owned();
         let invalid = |reason: String| HomeAssistantError::InvalidUrl {

@@ -218,7 +218,9 @@ impl Inner {
         let user_id = event["context"]["user_id"].as_str();
         let actor = actor_of(&self.name, user_id);
         let found = self.find(handle, code).await;
-        if !self.users.is_empty() && !user_id.is_some_and(|u| self.users.iter().any(|x| x == u)) {
+        // `users` is never empty (the builder refuses that), so a press without a user (an
+        // automation) or by anyone else is refused.
+        if !user_id.is_some_and(|u| self.users.iter().any(|x| x == u)) {
             tracing::warn!(approver = %self.name, actor = %actor, "home assistant: ignored a press by a user not in `users`");
             self.audit_refused(handle, found.as_ref().map(|(k, _)| k), &actor, action)
                 .await;
