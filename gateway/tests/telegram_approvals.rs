@@ -471,6 +471,76 @@ async fn long_request_ids_use_a_digest_that_still_decides() {
 }
 
 #[tokio::test]
+async fn the_always_button_allows_exactly_that_call_for_good() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "light-always")
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+    let press = h
+        .telegram
+        .press_button(&alice(), message.message_id, "w|pi|light-always")
+        .unwrap();
+    assert_eq!(
+        h.telegram.wait_for_answer(&press).await.text.as_deref(),
+        Some("✅ Approved")
+    );
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    let grants = h
+        .gateway()
+        .store()
+        .live_grants(agent_gate_gateway::store::Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].created_by, "telegram:@alice");
+    assert_eq!(grants[0].expires_at, None, "always: no expiry");
+    // The same call runs without a message; another entity is asked again.
+    let again = agent
+        .tool_with_id(
+            "ha_call_service",
+            light_on("light.bedroom"),
+            "light-always-2",
+        )
+        .await;
+    assert_eq!(agent.response(again).await["result"]["status"], "executed");
+    assert_eq!(h.telegram.sent().len(), 1);
+    agent
+        .tool_with_id("ha_call_service", light_on("light.kitchen"), "other-light")
+        .await;
+    h.telegram.wait_for_sent(2).await;
+    assert_eq!(h.state_of("other-light").await, RequestState::Pending);
+    assert_eq!(h.home.service_call_count(), 2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_message_says_when_the_agent_cancelled_the_request() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "light-cancel")
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+    let cancel = agent
+        .call("cancel_request", json!({"request_id": "light-cancel"}))
+        .await;
+    assert_eq!(cancel["result"]["cancelled"], true, "{cancel}");
+    assert_eq!(agent.response(id).await["error"]["code"], -32007);
+    let edited = h.telegram.wait_for_edit(message.message_id, 1).await;
+    assert!(no_buttons(&edited), "{edited:?}");
+    assert!(
+        edited.text.contains("Cancelled at ") && edited.text.contains(": cancelled by the agent."),
+        "{}",
+        edited.text
+    );
+    assert!(!edited.text.contains("by the gateway"), "{}", edited.text);
+    assert_eq!(h.home.service_call_count(), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_message_says_when_a_request_expired() {
     let mut h = Harness::new().await;
     h.approval_timeout = Some(Duration::from_millis(600));

@@ -179,8 +179,9 @@ pub enum Resolution {
         /// When it expired.
         at: Timestamp,
     },
-    /// The gateway withdrew it (e.g. its execution was interrupted by a restart: the outcome
-    /// is unknown and it is never re-run).
+    /// Withdrawn: by the agent (`cancel_request`, MCP `tasks/cancel`), or by the gateway when
+    /// its execution was interrupted by a restart (the outcome is unknown and it is never
+    /// re-run). `reason` says which.
     Cancelled {
         /// Why.
         reason: String,

@@ -195,7 +195,7 @@ pub fn resolved_text(request: &ApprovalRequest, resolution: &Resolution) -> Stri
         Resolution::Cancelled { reason, at } => (
             "🚫 <b>Cancelled</b>",
             format!(
-                "Cancelled by the gateway at {}: {}",
+                "Cancelled at {}: {}.",
                 format_time(*at),
                 escape_html(&truncate(reason, MAX_REASON))
             ),
