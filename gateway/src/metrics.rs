@@ -40,14 +40,25 @@ use crate::server::Front;
 /// The content type of the text format served.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Latency buckets: 50 µs to about 100 s, doubling (a policy decision takes microseconds, a
-/// human minutes; the last bucket is `+Inf`).
+/// Latency buckets: 50 µs to about 100 s, doubling (a backend call or a store commit; the
+/// last bucket is `+Inf`).
 fn latency_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.000_05, 2.0, 22)
 }
 
 fn latency_histogram() -> Histogram {
     Histogram::new(latency_buckets())
+}
+
+/// Buckets of waits that may include a human: 50 µs to about 10 days, doubling, so that a
+/// decision taken at any `approval_timeout` (at most 7 days) lands in a finite bucket (a
+/// policy decision takes microseconds, a human minutes).
+fn human_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.000_05, 2.0, 35)
+}
+
+fn human_histogram() -> Histogram {
+    Histogram::new(human_buckets())
 }
 
 /// How a call was decided, as `agent_gate_requests_total` labels it.
@@ -218,7 +229,7 @@ impl Metrics {
             "Calls by tool, how they were decided and how they ended",
             requests.clone(),
         );
-        let decision: HistogramFamily<ByLabels> = Family::new_with_constructor(latency_histogram);
+        let decision: HistogramFamily<ByLabels> = Family::new_with_constructor(human_histogram);
         registry.register_with_unit(
             "decision_duration",
             "From a call's arrival to its decision, by who decided",
@@ -233,7 +244,7 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             execution.clone(),
         );
-        let total: HistogramFamily<ToolLabels> = Family::new_with_constructor(latency_histogram);
+        let total: HistogramFamily<ToolLabels> = Family::new_with_constructor(human_histogram);
         registry.register_with_unit(
             "request_duration",
             "From a call's arrival to its recorded outcome",
@@ -412,5 +423,26 @@ async fn metrics(State((engine, front)): State<(Arc<Engine>, Arc<Front>)>) -> im
             tracing::error!(%error, "could not encode the metrics");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_a_human_land_in_a_finite_bucket_up_to_the_longest_approval_timeout() {
+        let longest_timeout = 7.0 * 24.0 * 3600.0;
+        let human: Vec<f64> = human_buckets().collect();
+        assert!(
+            human.last().is_some_and(|b| *b >= longest_timeout),
+            "{human:?}"
+        );
+        assert!(
+            human.iter().any(|b| *b >= 900.0 && *b < 1800.0),
+            "{human:?}"
+        );
+        // The fine end stays as fine as the backend's.
+        assert_eq!(human.first(), latency_buckets().next().as_ref());
     }
 }
