@@ -295,3 +295,42 @@ async fn always_allow_is_a_grant_without_expiry_for_exactly_that_call() {
         .await;
     assert_eq!(pi.response(id).await["error"]["code"], -32003);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_rule_for_the_granted_call_itself_wins_over_the_grant() {
+    let h = harness().await;
+    let mut pi = h.agent().await;
+    let kitchen = || call("turn_on", json!("light.kitchen"));
+    ask_and_grant(&h, &mut pi, kitchen(), "d-1", Duration::from_secs(600)).await;
+    runs_under_a_grant(&h, &mut pi, kitchen(), "d-2").await;
+
+    // A reload denies exactly the signature the grant covers.
+    let denying = format!(
+        "rules:\n  - pattern: \"ha_call_service(*, light.kitchen)\"\n    action: deny\n    description: \"Not the kitchen\"\n{}",
+        PERMISSIONS.trim_start().trim_start_matches("rules:\n")
+    );
+    std::fs::write(h.dir.path().join("permissions.yaml"), denying).unwrap();
+    h.gateway().reload("test").await.expect("valid permissions");
+    let id = pi.tool_with_id("ha_call_service", kitchen(), "d-3").await;
+    let answer = pi.response(id).await;
+    assert_eq!(answer["error"]["code"], -32003, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Not the kitchen")),
+        "{answer}"
+    );
+    let grants = h
+        .gateway()
+        .store()
+        .live_grants(Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1, "the grant stays, unused: {grants:?}");
+    assert_eq!(grants[0].uses, 1);
+
+    // The rule removed again, the grant applies again.
+    std::fs::write(h.dir.path().join("permissions.yaml"), PERMISSIONS).unwrap();
+    h.gateway().reload("test").await.expect("valid permissions");
+    runs_under_a_grant(&h, &mut pi, kitchen(), "d-4").await;
+}
