@@ -1,5 +1,6 @@
 //! The Home Assistant phone app approver end to end: a real gateway (WebSocket agents, SQLite
-//! in a temp dir) configured with `type: home_assistant` (and the web page beside it), in
+//! in a temp dir) configured with `type: home_assistant` (and the web page and a Telegram bot on the fake Bot
+//! API beside it), in
 //! front of the simulated Home Assistant, which records what `notify.mobile_app_<device>` is
 //! sent and fires `mobile_app_notification_action` to the gateway's real WebSocket
 //! subscription when the tests "press" an action.
@@ -20,17 +21,24 @@ use agent_gate_gateway::store::{AuditKind, AuditQuery, RequestState, Timestamp};
 use agent_gate_sim::home_assistant::{
     DEFAULT_TOKEN, HomeAssistant, MobilePush, RunningHomeAssistant, USER_ID,
 };
+use agent_gate_sim::telegram::{FakeTelegram, FakeUser, RunningFakeTelegram};
 use serde_json::{Value, json};
 use web::server::{self, Client, Options, PI_TOKEN};
 use web::{Browser, WEB_TOKEN, csrf_of, light_on};
 
 const DEVICE: &str = "pixel_7";
+const BOT_TOKEN: &str = "4242:fake-bot-token";
+const CHAT: i64 = -1_001_234_567;
+const TELEGRAM_USER: u64 = 1001;
 const ACTOR: &str = "home_assistant:5f1c0d6a3b8e4e2f9a7d41c2b6e8f013";
 
 struct Harness {
     dir: tempfile::TempDir,
     home: HomeAssistant,
     ha_server: RunningHomeAssistant,
+    /// The Telegram Bot API of the third approver, beside the web page and the phone.
+    telegram: FakeTelegram,
+    tg_server: RunningFakeTelegram,
     /// YAML lines (indented by four spaces) added to the phone approver's entry.
     extra: String,
     gateway: Option<RunningGateway>,
@@ -49,10 +57,14 @@ impl Harness {
             .build()
             .unwrap();
         let (_, ha_server) = home.spawn("127.0.0.1:0").await.unwrap();
+        let telegram = FakeTelegram::new(BOT_TOKEN);
+        let tg_server = telegram.spawn("127.0.0.1:0").await.unwrap();
         let mut h = Self {
             dir: tempfile::tempdir().unwrap(),
             home,
             ha_server,
+            telegram,
+            tg_server,
             extra: extra.to_owned(),
             gateway: None,
         };
@@ -66,7 +78,8 @@ impl Harness {
             server::config_text(self.dir.path(), self.ha_server.addr(), &Options::default());
         // `url` and `token` come from services.homeassistant.
         text.push_str(&format!(
-            "approvers:\n  - type: web\n    name: alice\n    token: \"{WEB_TOKEN}\"\n  - type: home_assistant\n    devices: [{DEVICE}]\n    users: [\"{USER_ID}\"]\n{}",
+            "approvers:\n  - type: web\n    name: alice\n    token: \"{WEB_TOKEN}\"\n  - type: telegram\n    token: \"{BOT_TOKEN}\"\n    chat_id: {CHAT}\n    allowed_users: [{TELEGRAM_USER}]\n    api_url: \"{}\"\n  - type: home_assistant\n    devices: [{DEVICE}]\n    users: [\"{USER_ID}\"]\n{}",
+            self.tg_server.url(),
             self.extra
         ));
         let path = self.dir.path().join("config.yaml");
@@ -246,7 +259,9 @@ async fn the_phone_gets_an_actionable_notification_and_allow_runs_the_call_once(
     assert_eq!(record.resolved_by.as_deref(), Some(ACTOR));
     assert_eq!(
         record.approver_refs,
-        Some(json!({"home_assistant": {"code": code, "tag": tag, "devices": [DEVICE]}}))
+        Some(
+            json!({"home_assistant": {"code": code, "tag": tag, "devices": [DEVICE]}, "telegram": {"chat_id": CHAT, "message_id": 1}})
+        )
     );
     let light_calls = h
         .home
@@ -529,4 +544,111 @@ fn the_builder_refuses_an_approver_without_users_whose_presses_count() {
             .build()
             .is_ok()
     );
+}
+
+/// Service calls the tools made: every call Home Assistant got but the notifications.
+fn tool_calls(h: &Harness) -> usize {
+    h.home.service_call_count() - h.home.mobile_pushes().len()
+}
+
+fn telegram_user() -> FakeUser {
+    FakeUser::new(TELEGRAM_USER).username("alice")
+}
+
+#[tokio::test]
+async fn after_telegram_decided_the_phone_is_told_and_its_press_changes_nothing() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "tg-1")
+        .await;
+    let push = h.pushes(1).await.remove(0);
+    let message = h.telegram.wait_for_sent(1).await;
+    let allow = message.callback_data("✅ Allow").unwrap().to_owned();
+    h.telegram
+        .press_button(&telegram_user(), message.message_id, &allow)
+        .unwrap();
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    let replaced = h.pushes(2).await.remove(1);
+    assert_eq!(replaced.tag(), push.tag());
+    assert!(replaced.actions().is_empty());
+    assert!(
+        replaced
+            .message
+            .starts_with("✅ Approved by telegram:@alice at "),
+        "{}",
+        replaced.message
+    );
+    h.home.press_action(&action(&push, "Deny"), Some(USER_ID));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.state_of("tg-1").await, RequestState::Executed);
+    assert_eq!(h.home.mobile_pushes().len(), 2);
+    assert_eq!(tool_calls(&h), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_the_phone_decided_telegram_is_told_and_its_button_changes_nothing() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "tg-2")
+        .await;
+    let push = h.pushes(1).await.remove(0);
+    let message = h.telegram.wait_for_sent(1).await;
+    let allow = message.callback_data("✅ Allow").unwrap().to_owned();
+    h.home.press_action(&action(&push, "Deny"), Some(USER_ID));
+    assert_eq!(agent.response(id).await["error"]["code"], -32001);
+    let edited = h.telegram.wait_for_edit(message.message_id, 1).await;
+    assert!(edited.all_buttons().next().is_none(), "{edited:?}");
+    assert!(
+        edited.text.contains(&format!("Denied by {ACTOR} at ")),
+        "{}",
+        edited.text
+    );
+    // A press on a stale copy of the buttons decides nothing.
+    let _ = h
+        .telegram
+        .press_button(&telegram_user(), message.message_id, &allow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.state_of("tg-2").await, RequestState::Denied);
+    assert_eq!(tool_calls(&h), 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_by_the_agent_replaces_the_notification_and_edits_the_telegram_message() {
+    let mut h = Harness::start().await;
+    let mut agent = h.agent().await;
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), "gone-1")
+        .await;
+    let push = h.pushes(1).await.remove(0);
+    let message = h.telegram.wait_for_sent(1).await;
+    let cancel = agent
+        .call("cancel_request", json!({"request_id": "gone-1"}))
+        .await;
+    assert_eq!(cancel["result"]["cancelled"], true, "{cancel}");
+    assert_eq!(agent.response(id).await["error"]["code"], -32007);
+    let replaced = h.pushes(2).await.remove(1);
+    assert_eq!(replaced.tag(), push.tag());
+    assert!(replaced.actions().is_empty());
+    assert!(
+        replaced.message.starts_with("🚫 Cancelled at ")
+            && replaced.message.contains("cancelled by the agent"),
+        "{}",
+        replaced.message
+    );
+    let edited = h.telegram.wait_for_edit(message.message_id, 1).await;
+    assert!(
+        edited.text.contains(": cancelled by the agent."),
+        "{}",
+        edited.text
+    );
+    // The phone's Allow comes too late.
+    h.home.press_action(&action(&push, "Allow"), Some(USER_ID));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.state_of("gone-1").await, RequestState::Cancelled);
+    assert_eq!(tool_calls(&h), 0);
+    h.shutdown().await;
 }
