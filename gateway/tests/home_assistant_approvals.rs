@@ -1,9 +1,8 @@
 //! The Home Assistant phone app approver end to end: a real gateway (WebSocket agents, SQLite
-//! in a temp dir) configured with `type: home_assistant` (and the web page and a Telegram bot on the fake Bot
-//! API beside it), in
-//! front of the simulated Home Assistant, which records what `notify.mobile_app_<device>` is
-//! sent and fires `mobile_app_notification_action` to the gateway's real WebSocket
-//! subscription when the tests "press" an action.
+//! in a temp dir) configured with `type: home_assistant` (and the web page and a Telegram bot
+//! on the fake Bot API beside it), in front of the simulated Home Assistant, which records
+//! what `notify.mobile_app_<device>` is sent and fires `mobile_app_notification_action` to
+//! the gateway's real WebSocket subscription when the tests "press" an action.
 
 #[path = "web_support/mod.rs"]
 mod web;
