@@ -68,7 +68,7 @@ async fn an_agent_cancels_its_pending_request() {
             .approver
             .approve(RequestKey::new("pi", "cancel-1"), "alice")
             .await,
-        DecideOutcome::AlreadyDecided
+        DecideOutcome::Cancelled
     );
     assert_eq!(harness.home.service_call_count(), 0);
 
@@ -172,7 +172,7 @@ async fn a_cancel_racing_an_allow_has_one_winner() {
             .unwrap()
             .unwrap();
         if cancelled["result"]["cancelled"] == true {
-            assert_eq!(approved, DecideOutcome::AlreadyDecided, "{rid}");
+            assert_eq!(approved, DecideOutcome::Cancelled, "{rid}");
             assert_eq!(record.state, RequestState::Cancelled, "{rid}");
             assert_eq!(answer["error"]["code"], -32007, "{answer}");
         } else {

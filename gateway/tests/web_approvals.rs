@@ -782,6 +782,41 @@ async fn open_pages_hear_of_new_requests_and_outcomes() {
 }
 
 #[tokio::test]
+async fn a_cancel_by_the_agent_reaches_open_pages_and_a_late_allow_says_so() {
+    let mut h = WebHarness::with_token().await;
+    let mut browser = h.session().await;
+    let mut stream = browser.get("/approvals/api/events").await;
+    let mut buffer = String::new();
+    let mut agent = h.agent().await;
+    let id = h.ask(&mut agent, light_on("light.bedroom"), "gone-1").await;
+    let pending = next_event(&mut stream, &mut buffer, "pending").await;
+    assert_eq!(pending["request_id"], "gone-1");
+    let cancel = agent
+        .call("cancel_request", json!({"request_id": "gone-1"}))
+        .await;
+    assert_eq!(cancel["result"]["cancelled"], true, "{cancel}");
+    assert_eq!(agent.response(id).await["error"]["code"], -32007);
+    let resolved = next_event(&mut stream, &mut buffer, "resolved").await;
+    assert_eq!(resolved["request_id"], "gone-1");
+    assert_eq!(resolved["resolution"]["outcome"], "cancelled", "{resolved}");
+    assert_eq!(resolved["text"], "cancelled: cancelled by the agent");
+
+    let (status, body) = browser.decide("pi", "gone-1", "allow").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["outcome"], "cancelled", "{body}");
+    let (_, listed) = browser.get_json("/approvals/api/pending").await;
+    assert!(
+        !listed.to_string().contains("gone-1"),
+        "no longer pending: {listed}"
+    );
+    let (_, history) = browser.get_json("/approvals/api/history").await;
+    assert_eq!(history[0]["state"], "cancelled", "{history}");
+    assert_eq!(h.home.service_call_count(), 0);
+    h.shutdown().await;
+    while let Ok(Some(_)) = stream.chunk().await {}
+}
+
+#[tokio::test]
 async fn scripts_with_the_bearer_token_decide_without_a_cookie() {
     let h = WebHarness::with_token().await;
     let mut agent = h.agent().await;

@@ -441,6 +441,7 @@ impl Approvals {
         if record.state != RequestState::Pending {
             return Ok(Decided::lost(match record.state {
                 RequestState::Expired => DecideOutcome::Expired,
+                RequestState::Cancelled => DecideOutcome::Cancelled,
                 _ => DecideOutcome::AlreadyDecided,
             }));
         }
@@ -480,6 +481,7 @@ impl Approvals {
                 match self.store.get_request(agent, rid).await? {
                     None => DecideOutcome::NotFound,
                     Some(r) if r.state == RequestState::Expired => DecideOutcome::Expired,
+                    Some(r) if r.state == RequestState::Cancelled => DecideOutcome::Cancelled,
                     Some(_) => DecideOutcome::AlreadyDecided,
                 },
             ));

@@ -14,7 +14,8 @@
 //! 2. A human decides: the approver calls [`ApprovalHandle::decide`] with the request's
 //!    [`RequestKey`], allow or deny, and who decided. The store's conditional transition
 //!    decides races: exactly one of the decisions, the timeout and a restart wins; the others
-//!    get [`DecideOutcome::AlreadyDecided`] or [`DecideOutcome::Expired`].
+//!    get [`DecideOutcome::AlreadyDecided`], [`DecideOutcome::Expired`] or
+//!    [`DecideOutcome::Cancelled`].
 //! 3. Every approver is told the outcome once through [`Approver::resolved`] (approved by
 //!    whom and when, denied, expired, cancelled), so it can edit its message.
 //!
@@ -211,6 +212,8 @@ pub enum DecideOutcome {
     AlreadyDecided,
     /// The request expired before the decision.
     Expired,
+    /// The agent withdrew the request (`cancel_request`, `tasks/cancel`) before the decision.
+    Cancelled,
     /// No such request.
     NotFound,
 }

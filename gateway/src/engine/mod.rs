@@ -298,7 +298,7 @@ impl Engine {
     }
 
     /// `agent` withdraws its request `request_id` while it waits for a human: what the
-    /// withdrawal achieved (`Won`: cancelled; `AlreadyDecided`/`Expired`: it had ended;
+    /// withdrawal achieved (`Won`: cancelled; `AlreadyDecided`/`Expired`/`Cancelled`: it had ended;
     /// `NotFound`: no such request of this agent, or the gateway is stopping).
     pub(crate) async fn cancel(&self, agent: &str, request_id: &str) -> DecideOutcome {
         if self.shutdown.is_cancelled() {

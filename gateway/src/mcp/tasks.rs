@@ -119,7 +119,7 @@ pub(super) async fn cancel(shared: &Shared, agent: &str, task_id: &str) -> Resul
     match shared.engine.cancel(agent, task_id).await {
         DecideOutcome::Won => Ok(()),
         DecideOutcome::NotFound => Err(unknown(task_id)),
-        DecideOutcome::AlreadyDecided | DecideOutcome::Expired => {
+        DecideOutcome::AlreadyDecided | DecideOutcome::Expired | DecideOutcome::Cancelled => {
             let record = record(shared, agent, task_id).await?;
             let state = if record.state == RequestState::Approved
                 || record.state == RequestState::Executing

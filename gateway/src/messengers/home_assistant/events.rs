@@ -254,7 +254,7 @@ impl Inner {
         };
         match outcome {
             DecideOutcome::Won => {}
-            DecideOutcome::AlreadyDecided | DecideOutcome::Expired => {
+            DecideOutcome::AlreadyDecided | DecideOutcome::Expired | DecideOutcome::Cancelled => {
                 self.codes().remove(code);
             }
             DecideOutcome::NotFound => {}

@@ -172,6 +172,7 @@ impl Inner {
             (DecideOutcome::Won, Verdict::Deny) => "❌ Denied",
             (DecideOutcome::AlreadyDecided, _) => "This request was already decided.",
             (DecideOutcome::Expired, _) => "This request has expired.",
+            (DecideOutcome::Cancelled, _) => "The agent cancelled this request.",
             (DecideOutcome::NotFound, _) => {
                 // Still pending but not decidable: the gateway is stopping (or could not
                 // record the decision); the request stays pending for the next start.

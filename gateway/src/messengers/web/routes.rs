@@ -601,6 +601,10 @@ async fn decide(
             StatusCode::CONFLICT,
             "Expired: nobody decided before the approval timeout.",
         ),
+        (DecideOutcome::Cancelled, _) => (
+            StatusCode::CONFLICT,
+            "Cancelled: the agent withdrew the request; it never ran.",
+        ),
         (DecideOutcome::NotFound, _) => (StatusCode::NOT_FOUND, "No such request."),
     };
     Decided {
