@@ -31,7 +31,12 @@
 //!    the gateway; direct, WebSocket and MCP calls alternate; prints the ratios to the direct
 //!    call (latency, throughput, CPU per call of each process). `BENCH_GATEWAYS` and
 //!    `BENCH_ROUNDS` as in 4.
+//! 6. Instructions (`BENCH_ONLY=instructions`, see `instructions.rs`): instructions per
+//!    allowed call, one at a time, each way, counted by `valgrind --tool=callgrind` in the
+//!    gateway process and, for scale, in the backend; they do not move with the host.
+//!    `BENCH_GATEWAYS` as in 4; `calls` is the smaller of the two runs' calls (try 200).
 
+mod instructions;
 mod processes;
 
 use std::io::{BufRead, BufReader};
@@ -336,13 +341,25 @@ impl GatewayProcess {
         backend: SocketAddr,
         agents: usize,
     ) -> Result<GatewayProcess, Error> {
+        Self::start_command(Command::new(binary), binary, dir, backend, agents).await
+    }
+
+    /// [`GatewayProcess::start`] with `command` as the program that runs (`binary` itself, or
+    /// a tool such as valgrind given `binary` as its argument).
+    async fn start_command(
+        mut command: Command,
+        binary: &Path,
+        dir: &Path,
+        backend: SocketAddr,
+        agents: usize,
+    ) -> Result<GatewayProcess, Error> {
         let ports = (free_port()?, free_port()?);
         std::fs::write(
             dir.join("config.yaml"),
             config_yaml(dir, backend, agents, ports, "background"),
         )?;
         std::fs::write(dir.join("permissions.yaml"), PERMISSIONS)?;
-        let mut child = Command::new(binary)
+        let mut child = command
             .args(["serve", "--insecure", "-c"])
             .arg(dir.join("config.yaml"))
             .arg("-p")
@@ -754,6 +771,12 @@ async fn run() -> Result<(), Error> {
             "== separate processes: backend, gateway (database on disk, storage.sync: background), load generator"
         );
         return processes::run(calls, seconds).await;
+    }
+    if only == "instructions" {
+        println!(
+            "== instructions per allowed call, one at a time, counted by callgrind (the gateway and the backend each a process)"
+        );
+        return instructions::run(calls).await;
     }
     if only == "mcp" {
         println!(
