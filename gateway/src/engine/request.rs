@@ -70,6 +70,15 @@ impl Engine {
         agent: &str,
         call: ToolCall,
     ) -> Result<Submitted, ErrorObject> {
+        // Boxed: a call's whole state machine (the store's writes, the HTTP client's exchange)
+        // takes kilobytes, and each front runs it inside a task it spawns. Tokio moves a task's
+        // future by value when it spawns it and again when it finishes, so inline those
+        // kilobytes would be copied several times per call; boxed they are copied once.
+        Box::pin(self.submit_unboxed(agent, call)).await
+    }
+
+    /// [`Engine::submit`], in place.
+    async fn submit_unboxed(&self, agent: &str, call: ToolCall) -> Result<Submitted, ErrorObject> {
         let arrived = Instant::now();
         if let Err(retry) = self.limiter.check(agent) {
             self.metrics.request(
