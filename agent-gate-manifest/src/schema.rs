@@ -384,11 +384,6 @@ impl Manifest {
     /// dependencies.
     pub fn hash(&self) -> String {
         let text = self.canonical_json().to_string();
-        let digest = Sha256::digest(text.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for byte in digest.iter() {
-            hex.push_str(&format!("{byte:02x}"));
-        }
-        hex
+        hex::encode(Sha256::digest(text.as_bytes()))
     }
 }

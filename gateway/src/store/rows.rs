@@ -44,14 +44,7 @@ pub(crate) fn args_digest(tool: &str, args: &Value) -> String {
     hasher.update(tool.as_bytes());
     hasher.update([0u8]);
     hasher.update(canonical.as_bytes());
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = hasher.finalize();
-    let mut hex = String::with_capacity(64);
-    for byte in digest.iter() {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    hex
+    hex::encode(hasher.finalize())
 }
 
 fn write_canonical(value: &Value, out: &mut String) {

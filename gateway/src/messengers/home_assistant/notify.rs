@@ -186,5 +186,5 @@ impl Inner {
 /// A new request code: 128 random bits, hex.
 fn new_code() -> String {
     let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }

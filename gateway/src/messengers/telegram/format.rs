@@ -291,12 +291,7 @@ pub fn key_digest(key: &RequestKey) -> String {
     hasher.update(key.agent_id.as_bytes());
     hasher.update([0u8]);
     hasher.update(key.request_id.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hasher.finalize()[..16])
 }
 
 /// The callback data of a button: `a|<agent>|<request id>` (or `d|...`) when it fits in 64

@@ -280,7 +280,7 @@ pub(super) fn check_post(
 /// A fresh CSP nonce.
 fn nonce() -> String {
     let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// An HTML answer with a CSP that allows only its own nonce-tagged style and script and
