@@ -43,6 +43,10 @@ struct Driver {
 
 impl Driver {
     /// Starts chromedriver on a free port and waits for its "started successfully" line.
+    ///
+    /// Two drivers started at the same moment (the tests run in parallel) can both be handed
+    /// the same port by `--port=0`, and the second exits with "bind() failed: Address already in
+    /// use" before it reports one; then it is started again, at most three times in all.
     async fn start() -> Driver {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
@@ -50,6 +54,19 @@ impl Driver {
                 "{binary} is missing: the browser test needs Chromium and its WebDriver. Install them with: {INSTALL}"
             );
         }
+        for attempt in 1..=3 {
+            if let Some(driver) = Self::start_once().await {
+                return driver;
+            }
+            eprintln!("chromedriver exited before reporting its port (attempt {attempt} of 3)");
+        }
+        panic!(
+            "chromedriver exited before reporting its port, three times; run {CHROMEDRIVER} --port=0 by hand to see why"
+        );
+    }
+
+    /// One start of chromedriver: `None` if it exited before reporting its port.
+    async fn start_once() -> Option<Driver> {
         let mut child = Command::new(CHROMEDRIVER)
             .arg("--port=0")
             .stdin(Stdio::null())
@@ -84,9 +101,9 @@ impl Driver {
         let port = tokio::time::timeout(Duration::from_secs(30), port)
             .await
             .expect("chromedriver did not report its port within 30 s")
-            .expect("chromedriver exited before reporting its port");
+            .ok()?;
         driver.port = port;
-        driver
+        Some(driver)
     }
 
     async fn browser(&self) -> fantoccini::Client {
