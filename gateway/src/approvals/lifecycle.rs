@@ -439,11 +439,7 @@ impl Approvals {
             return Ok(Decided::lost(DecideOutcome::NotFound));
         };
         if record.state != RequestState::Pending {
-            return Ok(Decided::lost(match record.state {
-                RequestState::Expired => DecideOutcome::Expired,
-                RequestState::Cancelled => DecideOutcome::Cancelled,
-                _ => DecideOutcome::AlreadyDecided,
-            }));
+            return Ok(Decided::lost(lost_to(record.state)));
         }
         let at = Timestamp::now();
         let audit = |kind: AuditKind| {
@@ -480,9 +476,7 @@ impl Approvals {
             return Ok(Decided::lost(
                 match self.store.get_request(agent, rid).await? {
                     None => DecideOutcome::NotFound,
-                    Some(r) if r.state == RequestState::Expired => DecideOutcome::Expired,
-                    Some(r) if r.state == RequestState::Cancelled => DecideOutcome::Cancelled,
-                    Some(_) => DecideOutcome::AlreadyDecided,
+                    Some(r) => lost_to(r.state),
                 },
             ));
         }
@@ -610,5 +604,14 @@ impl Approvals {
             self.resolve(record.key(), Resolve::Expire).await?;
         }
         Ok(report.approved)
+    }
+}
+
+/// What a decision that lost is told, the request now being in `state`.
+fn lost_to(state: RequestState) -> DecideOutcome {
+    match state {
+        RequestState::Expired => DecideOutcome::Expired,
+        RequestState::Cancelled => DecideOutcome::Cancelled,
+        _ => DecideOutcome::AlreadyDecided,
     }
 }

@@ -510,7 +510,7 @@ fn home_assistant(
     }
     let users_field = obj.field("users");
     let mut users = Vec::new();
-    const USERS_HELP: &str = "list the Home Assistant user ids whose presses count, e.g. [\"5f1c0d6a3b8e4e2f9a7d41c2b6e8f013\"] (Settings → People → Users with Advanced mode on in your profile; or context.user_id of a press in Developer tools → Events): otherwise any administrator token or automation that fires mobile_app_notification_action could approve";
+    use crate::messengers::home_assistant::USERS_HELP;
     if users_field.value.is_none() {
         ctx.error(&users_field.path, format!("missing: {USERS_HELP}"));
     } else if let Some(items) = ctx.list(&users_field) {

@@ -28,6 +28,9 @@ pub const DEFAULT_SEND_PATIENCE: Duration = Duration::from_secs(20);
 /// Timeout of one REST call.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How to fill `users:` (the config's error and [`HomeAssistantError::NoUsers`] say it).
+pub(crate) const USERS_HELP: &str = "list the Home Assistant user ids whose presses count, e.g. [\"5f1c0d6a3b8e4e2f9a7d41c2b6e8f013\"] (Settings → People → Users with Advanced mode on in your profile; or context.user_id of a press in Developer tools → Events): otherwise any administrator token or automation that fires mobile_app_notification_action could approve";
+
 /// The approver could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HomeAssistantError {
@@ -47,9 +50,7 @@ pub enum HomeAssistantError {
     )]
     NoDevices,
     /// No user whose presses count.
-    #[error(
-        "approvers (type home_assistant): no users: a press must come from a person you trust, not from any administrator token or automation that fires mobile_app_notification_action; list the Home Assistant user ids whose presses count (Settings → People → Users, with Advanced mode on in your profile; or the id Developer tools → Events shows in context.user_id of a press)"
-    )]
+    #[error("approvers (type home_assistant): no users: {}", USERS_HELP)]
     NoUsers,
     /// The HTTP client could not be built (TLS set-up).
     #[error("could not build the HTTP client for Home Assistant: {0}")]

@@ -50,6 +50,7 @@ mod inner;
 pub mod notify;
 
 pub use approver::HomeAssistantApprover;
+pub(crate) use builder::USERS_HELP;
 pub use builder::{
     DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_SEND_PATIENCE,
     HomeAssistantApproverBuilder, HomeAssistantError,
