@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use agent_gate_gateway::approvals::DecideOutcome;
-use agent_gate_gateway::store::{AuditQuery, Timestamp};
+use agent_gate_gateway::store::{AuditQuery, Grant, Timestamp};
 use serde_json::{Value, json};
 use support::{Harness, LAPTOP_TOKEN, Options};
 
@@ -30,6 +30,15 @@ defaults:
 
 fn call(service: &str, entity: Value) -> Value {
     json!({"domain": "light", "service": service, "entity_id": entity})
+}
+
+/// The grants in force now.
+async fn live_grants(h: &Harness) -> Vec<Grant> {
+    h.gateway()
+        .store()
+        .live_grants(Timestamp::now())
+        .await
+        .unwrap()
 }
 
 async fn harness() -> Harness {
@@ -135,12 +144,7 @@ async fn a_grant_allows_exactly_the_same_call_for_the_agent_and_nothing_broader(
     assert_eq!(laptop.response(id).await["error"]["code"], -32001);
 
     // Listed with its uses; created and used in the audit log.
-    let grants = h
-        .gateway()
-        .store()
-        .live_grants(Timestamp::now())
-        .await
-        .unwrap();
+    let grants = live_grants(&h).await;
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].agent_id, "pi");
     assert_eq!(grants[0].uses, 2);
@@ -272,12 +276,7 @@ async fn always_allow_is_a_grant_without_expiry_for_exactly_that_call() {
         DecideOutcome::Won
     );
     assert_eq!(pi.response(id).await["result"]["status"], "executed");
-    let grants = h
-        .gateway()
-        .store()
-        .live_grants(Timestamp::now())
-        .await
-        .unwrap();
+    let grants = live_grants(&h).await;
     assert_eq!(grants.len(), 1);
     assert_eq!(grants[0].expires_at, None);
     // Survives a restart; still exactly that call.
@@ -320,12 +319,7 @@ async fn a_deny_rule_for_the_granted_call_itself_wins_over_the_grant() {
             .is_some_and(|m| m.contains("Not the kitchen")),
         "{answer}"
     );
-    let grants = h
-        .gateway()
-        .store()
-        .live_grants(Timestamp::now())
-        .await
-        .unwrap();
+    let grants = live_grants(&h).await;
     assert_eq!(grants.len(), 1, "the grant stays, unused: {grants:?}");
     assert_eq!(grants[0].uses, 1);
 

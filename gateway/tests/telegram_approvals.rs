@@ -12,7 +12,7 @@ use agent_gate_gateway::app::{Gateway, RunningGateway};
 use agent_gate_gateway::messengers::telegram::{
     NOT_ALLOWED_ANSWER, REFUSED_AUDIT_KIND, RETRY_LATER_ANSWER, TelegramApprover, TelegramHealth,
 };
-use agent_gate_gateway::store::{AuditKind, AuditQuery, RequestState};
+use agent_gate_gateway::store::{AuditKind, AuditQuery, Grant, RequestState};
 use agent_gate_sim::home_assistant::{DEFAULT_TOKEN, HomeAssistant, RunningHomeAssistant};
 use agent_gate_sim::telegram::{FakeMessage, FakeTelegram, FakeUser, Fault, RunningFakeTelegram};
 use serde_json::{Value, json};
@@ -178,6 +178,47 @@ fn no_buttons(message: &FakeMessage) -> bool {
     message.buttons.is_empty()
 }
 
+/// Asks for the bedroom light as `request_id`, presses the button with callback `data` as
+/// alice, checks that the call ran, and returns the one grant in force (alice's).
+async fn grant_by_button(
+    h: &Harness,
+    agent: &mut support::Client,
+    request_id: &str,
+    data: &str,
+) -> Grant {
+    let id = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), request_id)
+        .await;
+    let message = h.telegram.wait_for_sent(1).await;
+    let press = h
+        .telegram
+        .press_button(&alice(), message.message_id, data)
+        .unwrap();
+    assert_eq!(
+        h.telegram.wait_for_answer(&press).await.text.as_deref(),
+        Some("✅ Approved")
+    );
+    assert_eq!(agent.response(id).await["result"]["status"], "executed");
+    let mut grants = h
+        .gateway()
+        .store()
+        .live_grants(agent_gate_gateway::store::Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].created_by, "telegram:@alice");
+    grants.remove(0)
+}
+
+/// The bedroom light again, as `request_id`: it runs under the grant, with no new message.
+async fn runs_again_without_a_message(h: &Harness, agent: &mut support::Client, request_id: &str) {
+    let again = agent
+        .tool_with_id("ha_call_service", light_on("light.bedroom"), request_id)
+        .await;
+    assert_eq!(agent.response(again).await["result"]["status"], "executed");
+    assert_eq!(h.telegram.sent().len(), 1);
+}
+
 #[tokio::test]
 async fn approval_message_shows_the_request_with_allow_and_deny_buttons() {
     let mut h = Harness::start().await;
@@ -214,39 +255,11 @@ async fn approval_message_shows_the_request_with_allow_and_deny_buttons() {
 async fn an_allow_for_button_approves_and_grants_the_same_call() {
     let mut h = Harness::start().await;
     let mut agent = h.agent().await;
-    let id = agent
-        .tool_with_id("ha_call_service", light_on("light.bedroom"), "light-grant")
-        .await;
-    let message = h.telegram.wait_for_sent(1).await;
-    let press = h
-        .telegram
-        .press_button(&alice(), message.message_id, "g1|pi|light-grant")
-        .unwrap();
-    assert_eq!(
-        h.telegram.wait_for_answer(&press).await.text.as_deref(),
-        Some("✅ Approved")
-    );
-    assert_eq!(agent.response(id).await["result"]["status"], "executed");
-    let grants = h
-        .gateway()
-        .store()
-        .live_grants(agent_gate_gateway::store::Timestamp::now())
-        .await
-        .unwrap();
-    assert_eq!(grants.len(), 1, "{grants:?}");
-    assert_eq!(grants[0].created_by, "telegram:@alice");
-    let lasts = grants[0].expires_at.unwrap().as_millis() - grants[0].created_at.as_millis();
+    let grant = grant_by_button(&h, &mut agent, "light-grant", "g1|pi|light-grant").await;
+    let lasts = grant.expires_at.unwrap().as_millis() - grant.created_at.as_millis();
     assert_eq!(lasts, 3_600_000);
     // The same call again runs without a message.
-    let again = agent
-        .tool_with_id(
-            "ha_call_service",
-            light_on("light.bedroom"),
-            "light-grant-2",
-        )
-        .await;
-    assert_eq!(agent.response(again).await["result"]["status"], "executed");
-    assert_eq!(h.telegram.sent().len(), 1);
+    runs_again_without_a_message(&h, &mut agent, "light-grant-2").await;
     assert_eq!(h.home.service_call_count(), 2);
     h.shutdown().await;
 }
@@ -474,38 +487,10 @@ async fn long_request_ids_use_a_digest_that_still_decides() {
 async fn the_always_button_allows_exactly_that_call_for_good() {
     let mut h = Harness::start().await;
     let mut agent = h.agent().await;
-    let id = agent
-        .tool_with_id("ha_call_service", light_on("light.bedroom"), "light-always")
-        .await;
-    let message = h.telegram.wait_for_sent(1).await;
-    let press = h
-        .telegram
-        .press_button(&alice(), message.message_id, "w|pi|light-always")
-        .unwrap();
-    assert_eq!(
-        h.telegram.wait_for_answer(&press).await.text.as_deref(),
-        Some("✅ Approved")
-    );
-    assert_eq!(agent.response(id).await["result"]["status"], "executed");
-    let grants = h
-        .gateway()
-        .store()
-        .live_grants(agent_gate_gateway::store::Timestamp::now())
-        .await
-        .unwrap();
-    assert_eq!(grants.len(), 1, "{grants:?}");
-    assert_eq!(grants[0].created_by, "telegram:@alice");
-    assert_eq!(grants[0].expires_at, None, "always: no expiry");
+    let grant = grant_by_button(&h, &mut agent, "light-always", "w|pi|light-always").await;
+    assert_eq!(grant.expires_at, None, "always: no expiry");
     // The same call runs without a message; another entity is asked again.
-    let again = agent
-        .tool_with_id(
-            "ha_call_service",
-            light_on("light.bedroom"),
-            "light-always-2",
-        )
-        .await;
-    assert_eq!(agent.response(again).await["result"]["status"], "executed");
-    assert_eq!(h.telegram.sent().len(), 1);
+    runs_again_without_a_message(&h, &mut agent, "light-always-2").await;
     agent
         .tool_with_id("ha_call_service", light_on("light.kitchen"), "other-light")
         .await;
