@@ -56,7 +56,7 @@ pub(crate) fn chain_hash(previous: &str, row: &ChainedRow<'_>) -> String {
     field(&mut hasher, row.rule);
     field(&mut hasher, row.actor);
     field(&mut hasher, row.detail);
-    hex::encode(hasher.finalize())
+    super::rows::sha256_hex(&hasher.finalize().into())
 }
 
 /// The id and hash of the newest audit row, for the next row to chain to (`(0, "")` for an
