@@ -302,3 +302,77 @@ fn serve_raises_its_open_file_soft_limit_to_the_hard_limit() {
     assert_ne!(hard, "256", "the hard limit is too low for this test");
     assert_eq!(soft, hard, "the soft limit was not raised");
 }
+
+/// At the default log level a gateway logs its life, not its traffic: MCP calls (which the
+/// MCP SDK serves one short-lived session each) add no lines, as WebSocket calls add none.
+#[tokio::test]
+async fn serve_at_the_default_level_logs_no_line_per_mcp_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
+    let (ws_port, _) = write_files(dir.path(), ha);
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--insecure")
+        .arg("-c")
+        .arg(dir.path().join("config.yaml"))
+        .arg("-p")
+        .arg(dir.path().join("permissions.yaml"))
+        .env_remove("LOG_LEVEL")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{ws_port}/mcp");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "ha_get_state", "arguments": {"entity_id": "light.kitchen"}}});
+    let mut answered = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while answered < 3 {
+        assert!(std::time::Instant::now() < deadline, "no MCP answers");
+        let sent = http
+            .post(&url)
+            .bearer_auth(PI_TOKEN)
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2025-11-25")
+            .json(&call)
+            .send()
+            .await;
+        // Until the listener is up, connections are refused.
+        let Ok(response) = sent else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["result"]["isError"], false, "{answer}");
+        answered += 1;
+    }
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    let log = reader.join().unwrap();
+    assert!(log.iter().any(|l| l.contains("\"ready\"")), "{log:?}");
+    let per_call: Vec<&String> = log
+        .iter()
+        .filter(|l| {
+            let line: Value = serde_json::from_str(l).expect("JSON log lines");
+            line["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("rmcp"))
+        })
+        .collect();
+    assert!(per_call.is_empty(), "logged per MCP call: {per_call:?}");
+}

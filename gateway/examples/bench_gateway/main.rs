@@ -364,7 +364,9 @@ impl GatewayProcess {
             .arg(dir.join("config.yaml"))
             .arg("-p")
             .arg(dir.join("permissions.yaml"))
-            .env("LOG_LEVEL", "warn,agent_gate_gateway::app=info")
+            // The default log level, as users run it: what it logs per call is measured too.
+            .env_remove("LOG_LEVEL")
+            .env_remove("LOG_FORMAT")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()?;

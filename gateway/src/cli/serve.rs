@@ -47,11 +47,37 @@ impl ServeArgs {
     }
 }
 
-/// Installs the global log subscriber from `LOG_LEVEL` and `LOG_FORMAT` (once per process).
+/// The log filter for a `LOG_LEVEL` value (`tracing` `EnvFilter` syntax: `info`,
+/// `warn,agent_gate_gateway=debug`, ...), or why the value is not one.
+///
+/// The MCP SDK (`rmcp`) logs each request it serves at `info` (the front serves every request
+/// as its own short session: three lines per call), so it is held at `warn` unless the value
+/// names `rmcp` itself (`LOG_LEVEL=info,rmcp=info` brings those lines back).
+pub fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let level = level.to_ascii_lowercase();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&level).map_err(|error| error.to_string())?;
+    if level.contains("rmcp") {
+        return Ok(filter);
+    }
+    let quiet_sdk = "rmcp=warn"
+        .parse()
+        .map_err(|error: tracing_subscriber::filter::ParseError| error.to_string())?;
+    Ok(filter.add_directive(quiet_sdk))
+}
+
+/// Installs the global log subscriber from `LOG_LEVEL` (see [`log_filter`]; default `info`)
+/// and `LOG_FORMAT` (once per process). A `LOG_LEVEL` that is not a filter logs at `info`, and
+/// says so.
 pub fn init_logging() {
     let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(level.to_ascii_lowercase())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, invalid) = match log_filter(&level) {
+        Ok(filter) => (filter, None),
+        Err(error) => (
+            log_filter("info").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            Some(error),
+        ),
+    };
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -62,6 +88,13 @@ pub fn init_logging() {
     } else {
         builder.try_init()
     };
+    if let Some(error) = invalid {
+        tracing::warn!(
+            log_level = %level,
+            %error,
+            "LOG_LEVEL is not a log filter (e.g. info, or warn,agent_gate_gateway=debug); logging at info"
+        );
+    }
 }
 
 /// The approvers of `config.yaml` that `serve` builds: the Telegram bots and the Home
@@ -188,5 +221,30 @@ impl Signals {
             tracing::info!("Ctrl-C received");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_mcp_sdk_is_held_at_warn_unless_named() {
+        let default = log_filter("info").unwrap().to_string();
+        assert!(default.contains("rmcp=warn"), "{default}");
+        let debug = log_filter("DEBUG").unwrap().to_string();
+        assert!(
+            debug.contains("rmcp=warn") && debug.contains("debug"),
+            "{debug}"
+        );
+        let named = log_filter("info,rmcp=debug").unwrap().to_string();
+        assert!(named.contains("rmcp=debug"), "{named}");
+        assert!(!named.contains("rmcp=warn"), "{named}");
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_filter_is_refused_with_the_reason() {
+        let error = log_filter("info,[unclosed").unwrap_err();
+        assert!(!error.is_empty());
     }
 }
