@@ -1,4 +1,5 @@
-//! The async runtime the `agent-gate` binary runs on, and the priority of its threads.
+//! The async runtime the `agent-gate` binary runs on: how many worker threads it has, and the
+//! priority of its threads.
 //!
 //! Every allowed call waits twice for the store's writer thread, one transaction at a time: it
 //! is the stage all calls pass through in series. On a machine with few cores the runtime's
@@ -15,15 +16,59 @@
 //! thread, before any worker has started a thread. The price: against other processes of the
 //! same priority, the gateway's request handling yields first. Only on Linux, where a nice value
 //! belongs to a thread; elsewhere nothing changes.
+//!
+//! For the same reason the gateway runs one worker thread fewer than the cores it may use (at
+//! least one; [`worker_threads`]), so the writer has a core of its own: on few cores, a worker
+//! per core mostly adds a worker that spins looking for work and steals the other's tasks. On
+//! the 2-vCPU benchmark VM (`bench_gateway` processes mode, two paired runs of three rounds, one
+//! worker against two; medians): gateway CPU per allowed call 62.5 and 53.9 against 65.7 and
+//! 64.6 µs over WebSocket, 90.8 and 84.5 against 110.7 and 104.7 µs over MCP; MCP calls per
+//! second +10% and +14%, WebSocket −6% and +7% (the machine's own variation); latency one call
+//! at a time no worse. `TOKIO_WORKER_THREADS` overrides the count.
 
 use std::cell::Cell;
 use std::io;
+use std::num::NonZeroUsize;
 
 /// How many nice levels below the process the runtime's worker threads run.
 ///
 /// With `+5` a worker weighs a third of the writer when both want a core; `+10` measured no
 /// better on the benchmark.
 pub const WORKER_NICE_INCREMENT: i32 = 5;
+
+/// The most worker threads `TOKIO_WORKER_THREADS` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+/// A `TOKIO_WORKER_THREADS` that is not a number of threads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "TOKIO_WORKER_THREADS={value:?} is not a number of worker threads: set a whole number from 1 \
+     to {MAX_WORKER_THREADS}, or unset it for one fewer than the cores (at least one)"
+)]
+pub struct InvalidWorkerThreads {
+    /// The value as it was set.
+    pub value: String,
+}
+
+/// How many worker threads the gateway's runtime runs: `TOKIO_WORKER_THREADS` when it is set,
+/// else one fewer than the cores this process may use, at least one (see the module docs).
+pub fn worker_threads() -> Result<usize, InvalidWorkerThreads> {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    worker_threads_for(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(), cores)
+}
+
+/// [`worker_threads`] for an environment value `set` and `cores` cores.
+fn worker_threads_for(set: Option<&str>, cores: usize) -> Result<usize, InvalidWorkerThreads> {
+    match set {
+        None => Ok(cores.saturating_sub(1).max(1)),
+        Some(value) => match value.trim().parse::<usize>() {
+            Ok(count) if (1..=MAX_WORKER_THREADS).contains(&count) => Ok(count),
+            _ => Err(InvalidWorkerThreads {
+                value: value.to_owned(),
+            }),
+        },
+    }
+}
 
 /// A multi-threaded runtime builder (all drivers enabled, threads named `thread_name`) whose
 /// worker threads lower their priority by [`WORKER_NICE_INCREMENT`] the first time they park.
@@ -138,6 +183,26 @@ mod tests {
         .unwrap();
         assert_eq!(after, (before + 3).min(19));
         assert_eq!(thread_nice(current_thread_id()).unwrap(), here);
+    }
+
+    #[test]
+    fn one_core_is_left_to_the_store_writer() {
+        assert_eq!(worker_threads_for(None, 1), Ok(1));
+        assert_eq!(worker_threads_for(None, 2), Ok(1));
+        assert_eq!(worker_threads_for(None, 8), Ok(7));
+        assert_eq!(worker_threads_for(Some("3"), 2), Ok(3));
+        assert_eq!(worker_threads_for(Some(" 2 "), 8), Ok(2));
+    }
+
+    #[test]
+    fn a_worker_count_that_is_not_one_is_refused_with_the_fix() {
+        for value in ["0", "-1", "two", "", "1025"] {
+            let error = worker_threads_for(Some(value), 2).unwrap_err();
+            assert_eq!(error.value, value);
+            let message = error.to_string();
+            assert!(message.contains("TOKIO_WORKER_THREADS"), "{message}");
+            assert!(message.contains("from 1 to 1024"), "{message}");
+        }
     }
 
     /// Workers run below the process; the store's writer, started from the blocking pool,

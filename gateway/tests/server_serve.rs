@@ -376,3 +376,33 @@ async fn serve_at_the_default_level_logs_no_line_per_mcp_call() {
         .collect();
     assert!(per_call.is_empty(), "logged per MCP call: {per_call:?}");
 }
+
+/// A worker thread count that is not one stops `serve` before it starts, saying what to set
+/// (tokio alone would panic on it).
+#[tokio::test]
+async fn serve_refuses_a_worker_thread_count_that_is_not_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = HomeAssistant::demo(DEFAULT_TOKEN);
+    let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
+    write_files(dir.path(), ha);
+    for value in ["two", "0"] {
+        let output = Command::new(BIN)
+            .arg("serve")
+            .arg("--insecure")
+            .arg("-c")
+            .arg(dir.path().join("config.yaml"))
+            .arg("-p")
+            .arg(dir.path().join("permissions.yaml"))
+            .env("TOKIO_WORKER_THREADS", value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("TOKIO_WORKER_THREADS=\"{value}\""))
+                && stderr.contains("from 1 to 1024"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -28,6 +28,7 @@ pub struct DemoArgs {
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     super::serve::init_logging();
     let runtime = crate::runtime::multi_thread("agent-gate-demo")
+        .worker_threads(crate::runtime::worker_threads()?)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {

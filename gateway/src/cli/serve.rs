@@ -126,6 +126,7 @@ pub fn approvers_from_config(config: &Config) -> anyhow::Result<Vec<Arc<dyn Appr
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     init_logging();
     let runtime = crate::runtime::multi_thread("agent-gate")
+        .worker_threads(crate::runtime::worker_threads()?)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(args, out))?;
