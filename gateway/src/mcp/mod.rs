@@ -117,7 +117,9 @@ impl ServerHandler for McpFront {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let agent = agent_of(&ctx)?;
-        call::call_tool(&self.shared, &agent, request, &ctx).await
+        // Boxed, as `Engine::submit` is: `rmcp` spawns a task per request whose future holds
+        // this one, and tokio copies a task's future when it starts and when it finishes.
+        Box::pin(call::call_tool(&self.shared, &agent, request, &ctx)).await
     }
 
     async fn get_task(
