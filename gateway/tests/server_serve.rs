@@ -35,6 +35,29 @@ fn write_files(dir: &Path, ha: std::net::SocketAddr) -> (u16, u16) {
     (ws, health)
 }
 
+/// `agent-gate serve --insecure` with the config.yaml and permissions.yaml of `dir`.
+fn insecure_serve(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .arg("--insecure")
+        .arg("-c")
+        .arg(dir.join("config.yaml"))
+        .arg("-p")
+        .arg(dir.join("permissions.yaml"));
+    command
+}
+
+/// Sends SIGTERM to process `pid`.
+fn sigterm(pid: u32) {
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
 #[tokio::test]
 async fn serve_refuses_to_start_without_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,13 +133,7 @@ async fn serve_insecure_serves_agents_and_stops_on_sigterm() {
     let home = HomeAssistant::demo(DEFAULT_TOKEN);
     let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
     let (ws_port, health_port) = write_files(dir.path(), ha);
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .arg("--insecure")
-        .arg("-c")
-        .arg(dir.path().join("config.yaml"))
-        .arg("-p")
-        .arg(dir.path().join("permissions.yaml"))
+    let mut child = insecure_serve(dir.path())
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", "debug")
         .stdout(Stdio::piped())
@@ -174,12 +191,7 @@ async fn serve_insecure_serves_agents_and_stops_on_sigterm() {
     #[cfg(target_os = "linux")]
     priorities_favour_the_store_writer(child.id());
 
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(child.id());
     let close = agent.closed().await.expect("going away");
     assert_eq!(u16::from(close.code), 1001);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
@@ -258,14 +270,8 @@ fn serve_raises_its_open_file_soft_limit_to_the_hard_limit() {
     let home = HomeAssistant::demo(DEFAULT_TOKEN);
     let (ha, _server) = runtime.block_on(home.spawn("127.0.0.1:0")).unwrap();
     write_files(dir.path(), ha);
-    let mut command = Command::new(BIN);
+    let mut command = insecure_serve(dir.path());
     command
-        .arg("serve")
-        .arg("--insecure")
-        .arg("-c")
-        .arg(dir.path().join("config.yaml"))
-        .arg("-p")
-        .arg(dir.path().join("permissions.yaml"))
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -311,13 +317,7 @@ async fn serve_at_the_default_level_logs_no_line_per_mcp_call() {
     let home = HomeAssistant::demo(DEFAULT_TOKEN);
     let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
     let (ws_port, _) = write_files(dir.path(), ha);
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .arg("--insecure")
-        .arg("-c")
-        .arg(dir.path().join("config.yaml"))
-        .arg("-p")
-        .arg(dir.path().join("permissions.yaml"))
+    let mut child = insecure_serve(dir.path())
         .env_remove("LOG_LEVEL")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
@@ -356,12 +356,7 @@ async fn serve_at_the_default_level_logs_no_line_per_mcp_call() {
         assert_eq!(answer["result"]["isError"], false, "{answer}");
         answered += 1;
     }
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(child.id());
     assert!(child.wait().unwrap().success());
     let log = reader.join().unwrap();
     assert!(log.iter().any(|l| l.contains("\"ready\"")), "{log:?}");
@@ -386,13 +381,7 @@ async fn serve_refuses_a_worker_thread_count_that_is_not_a_number() {
     let (ha, _server) = home.spawn("127.0.0.1:0").await.unwrap();
     write_files(dir.path(), ha);
     for value in ["two", "0"] {
-        let output = Command::new(BIN)
-            .arg("serve")
-            .arg("--insecure")
-            .arg("-c")
-            .arg(dir.path().join("config.yaml"))
-            .arg("-p")
-            .arg(dir.path().join("permissions.yaml"))
+        let output = insecure_serve(dir.path())
             .env("TOKIO_WORKER_THREADS", value)
             .output()
             .unwrap();
