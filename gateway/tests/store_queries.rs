@@ -461,3 +461,87 @@ async fn concurrent_writes_share_transactions() {
     );
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_write_finding_the_writer_idle_is_committed_by_its_caller() {
+    let (_dir, store) = open().await;
+    let before = store.stats();
+    for n in 0..20 {
+        let rid = format!("r{n}");
+        store
+            .insert_request(
+                NewRequest::allowed("pi", rid.as_str(), "t", json!({"n": n}), "t()")
+                    .audit(AuditEntry::new("pi", AuditKind::Decision).request_id(rid.as_str())),
+            )
+            .await
+            .unwrap();
+        let won = store
+            .transition(Transition::executed("pi", rid.as_str(), json!({"ok": n})))
+            .await
+            .unwrap();
+        assert!(won);
+    }
+    let after = store.stats();
+    // One at a time, nothing queued: every write was its own transaction, committed inline.
+    assert_eq!(after.writes - before.writes, 40);
+    assert_eq!(after.transactions - before.transactions, 40);
+    assert_eq!(after.inline_commits - before.inline_commits, 40);
+    let stored = store.get_request("pi", "r19").await.unwrap().unwrap();
+    assert_eq!(stored.state, RequestState::Executed);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_waiting_for_another_connection_does_not_block_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate.db");
+    let store = Store::open(&path).await.unwrap();
+    let before = store.stats();
+    // Another connection (another process, say) holds the write lock.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let write = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .append_audit(AuditEntry::new("pi", AuditKind::Decision).request_id("r1"))
+                .await
+        }
+    });
+    // The runtime's only thread stays free while the write waits for the lock: this timer
+    // fires, and the write has not finished.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!write.is_finished());
+    blocker.execute_batch("ROLLBACK").unwrap();
+    write.await.unwrap().unwrap();
+
+    let after = store.stats();
+    assert_eq!(after.writes - before.writes, 1);
+    // The writer thread, not the caller, waited and committed it.
+    assert_eq!(after.inline_commits, before.inline_commits);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn writes_with_other_calls_in_progress_go_to_the_writer_thread() {
+    let (_dir, store) = open().await;
+    let audit = |n: u32| AuditEntry::new("pi", AuditKind::Decision).request_id(format!("r{n}"));
+    let before = store.stats();
+    let first = store.call_in_progress();
+    store.append_audit(audit(0)).await.unwrap();
+    let alone = store.stats();
+    // One call in progress: its write commits inline.
+    assert_eq!(alone.inline_commits - before.inline_commits, 1);
+
+    let second = store.call_in_progress();
+    for n in 1..4 {
+        store.append_audit(audit(n)).await.unwrap();
+    }
+    let company = store.stats();
+    // Two calls in progress: their writes are for the writer thread to share.
+    assert_eq!(company.writes - alone.writes, 3);
+    assert_eq!(company.inline_commits, alone.inline_commits);
+    drop((first, second));
+    store.close().await.unwrap();
+}

@@ -74,6 +74,7 @@ impl Engine {
         // takes kilobytes, and each front runs it inside a task it spawns. Tokio moves a task's
         // future by value when it spawns it and again when it finishes, so inline those
         // kilobytes would be copied several times per call; boxed they are copied once.
+        let _in_progress = self.store.call_in_progress();
         Box::pin(self.submit_unboxed(agent, call)).await
     }
 

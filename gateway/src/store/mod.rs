@@ -1,5 +1,5 @@
 //! The gateway's SQLite store: the request state machine (docs/ARCHITECTURE.md) and the append-only
-//! audit log, behind an async API that never blocks the tokio runtime.
+//! audit log, behind an async API that blocks the tokio runtime for at most one short commit.
 //!
 //! # Design
 //!
@@ -15,7 +15,9 @@
 //!   file and refuses a file written by a newer agent-gate ([`StoreError::NewerSchema`]).
 //! - Writes go to one writer thread that **group-commits**: everything queued is applied in one
 //!   transaction and every caller is answered after that commit (and, with [`SyncMode::Always`],
-//!   its sync; see the `writer` module).
+//!   its sync; see the `writer` module). A write that finds the writer idle (nothing queued, no
+//!   commit running) is committed by its caller on the spot, with the same connection and the
+//!   same rules, which saves two thread hand-offs per write when calls arrive one at a time.
 //! - Reads use a small pool of separate connections on tokio's blocking threads; in WAL mode they
 //!   never wait for the writer's lock (only, if they may have seen a commit still being synced,
 //!   for that sync).
@@ -85,7 +87,7 @@ pub use types::{
 
 use writer::{
     Durability, Job, PreparedAudit, PreparedInsert, PreparedTransition, Stats, WriteOp,
-    WriteOutput, Writer,
+    WriteOutput, Writer, WriterSlot,
 };
 
 /// When a write counts as done, relative to the disk.
@@ -201,12 +203,27 @@ impl std::fmt::Debug for Store {
 struct Inner {
     path: PathBuf,
     sender: mpsc::Sender<Job>,
+    /// The writer, shared with its thread so that an idle one can commit a caller's write inline.
+    writer: Arc<WriterSlot>,
+    /// Calls in progress ([`Store::call_in_progress`]): with company, writes go to the writer
+    /// thread to share its transactions.
+    calls: Arc<AtomicUsize>,
     readers: Vec<Mutex<Option<Connection>>>,
     next_reader: AtomicUsize,
     stats: Arc<Stats>,
     durability: Arc<Durability>,
     closed: AtomicBool,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A call in progress, counted until it drops (see [`Store::call_in_progress`]).
+#[derive(Debug)]
+pub struct CallInProgress(Arc<AtomicUsize>);
+
+impl Drop for CallInProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -258,9 +275,11 @@ impl Store {
             options.max_batch,
             options.sync,
         )?;
+        let writer = Arc::new(Mutex::new(Some(writer)));
+        let slot = Arc::clone(&writer);
         let writer_thread = std::thread::Builder::new()
             .name("agent-gate-store".to_owned())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || Writer::run(&slot, receiver))
             .map_err(|error| StoreError::Worker {
                 path: path.clone(),
                 detail: format!("starting the writer thread: {error}"),
@@ -269,7 +288,9 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 sender,
+                writer,
                 readers,
+                calls: Arc::new(AtomicUsize::new(0)),
                 next_reader: AtomicUsize::new(0),
                 stats,
                 durability,
@@ -314,13 +335,32 @@ impl Store {
         }
     }
 
+    /// Counts a call as in progress until the returned guard drops. A write commits inline
+    /// (on its caller's thread, see `writer::commit_inline`) only while at most one call is in
+    /// progress: with company it goes to the writer thread, whose transactions the concurrent
+    /// calls share. The count has to come from the calls: a runtime with one worker thread
+    /// hands the store one write at a time however many calls are in flight, and committing
+    /// them inline would stall every other call on that thread.
+    pub fn call_in_progress(&self) -> CallInProgress {
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        CallInProgress(Arc::clone(&self.inner.calls))
+    }
+
     async fn write(&self, op: WriteOp) -> StoreResult<WriteOutput> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .sender
-            .send(Job { op, reply })
-            .await
-            .map_err(|_| self.closed_error())?;
+        let job = Job { op, reply };
+        let queued = if self.inner.calls.load(Ordering::Relaxed) <= 1 {
+            writer::commit_inline(&self.inner.writer, &self.inner.sender, job)
+        } else {
+            Err(job)
+        };
+        if let Err(job) = queued {
+            self.inner
+                .sender
+                .send(job)
+                .await
+                .map_err(|_| self.closed_error())?;
+        }
         answer.await.map_err(|_| self.closed_error())?
     }
 

@@ -252,7 +252,7 @@ ALTER TABLE audit_log ADD COLUMN hash TEXT;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// How long a connection waits for a lock held by another connection before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether `path` can hold the database, without creating anything: not a directory or other
 /// non-file, readable and writable if it exists, and its directory writable (or, when the

@@ -21,4 +21,7 @@ pub struct StoreStats {
     /// Pages appended to the write-ahead log by commits (each commit writes every page it
     /// changed; divided by `transactions`, the size of a commit).
     pub wal_frames: u64,
+    /// Transactions committed inline by the caller that found the writer idle, instead of by
+    /// the writer thread (included in `transactions`).
+    pub inline_commits: u64,
 }

@@ -1,6 +1,6 @@
 //! The writer thread, its group commit, and the sync thread that makes commits durable.
 //!
-//! All writes go through one dedicated OS thread that owns the only writing connection. It
+//! All writes go through the one writing connection, owned by a dedicated OS thread. It
 //! blocks on a channel, drains everything queued (up to a batch limit), applies every operation
 //! inside ONE `BEGIN IMMEDIATE … COMMIT` transaction, and hands the commit to the sync threads,
 //! which `fdatasync` the write-ahead log. SQLite runs with `synchronous=NORMAL` (it writes the
@@ -18,6 +18,13 @@
 //! [`super::StoreOptions::sync_in_commit`] SQLite syncs inside every commit (`synchronous=FULL`)
 //! instead, and the writer answers by itself after each commit.
 //!
+//! The writer's state sits behind a mutex ([`WriterSlot`]) that its thread holds only while it
+//! gathers and commits a batch. A caller whose write finds the queue empty and the mutex free
+//! commits that write itself ([`commit_inline`]): the same transaction code, on the caller's
+//! thread, without the two thread wake-ups of the hand-off. It does so only while at most one
+//! call is in progress (`Store::call_in_progress`); concurrent calls' writes queue and share the
+//! thread's transactions.
+//!
 //! If one operation fails, the transaction is rolled back, that caller gets the error, and the
 //! rest of the batch is replayed in a fresh transaction (operations are deterministic functions of
 //! the database state, so the replay is exact). If the commit itself fails, every caller of the
@@ -34,8 +41,8 @@ mod sync;
 use std::ffi::c_int;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,6 +56,7 @@ pub(crate) use stats::Stats;
 
 use super::SyncMode;
 use super::error::{StoreError, StoreResult};
+use super::schema::BUSY_TIMEOUT;
 use checkpoint::{CHECKPOINT_PAGES, WRITER_CHECKPOINT_PAGES, passive_checkpoint};
 use ops::apply;
 use sync::{Committed, Reply, SYNC_THREADS, SyncQueue};
@@ -150,19 +158,36 @@ impl Writer {
 
     /// Runs until a close request arrives or every sender is gone, then closes the connection
     /// (which checkpoints the WAL into the database file) and stops the sync thread.
-    pub(crate) fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+    ///
+    /// The writer lives in `slot` so that a caller finding it idle can commit its own write
+    /// inline ([`commit_inline`]); the thread holds the lock only while it gathers and commits.
+    pub(crate) fn run(slot: &WriterSlot, mut receiver: mpsc::Receiver<Job>) {
         let mut close_replies = Vec::new();
-        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut batch = Vec::new();
         // Whether the last transaction had company: then writes are arriving concurrently.
         let mut busy = false;
-        while let Some(first) = next_job(&mut receiver, busy, || self.checkpoint_when_idle()) {
+        let idle = || {
+            if let Some(writer) = lock_slot(slot).as_ref() {
+                writer.checkpoint_when_idle();
+            }
+        };
+        while let Some(first) = next_job(&mut receiver, idle) {
+            let mut guard = lock_slot(slot);
+            let Some(writer) = guard.as_mut() else {
+                // Only this thread empties the slot, after this loop.
+                let _ = first.reply.send(Err(StoreError::Worker {
+                    path: PathBuf::new(),
+                    detail: "the writer is gone".to_owned(),
+                }));
+                break;
+            };
             batch.push(first);
-            self.gather(&mut receiver, &mut batch, busy);
+            writer.gather(&mut receiver, &mut batch, busy);
             busy = batch.len() > 1;
             let mut work = Vec::with_capacity(batch.len());
             for job in batch.drain(..) {
                 if !close_replies.is_empty() {
-                    let _ = job.reply.send(Err(self.closed()));
+                    let _ = job.reply.send(Err(writer.closed()));
                 } else if matches!(job.op, WriteOp::Close) {
                     close_replies.push(job.reply);
                 } else {
@@ -170,16 +195,19 @@ impl Writer {
                 }
             }
             if !work.is_empty() {
-                self.commit_batch(work);
+                writer.commit_batch(work);
             }
             if !close_replies.is_empty() {
                 break;
             }
         }
+        let Some(writer) = lock_slot(slot).take() else {
+            return;
+        };
         // Refuse whatever is still queued, then stop accepting.
         receiver.close();
         while let Ok(job) = receiver.try_recv() {
-            let _ = job.reply.send(Err(self.closed()));
+            let _ = job.reply.send(Err(writer.closed()));
         }
         let Self {
             conn,
@@ -188,7 +216,7 @@ impl Writer {
             sync,
             sync_threads,
             ..
-        } = self;
+        } = writer;
         // The sync threads sync and answer everything handed to them, then end.
         sync.close();
         let mut joined = Ok(());
@@ -278,8 +306,28 @@ impl Writer {
         }
     }
 
+    /// Begins a transaction for an inline commit if that needs no waiting: not when another
+    /// connection (another process) holds the database's write lock, which the writer thread
+    /// waits out instead of a runtime thread, and not once a sync has failed (the thread
+    /// answers that).
+    fn begin_without_waiting(&mut self) -> bool {
+        if self.durability.check(&self.path).is_err() {
+            return false;
+        }
+        let instant = self.conn.busy_timeout(Duration::ZERO);
+        let began = instant.and_then(|()| self.conn.execute_batch("BEGIN IMMEDIATE"));
+        if let Err(error) = self.conn.busy_timeout(BUSY_TIMEOUT) {
+            // Without its timeout the writer would fail where it should wait: leave the work
+            // to a thread that reports it.
+            tracing::error!(path = %self.path.display(), %error, "restoring the writer's busy timeout failed");
+            self.rollback();
+            return false;
+        }
+        began.is_ok()
+    }
+
     /// Applies `jobs` in one transaction; their callers are answered once it is synced.
-    fn commit_batch(&mut self, mut jobs: Vec<Job>) {
+    fn commit_batch(&mut self, jobs: Vec<Job>) {
         if let Err(error) = self.durability.check(&self.path) {
             for job in jobs {
                 let _ = job.reply.send(Err(StoreError::SyncFailed {
@@ -289,9 +337,21 @@ impl Writer {
             }
             return;
         }
+        if let Err(source) = self.run_cached("BEGIN IMMEDIATE") {
+            self.fail_all(jobs, &source);
+            return;
+        }
+        self.commit_begun(jobs);
+    }
+
+    /// [`Self::commit_batch`] once its transaction has begun.
+    fn commit_begun(&mut self, mut jobs: Vec<Job>) {
+        let mut begun = true;
         loop {
             let began = Instant::now();
-            if let Err(source) = self.run_cached("BEGIN IMMEDIATE") {
+            if !std::mem::take(&mut begun)
+                && let Err(source) = self.run_cached("BEGIN IMMEDIATE")
+            {
                 self.fail_all(jobs, &source);
                 return;
             }
@@ -355,8 +415,7 @@ impl Writer {
     /// restarts, because a restart needs every frame copied when a write begins; a checkpoint on
     /// the idle writer cannot be overtaken, so the next write restarts the log.
     fn checkpoint_when_idle(&self) {
-        if self.sync.wal.is_none() || self.sync.wal_pages.load(Ordering::Relaxed) < CHECKPOINT_PAGES
-        {
+        if !self.due_for_checkpoint() {
             return;
         }
         if let Some((log, checkpointed)) = passive_checkpoint(&self.conn, &self.stats, &self.path)
@@ -364,6 +423,11 @@ impl Writer {
         {
             self.sync.wal_pages.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the log is long enough for [`Self::checkpoint_when_idle`].
+    fn due_for_checkpoint(&self) -> bool {
+        self.sync.wal.is_some() && self.sync.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
     }
 
     /// See [`WRITER_CHECKPOINT_PAGES`]. (Without sync threads SQLite checkpoints by itself.)
@@ -404,20 +468,6 @@ impl Writer {
     }
 }
 
-/// How long the writer keeps polling its queue after a lone write before it sleeps. A call
-/// writes twice, before and after its execution, tens of microseconds apart; waking a sleeping
-/// thread costs about as much again on a virtual machine, so the writer stays awake for a moment
-/// (yielding the CPU between polls). Under concurrent load it does not poll: it sleeps until a
-/// write arrives, then gathers (see [`GATHER_WINDOW`]).
-///
-/// Committing a lone write on its caller's thread instead (no hand-off at all when the writer is
-/// free) was measured and not kept: one call at a time it added nothing measurable (the spinning
-/// writer already takes the write at once; added p50 over WebSocket 189 → 195 µs, medians of
-/// three alternating rounds of `BENCH_ONLY=processes bench_gateway 1000 2`), and at 64 in flight
-/// the tokio workers committing small transactions themselves cut WebSocket throughput from
-/// 18,400 to 12,700 calls/s and raised the gateway's CPU per call from 68 to 94 µs.
-const SPIN_WINDOW: Duration = Duration::from_micros(100);
-
 /// Under concurrent writes the writer sleeps this long before each commit, so that the calls
 /// arriving meanwhile share the transaction. Every transaction rewrites whole pages of the table
 /// and its indexes, so fewer, larger transactions cost less CPU per call; sleeping instead of
@@ -435,22 +485,61 @@ fn drain_into(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usi
     }
 }
 
-/// The next job. After a lone write it polls the queue for [`SPIN_WINDOW`], then calls
-/// `idle` and blocks; when `busy` it blocks at once.
-fn next_job(receiver: &mut mpsc::Receiver<Job>, busy: bool, idle: impl FnOnce()) -> Option<Job> {
-    if busy {
-        return receiver.blocking_recv();
-    }
-    let until = Instant::now() + SPIN_WINDOW;
-    loop {
-        match receiver.try_recv() {
-            Ok(job) => return Some(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
-                idle();
-                return receiver.blocking_recv();
-            }
-            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
+/// The next job: a queued one at once, otherwise after calling `idle`, the one the thread
+/// blocks for. (A lone call's write seldom reaches the thread: its caller commits it inline.)
+fn next_job(receiver: &mut mpsc::Receiver<Job>, idle: impl FnOnce()) -> Option<Job> {
+    match receiver.try_recv() {
+        Ok(job) => Some(job),
+        Err(mpsc::error::TryRecvError::Disconnected) => None,
+        Err(mpsc::error::TryRecvError::Empty) => {
+            idle();
+            receiver.blocking_recv()
         }
     }
+}
+
+/// Where the writer lives: shared by its thread and the callers that commit inline; emptied
+/// when the writer closes.
+pub(crate) type WriterSlot = Mutex<Option<Writer>>;
+
+fn lock_slot(slot: &WriterSlot) -> MutexGuard<'_, Option<Writer>> {
+    // A panic inside a commit unwinds through `commit_batch`, whose transaction SQLite rolls
+    // back when the next one begins; the writer's state stays consistent.
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Commits `job` on the calling thread when the writer is idle: nothing is queued for it and
+/// no one holds it. A lone write then costs no hand-off to the writer thread and back (two
+/// thread wake-ups, which on a virtual machine cost more than the commit itself). Returns the
+/// job when it must go through the queue instead: the writer is busy (concurrent writes share
+/// its next transaction), the job is a close, or the log is due for the idle checkpoint, which
+/// the writer thread runs off the callers' path.
+///
+/// The commit runs on an async runtime's thread, so only commits without a sync run here: the
+/// sync threads make them durable (in [`SyncMode::Always`] the caller's answer still waits for
+/// that sync), and a store opened with `sync_in_commit` always uses the writer thread.
+pub(crate) fn commit_inline(
+    slot: &WriterSlot,
+    queue: &mpsc::Sender<Job>,
+    job: Job,
+) -> Result<(), Job> {
+    if matches!(job.op, WriteOp::Close) || queue.capacity() < queue.max_capacity() {
+        return Err(job);
+    }
+    let mut guard = match slot.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return Err(job),
+    };
+    let Some(writer) = guard.as_mut() else {
+        return Err(job);
+    };
+    // With `sync_in_commit` (no sync threads, `wal` is `None`) every commit is an `fsync`:
+    // milliseconds that must not stall a runtime thread.
+    if writer.sync.wal.is_none() || writer.due_for_checkpoint() || !writer.begin_without_waiting() {
+        return Err(job);
+    }
+    writer.stats.inline_commits.fetch_add(1, Ordering::Relaxed);
+    writer.commit_begun(vec![job]);
+    Ok(())
 }

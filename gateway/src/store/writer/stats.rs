@@ -17,6 +17,7 @@ pub(crate) struct Stats {
     pub(super) synced_transactions: AtomicU64,
     pub(super) checkpoints: AtomicU64,
     pub(super) wal_frames: AtomicU64,
+    pub(super) inline_commits: AtomicU64,
     /// The commit latency and batch size histograms `/metrics` shows.
     pub(crate) metrics: StoreMetrics,
 }
@@ -31,6 +32,7 @@ impl Stats {
             synced_transactions: self.synced_transactions.load(Ordering::Relaxed),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             wal_frames: self.wal_frames.load(Ordering::Relaxed),
+            inline_commits: self.inline_commits.load(Ordering::Relaxed),
         }
     }
 
