@@ -171,7 +171,7 @@ impl Writer {
                 writer.checkpoint_when_idle();
             }
         };
-        while let Some(first) = next_job(&mut receiver, idle) {
+        while let Some(first) = next_job(&mut receiver, busy, idle) {
             let mut guard = lock_slot(slot);
             let Some(writer) = guard.as_mut() else {
                 // Only this thread empties the slot, after this loop.
@@ -485,15 +485,30 @@ fn drain_into(receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usi
     }
 }
 
-/// The next job: a queued one at once, otherwise after calling `idle`, the one the thread
-/// blocks for. (A lone call's write seldom reaches the thread: its caller commits it inline.)
-fn next_job(receiver: &mut mpsc::Receiver<Job>, idle: impl FnOnce()) -> Option<Job> {
-    match receiver.try_recv() {
-        Ok(job) => Some(job),
-        Err(mpsc::error::TryRecvError::Disconnected) => None,
-        Err(mpsc::error::TryRecvError::Empty) => {
-            idle();
-            receiver.blocking_recv()
+/// How long the writer keeps polling its queue after a lone write before it sleeps. Writes
+/// reach the thread only while several calls are in progress (a lone call commits inline); a
+/// transaction of one write among them means the next write is a few microseconds away, and
+/// waking a sleeping thread costs more than that on a virtual machine, so the writer stays
+/// awake for a moment (yielding the CPU between polls). After a transaction with company it
+/// sleeps until a write arrives, then gathers (see [`GATHER_WINDOW`]).
+const SPIN_WINDOW: Duration = Duration::from_micros(100);
+
+/// The next job. After a lone write it polls the queue for [`SPIN_WINDOW`], then calls
+/// `idle` and blocks; when `busy` it blocks at once.
+fn next_job(receiver: &mut mpsc::Receiver<Job>, busy: bool, idle: impl FnOnce()) -> Option<Job> {
+    if busy {
+        return receiver.blocking_recv();
+    }
+    let until = Instant::now() + SPIN_WINDOW;
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
+                idle();
+                return receiver.blocking_recv();
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
         }
     }
 }
