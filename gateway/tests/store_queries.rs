@@ -401,16 +401,22 @@ async fn many_concurrent_writes_all_land() {
     store.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn concurrent_writes_share_transactions() {
+/// A fresh store, and another connection to its database holding the write lock (roll it back
+/// to release it).
+async fn open_locked() -> (tempfile::TempDir, Store, rusqlite::Connection) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gate.db");
     let store = Store::open(&path).await.unwrap();
-    let before = store.stats();
-
-    // Another connection holds the write lock, so the writer cannot commit anything yet.
     let blocker = rusqlite::Connection::open(&path).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    (dir, store, blocker)
+}
+
+#[tokio::test]
+async fn concurrent_writes_share_transactions() {
+    // Another connection holds the write lock, so the writer cannot commit anything yet.
+    let (_dir, store, blocker) = open_locked().await;
+    let before = store.stats();
 
     let writes = (0..200).map(|n| {
         let store = store.clone();
@@ -493,13 +499,9 @@ async fn a_write_finding_the_writer_idle_is_committed_by_its_caller() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_write_waiting_for_another_connection_does_not_block_the_runtime() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gate.db");
-    let store = Store::open(&path).await.unwrap();
-    let before = store.stats();
     // Another connection (another process, say) holds the write lock.
-    let blocker = rusqlite::Connection::open(&path).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (_dir, store, blocker) = open_locked().await;
+    let before = store.stats();
 
     let write = tokio::spawn({
         let store = store.clone();

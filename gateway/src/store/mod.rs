@@ -15,9 +15,10 @@
 //!   file and refuses a file written by a newer agent-gate ([`StoreError::NewerSchema`]).
 //! - Writes go to one writer thread that **group-commits**: everything queued is applied in one
 //!   transaction and every caller is answered after that commit (and, with [`SyncMode::Always`],
-//!   its sync; see the `writer` module). A write that finds the writer idle (nothing queued, no
-//!   commit running) is committed by its caller on the spot, with the same connection and the
-//!   same rules, which saves two thread hand-offs per write when calls arrive one at a time.
+//!   its sync; see the `writer` module). While at most one call is in progress
+//!   ([`Store::call_in_progress`]), a write that finds the writer idle (nothing queued, no commit
+//!   running) is committed by its caller on the spot, with the same connection and the same
+//!   rules, which saves two thread hand-offs per write when calls arrive one at a time.
 //! - Reads use a small pool of separate connections on tokio's blocking threads; in WAL mode they
 //!   never wait for the writer's lock (only, if they may have seen a commit still being synced,
 //!   for that sync).

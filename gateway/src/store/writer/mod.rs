@@ -315,7 +315,7 @@ impl Writer {
             return false;
         }
         let instant = self.conn.busy_timeout(Duration::ZERO);
-        let began = instant.and_then(|()| self.conn.execute_batch("BEGIN IMMEDIATE"));
+        let began = instant.and_then(|()| self.run_cached("BEGIN IMMEDIATE"));
         if let Err(error) = self.conn.busy_timeout(BUSY_TIMEOUT) {
             // Without its timeout the writer would fail where it should wait: leave the work
             // to a thread that reports it.
