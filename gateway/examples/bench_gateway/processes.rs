@@ -2,7 +2,8 @@
 //! example re-run as `bench_gateway backend`), the release `agent-gate` binary, and this
 //! process as the load generator. Each round alternates direct HTTP calls to the backend with
 //! the same call through the gateway's WebSocket front and its MCP front, one at a time in
-//! blocks of 100, then runs each of the three with 64 calls in flight; CPU time is read from
+//! blocks of 100 (the gateway's CPU summed over each front's blocks), then runs each of the
+//! three with 64 calls in flight; CPU time is read from
 //! `/proc/<pid>/stat` of each process. Prints the ratios issue 22 sets targets for.
 
 use std::io::{BufRead, BufReader};
@@ -102,16 +103,21 @@ struct Round {
     direct_cpu: Cpu,
     websocket_cpu: Cpu,
     mcp_cpu: Cpu,
+    /// The gateway's CPU per call one at a time (µs), WebSocket and MCP.
+    sequential_cpu: (f64, f64),
 }
 
 /// Sequential latency: blocks of 100 direct calls, 100 WebSocket calls, 100 MCP calls, in
-/// turn, after 5 blocks of warm-up.
+/// turn, after 5 blocks of warm-up; the gateway's CPU time is summed over each front's blocks.
 async fn latencies(
     round: &mut Round,
     backend: SocketAddr,
-    gateway_port: u16,
+    gateway: &GatewayProcess,
     calls: u64,
 ) -> Result<(), Error> {
+    let gateway_port = gateway.ports.0;
+    let pid = gateway.pid().to_string();
+    let (mut websocket_cpu, mut mcp_cpu) = (Duration::ZERO, Duration::ZERO);
     let client = reqwest::Client::new();
     let direct_url = format!("http://{backend}/api/states/sensor.living_room_temperature");
     let mcp_url = format!("http://127.0.0.1:{gateway_port}/mcp");
@@ -128,6 +134,7 @@ async fn latencies(
                 round.direct.push(start.elapsed());
             }
         }
+        let before = process_cpu(&pid)?;
         for _ in 0..100 {
             id += 1;
             let start = Instant::now();
@@ -137,6 +144,10 @@ async fn latencies(
                 round.websocket.push(start.elapsed());
             }
         }
+        let after = process_cpu(&pid)?;
+        if keep {
+            websocket_cpu += after.saturating_sub(before);
+        }
         for _ in 0..100 {
             id += 1;
             let start = Instant::now();
@@ -145,7 +156,16 @@ async fn latencies(
                 round.mcp.push(start.elapsed());
             }
         }
+        let before = after;
+        let after = process_cpu(&pid)?;
+        if keep {
+            mcp_cpu += after.saturating_sub(before);
+        }
     }
+    round.sequential_cpu = (
+        micros(websocket_cpu) / round.websocket.len().max(1) as f64,
+        micros(mcp_cpu) / round.mcp.len().max(1) as f64,
+    );
     round.direct.sort();
     round.websocket.sort();
     round.mcp.sort();
@@ -302,7 +322,7 @@ pub(crate) async fn run(calls: u64, seconds: u64) -> Result<(), Error> {
             let dir = tempfile::tempdir()?;
             let gateway = GatewayProcess::start(binary, dir.path(), backend.addr, 8).await?;
             let mut round = Round::default();
-            latencies(&mut round, backend.addr, gateway.ports.0, calls).await?;
+            latencies(&mut round, backend.addr, &gateway, calls).await?;
             for way in [Path3::Direct, Path3::WebSocket, Path3::Mcp] {
                 let (rate, cpu) = throughput(way, &backend, &gateway, seconds).await?;
                 match way {
@@ -319,6 +339,11 @@ pub(crate) async fn run(calls: u64, seconds: u64) -> Result<(), Error> {
     println!("medians over {rounds} rounds (each ratio taken within its round):");
     for (binary, runs) in binaries.iter().zip(&results) {
         println!("  {}:", binary.display());
+        println!(
+            "    one at a time, gateway CPU per call: WebSocket {:.1} µs, MCP {:.1} µs",
+            median(runs.iter().map(|r| r.sequential_cpu.0).collect()),
+            median(runs.iter().map(|r| r.sequential_cpu.1).collect()),
+        );
         for (front, through, rate, cpu) in [
             (
                 "WebSocket",
@@ -405,6 +430,10 @@ fn print_round(label: &str, round: &Round) {
             m - d
         );
     }
+    println!(
+        "  one at a time, gateway CPU per call: WebSocket {:.1} µs, MCP {:.1} µs",
+        round.sequential_cpu.0, round.sequential_cpu.1
+    );
     for (name, rate, cpu) in [
         ("direct", round.direct_rate, round.direct_cpu),
         ("WebSocket", round.websocket_rate, round.websocket_cpu),
