@@ -161,10 +161,18 @@ pub(crate) fn router(engine: Arc<Engine>, config: &McpConfig) -> axum::Router {
     } else {
         http.with_allowed_origins(config.allowed_origins.iter().cloned())
     };
-    let service: StreamableHttpService<McpFront, NeverSessionManager> =
-        StreamableHttpService::new(move || Ok(front.clone()), Default::default(), http);
+    let service: Arc<StreamableHttpService<McpFront, NeverSessionManager>> = Arc::new(
+        StreamableHttpService::new(move || Ok(front.clone()), Default::default(), http),
+    );
+    // A handler sharing one service rather than `route_service`: as a tower service, `rmcp`'s
+    // is cloned twice per request (by axum, then by its own `call`), and each clone copies the
+    // configuration's host and origin lists, string by string.
+    let serve = move |request: axum::extract::Request| {
+        let service = Arc::clone(&service);
+        async move { service.handle(request).await }
+    };
     axum::Router::new()
-        .route_service(&config.path, service)
+        .route(&config.path, axum::routing::any(serve))
         .layer(axum::middleware::from_fn_with_state(
             engine,
             auth::authenticate,
