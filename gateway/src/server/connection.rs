@@ -46,6 +46,11 @@ pub(crate) async fn serve(
     ticket: Ticket,
 ) {
     let deadline = Instant::now() + limits.auth_timeout;
+    // This future is the connection's task for as long as it is open, and a task reserves room
+    // for every state its future can be in. A TLS stream is several KiB and each future it
+    // passes through holds its own copy, so the handshake and the stream are boxed: inline,
+    // every connection's task reserved 17.5 KiB, TLS or not (3.2 KiB of it touched on a plain
+    // connection).
     match tls {
         Some(acceptor) => {
             let accepted = tokio::select! {
@@ -54,10 +59,13 @@ pub(crate) async fn serve(
                     tracing::debug!(%peer, "dropped during the TLS handshake: too many unauthenticated connections");
                     return;
                 }
-                accepted = timeout_at(deadline, acceptor.accept(stream)) => accepted,
+                accepted = timeout_at(deadline, Box::pin(acceptor.accept(stream))) => accepted,
             };
             match accepted {
-                Ok(Ok(stream)) => run(engine, stream, peer, deadline, limits, front, ticket).await,
+                Ok(Ok(stream)) => {
+                    let stream = Box::new(stream);
+                    run(engine, stream, peer, deadline, limits, front, ticket).await;
+                }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }

@@ -47,7 +47,9 @@ fn take<T: Default>(shared: &Mutex<T>) -> T {
     std::mem::take(&mut *shared.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
-/// A message for the connection's writer.
+/// A message for the connection's writer, boxed in its queue: the queue keeps a block of 32
+/// slots from the start, which for the message itself (72 bytes) came to 2.3 KiB per idle
+/// connection.
 #[derive(Debug)]
 struct Outbound {
     /// The text frame.
@@ -76,7 +78,7 @@ impl Outbound {
 #[derive(Debug, Clone)]
 struct Link {
     agent: Arc<str>,
-    sender: mpsc::Sender<Outbound>,
+    sender: mpsc::Sender<Box<Outbound>>,
     /// Cancelled when the connection ends (or the gateway stops): waits for outcomes end.
     stop: CancellationToken,
 }
@@ -84,7 +86,10 @@ struct Link {
 impl Link {
     async fn send(&self, text: String, carries: Vec<String>) {
         // A closed connection is fine: the outcome stays recorded for the agent.
-        let _ = self.sender.send(Outbound::carrying(text, carries)).await;
+        let _ = self
+            .sender
+            .send(Box::new(Outbound::carrying(text, carries)))
+            .await;
     }
 
     async fn send_response(&self, response: &Response) {
@@ -176,7 +181,7 @@ pub(super) async fn session<S>(
     // Cancelled by the reader once it has set the close frame: the writer closes right away.
     let closing = CancellationToken::new();
     let (sink, mut stream) = ws.split();
-    let (sender, receiver) = mpsc::channel::<Outbound>(1024);
+    let (sender, receiver) = mpsc::channel::<Box<Outbound>>(1024);
     let written: Shared<Vec<String>> = Arc::default();
     let close_frame: Shared<Option<CloseFrame>> = Arc::default();
     let close_all = engine.close_connections.child_token();
@@ -387,7 +392,7 @@ async fn write_loop<S>(
     engine: Arc<Engine>,
     agent: Arc<str>,
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut receiver: mpsc::Receiver<Outbound>,
+    mut receiver: mpsc::Receiver<Box<Outbound>>,
     written: Shared<Vec<String>>,
     close_frame: Shared<Option<CloseFrame>>,
     closing: CancellationToken,
