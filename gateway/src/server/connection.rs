@@ -390,3 +390,22 @@ where
         .await;
     // The connection is dropped right away: an unauthenticated peer gets no more of our time.
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, D, E, G, H, F>(_: impl FnOnce(A, B, C, D, E, G, H) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn a_connection_task_does_not_reserve_room_for_a_tls_stream() {
+        // Every open connection's task is this future. With the TLS handshake and stream
+        // inline it was 17.0 KiB in this test's build (17.5 KiB with the task's header in a
+        // release build), TLS or not; boxed, 4.2 KiB.
+        let size = future_size(serve);
+        assert!(size <= 8 * 1024, "the connection future is {size} bytes");
+    }
+}
