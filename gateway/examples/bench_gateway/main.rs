@@ -12,7 +12,8 @@
 //!    requests) for `seconds`. Budget: ≥ 20,000/s.
 //! 3. Memory: the release `agent-gate serve --insecure` binary as a separate process; VmRSS
 //!    from `/proc/<pid>/status` when idle and with 1,000 authenticated idle agent
-//!    connections. Budget: < 15 MB and < 64 MB.
+//!    connections, over `ws://` and then over `wss://` (a self-signed certificate).
+//!    Budget: < 15 MB and < 64 MB.
 //!
 //! Every call is recorded in two SQLite commits (the decision before execution, the outcome
 //! before the answer), group-committed across concurrent calls. Runs the database on disk with
@@ -142,8 +143,18 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn agent(url: &str, token: &str) -> Result<Ws, Error> {
+    agent_over(url, token, None).await
+}
+
+/// [`agent`] with `connector` for a `wss://` URL.
+async fn agent_over(
+    url: &str,
+    token: &str,
+    connector: Option<tokio_tungstenite::Connector>,
+) -> Result<Ws, Error> {
     // Nagle off, as the agent-gate SDK does: pipelined requests must not wait for ACKs.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector).await?;
     ws.send(Message::text(
         json!({"jsonrpc": "2.0", "method": "auth", "params": {"token": token}, "id": 0})
             .to_string(),
@@ -347,17 +358,62 @@ impl GatewayProcess {
     /// [`GatewayProcess::start`] with `command` as the program that runs (`binary` itself, or
     /// a tool such as valgrind given `binary` as its argument).
     async fn start_command(
-        mut command: Command,
+        command: Command,
         binary: &Path,
         dir: &Path,
         backend: SocketAddr,
         agents: usize,
     ) -> Result<GatewayProcess, Error> {
         let ports = (free_port()?, free_port()?);
-        std::fs::write(
-            dir.join("config.yaml"),
-            config_yaml(dir, backend, agents, ports, "background"),
-        )?;
+        let config = config_yaml(dir, backend, agents, ports, "background");
+        Self::spawn(command, binary, dir, &config, ports).await
+    }
+
+    /// [`GatewayProcess::start`] serving `wss://` with a self-signed certificate for
+    /// `localhost` (written to `dir`), and a connector that trusts it.
+    async fn start_tls(
+        binary: &Path,
+        dir: &Path,
+        backend: SocketAddr,
+        agents: usize,
+    ) -> Result<(GatewayProcess, tokio_tungstenite::Connector), Error> {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem())?;
+        std::fs::write(&key, certified.signing_key.serialize_pem())?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certified.cert.der().clone())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let ports = (free_port()?, free_port()?);
+        let config = config_yaml(dir, backend, agents, ports, "background").replacen(
+            "gateway:\n",
+            &format!(
+                "gateway:\n  tls:\n    cert: \"{}\"\n    key: \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
+            1,
+        );
+        let gateway = Self::spawn(Command::new(binary), binary, dir, &config, ports).await?;
+        Ok((
+            gateway,
+            tokio_tungstenite::Connector::Rustls(Arc::new(client)),
+        ))
+    }
+
+    /// Runs `command` as `agent-gate serve` with `config` in `dir` and waits until it is ready.
+    async fn spawn(
+        mut command: Command,
+        binary: &Path,
+        dir: &Path,
+        config: &str,
+        ports: (u16, u16),
+    ) -> Result<GatewayProcess, Error> {
+        std::fs::write(dir.join("config.yaml"), config)?;
         std::fs::write(dir.join("permissions.yaml"), PERMISSIONS)?;
         let mut child = command
             .args(["serve", "--insecure", "-c"])
@@ -699,6 +755,26 @@ async fn memory(backend: SocketAddr) -> Result<(), Error> {
     );
     drop(connections);
     drop(gateway);
+
+    let dir = tempfile::tempdir()?;
+    let (gateway, connector) =
+        GatewayProcess::start_tls(&binary, dir.path(), backend, agents).await?;
+    let pid = gateway.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "  over TLS, idle with {agents} agents configured: {}",
+        resident(pid)?
+    );
+    let url = format!("wss://localhost:{}", gateway.ports.0);
+    let mut connections = Vec::with_capacity(agents);
+    for i in 0..agents {
+        connections.push(agent_over(&url, &token(i), Some(connector.clone())).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "  over TLS, with {agents} authenticated idle connections: {}",
+        resident(pid)?
+    );
     Ok(())
 }
 
