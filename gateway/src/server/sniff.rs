@@ -86,16 +86,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 /// Reads from `stream` until the end of a request head (`\r\n\r\n`), the end of the stream or
 /// [`MAX_HEAD`] bytes, and returns everything read.
 pub(super) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
+    // Read straight into `head`: a buffer on this future's stack would stay in the size of the
+    // connection's task for as long as the connection is open.
+    let mut head = Vec::with_capacity(2048);
     loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(head);
+        // Room for at most what is left of `MAX_HEAD` (the loop ends before it is reached).
+        if head.len() == head.capacity() {
+            head.reserve_exact(2048.min(MAX_HEAD - head.len()));
         }
         // Look for the end where the new bytes could complete it.
         let from = head.len().saturating_sub(3);
-        head.extend_from_slice(&chunk[..n]);
+        let n = stream.read_buf(&mut head).await?;
+        if n == 0 {
+            return Ok(head);
+        }
         if head[from..].windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
             return Ok(head);
         }
@@ -153,6 +157,34 @@ mod tests {
             "incomplete head"
         );
         assert!(!is_mcp_request(b"\x16\x03\x01 binary", "/mcp"));
+    }
+
+    #[tokio::test]
+    async fn a_head_is_read_across_reads_and_never_past_the_limit() {
+        let head = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(3000));
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let sent = head.clone();
+        let writer = tokio::spawn(async move {
+            tokio::io::AsyncWriteExt::write_all(&mut client, sent.as_bytes())
+                .await
+                .unwrap();
+        });
+        assert_eq!(read_head(&mut server).await.unwrap(), head.as_bytes());
+        writer.await.unwrap();
+
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            let endless = vec![b'b'; 2 * MAX_HEAD];
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut client, &endless).await;
+        });
+        let unending = read_head(&mut server).await.unwrap();
+        assert_eq!(
+            unending.len(),
+            MAX_HEAD,
+            "a head without an end stops at the limit"
+        );
+        drop(server);
+        writer.await.unwrap();
     }
 
     #[tokio::test]
