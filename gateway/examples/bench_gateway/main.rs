@@ -737,42 +737,42 @@ async fn memory(backend: SocketAddr) -> Result<(), Error> {
             resident(gateway.pid())?
         );
     }
-    let dir = tempfile::tempdir()?;
     let agents = 1000;
+    let dir = tempfile::tempdir()?;
     let gateway = GatewayProcess::start(&binary, dir.path(), backend, agents).await?;
-    let pid = gateway.pid();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    println!("  idle with {agents} agents configured: {}", resident(pid)?);
     let url = format!("ws://127.0.0.1:{}", gateway.ports.0);
-    let mut connections = Vec::with_capacity(agents);
-    for i in 0..agents {
-        connections.push(agent(&url, &token(i)).await?);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    println!(
-        "  with {agents} authenticated idle connections: {}",
-        resident(pid)?
-    );
-    drop(connections);
+    idle_connections(&gateway, &url, None, agents, "").await?;
     drop(gateway);
 
     let dir = tempfile::tempdir()?;
     let (gateway, connector) =
         GatewayProcess::start_tls(&binary, dir.path(), backend, agents).await?;
+    let url = format!("wss://localhost:{}", gateway.ports.0);
+    idle_connections(&gateway, &url, Some(connector), agents, "over TLS, ").await
+}
+
+/// Prints `gateway`'s resident memory idle, then with `agents` authenticated idle connections
+/// to `url` (through `connector`, for `wss://`); `label` begins both lines.
+async fn idle_connections(
+    gateway: &GatewayProcess,
+    url: &str,
+    connector: Option<tokio_tungstenite::Connector>,
+    agents: usize,
+    label: &str,
+) -> Result<(), Error> {
     let pid = gateway.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
-        "  over TLS, idle with {agents} agents configured: {}",
+        "  {label}idle with {agents} agents configured: {}",
         resident(pid)?
     );
-    let url = format!("wss://localhost:{}", gateway.ports.0);
     let mut connections = Vec::with_capacity(agents);
     for i in 0..agents {
-        connections.push(agent_over(&url, &token(i), Some(connector.clone())).await?);
+        connections.push(agent_over(url, &token(i), connector.clone()).await?);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(
-        "  over TLS, with {agents} authenticated idle connections: {}",
+        "  {label}with {agents} authenticated idle connections: {}",
         resident(pid)?
     );
     Ok(())
