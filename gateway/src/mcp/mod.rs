@@ -13,6 +13,8 @@
 //!
 //! - `tasks`: the Tasks extension, for clients that declare it: a call waiting for a human is a
 //!   task (its request id), read from the store by `tasks/get`, withdrawn by `tasks/cancel`.
+//! - `malformed`: what a client that sends something wrong gets: a 400 with a JSON-RPC error
+//!   for a body that is not one message, `-32602` naming the field for params that do not fit.
 //!
 //! `Host` and `Origin` are checked by `rmcp` against `mcp.allowed_hosts` and
 //! `mcp.allowed_origins` (Origin checks are on: with no origins listed, any request carrying
@@ -21,6 +23,7 @@
 mod auth;
 pub(crate) mod call;
 pub(crate) mod catalog;
+pub(crate) mod malformed;
 mod tasks;
 
 use std::borrow::Cow;
@@ -28,9 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, CustomRequest, CustomResult,
+    GetTaskParams, GetTaskResult, Implementation, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -139,6 +142,19 @@ impl ServerHandler for McpFront {
         let agent = agent_of(&ctx)?;
         tasks::cancel(&self.shared, &agent, &request.task_id).await
     }
+
+    /// `rmcp` hands over as custom both methods it does not know and requests to methods it
+    /// knows whose params it could not read: say which it was.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        Err(malformed::unserved(
+            &request,
+            malformed::Served::ToolsAndTasks,
+        ))
+    }
 }
 
 /// The `/mcp` endpoint: an axum router serving `config.path`, its requests authenticated
@@ -169,7 +185,9 @@ pub(crate) fn router(engine: Arc<Engine>, config: &McpConfig) -> axum::Router {
     // configuration's host and origin lists, string by string.
     let serve = move |request: axum::extract::Request| {
         let service = Arc::clone(&service);
-        async move { service.handle(request).await }
+        malformed::serve(request, MAX_BODY_BYTES, async move |request| {
+            service.handle(request).await
+        })
     };
     axum::Router::new()
         .route(&config.path, axum::routing::any(serve))

@@ -7,8 +7,9 @@
 //!   built-in `gateway_request_status`.
 //! - `tools/call`: answered as the HTTP front answers (`crate::mcp::call`'s mapping: structured
 //!   content on success, `isError` with the reason on a denial or failure, `-32602` for an
-//!   unknown tool). A call waiting for a human is held up to the hold with progress
-//!   notifications, then answered "still waiting" with its `request_id`.
+//!   unknown tool or params that do not fit, see `crate::mcp::malformed`). A call waiting for
+//!   a human is held up to the hold with progress notifications, then answered "still
+//!   waiting" with its `request_id`.
 //! - The open calls: each call is one SDK stream, driven by a task of its own so that it keeps
 //!   following the request (across reconnections) after the hold has answered "still waiting".
 //!   A call with the same tool and arguments (the store's digest) attaches to the open call
@@ -29,9 +30,9 @@ use agent_gate::{AgentGateClient, CallEvent, CallOptions, ClientBuilder, Connect
 use agent_gate::{Error, ErrorKind};
 use futures_util::StreamExt;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
-    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CustomRequest, CustomResult,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ProtocolVersion, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
@@ -42,6 +43,7 @@ use tokio::time::Instant;
 use crate::delivery::Outcome;
 use crate::mcp::call::{outcome_result, progress_every, refusal, still_waiting_until, tool_error};
 use crate::mcp::catalog::{REQUEST_STATUS_TOOL, request_status_tool};
+use crate::mcp::malformed::{Served, unserved};
 use crate::mcp::{INSTRUCTIONS, PROTOCOL_VERSIONS};
 
 /// Why the bridge stopped.
@@ -594,6 +596,16 @@ impl ServerHandler for Bridge {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         self.call(request, &ctx).await.map(Into::into)
+    }
+
+    /// Params that do not fit `tools/call` or `tools/list`, or a method not served (as the
+    /// gateway's `/mcp` answers them).
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        Err(unserved(&request, Served::Tools))
     }
 }
 
