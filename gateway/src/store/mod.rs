@@ -276,11 +276,12 @@ impl Store {
             options.max_batch,
             options.sync,
         )?;
+        let due = writer.checkpoint_due();
         let writer = Arc::new(Mutex::new(Some(writer)));
         let slot = Arc::clone(&writer);
         let writer_thread = std::thread::Builder::new()
             .name("agent-gate-store".to_owned())
-            .spawn(move || Writer::run(&slot, receiver))
+            .spawn(move || Writer::run(&slot, receiver, due))
             .map_err(|error| StoreError::Worker {
                 path: path.clone(),
                 detail: format!("starting the writer thread: {error}"),

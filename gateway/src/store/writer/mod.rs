@@ -73,6 +73,17 @@ pub(crate) struct Writer {
     sync_threads: Vec<JoinHandle<()>>,
 }
 
+/// Whether the write-ahead log is long enough for the writer to checkpoint it when idle, read
+/// from the sync queue's page count without the writer's lock ([`Writer::checkpoint_due`]).
+pub(crate) struct CheckpointDue(Arc<SyncQueue>);
+
+impl CheckpointDue {
+    /// Whether a checkpoint is due now.
+    fn now(&self) -> bool {
+        self.0.wal.is_some() && self.0.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
+    }
+}
+
 impl Writer {
     /// A writer on `conn`; starts the sync thread, which syncs `wal` (a handle on the database's
     /// -wal file) unless SQLite syncs inside each commit (`None`).
@@ -160,14 +171,19 @@ impl Writer {
     /// (which checkpoints the WAL into the database file) and stops the sync thread.
     ///
     /// The writer lives in `slot` so that a caller finding it idle can commit its own write
-    /// inline ([`commit_inline`]); the thread holds the lock only while it gathers and commits.
-    pub(crate) fn run(slot: &WriterSlot, mut receiver: mpsc::Receiver<Job>) {
+    /// inline ([`commit_inline`]); the thread holds the lock only while it gathers and commits,
+    /// and, when `due` says the log is long, while it checkpoints before waiting for work.
+    pub(crate) fn run(slot: &WriterSlot, mut receiver: mpsc::Receiver<Job>, due: CheckpointDue) {
         let mut close_replies = Vec::new();
         let mut batch = Vec::new();
         // Whether the last transaction had company: then writes are arriving concurrently.
         let mut busy = false;
+        // Read without the lock: taking it only to find nothing due would turn away a caller's
+        // inline commit that came at that moment.
         let idle = || {
-            if let Some(writer) = lock_slot(slot).as_ref() {
+            if due.now()
+                && let Some(writer) = lock_slot(slot).as_ref()
+            {
                 writer.checkpoint_when_idle();
             }
         };
@@ -427,7 +443,13 @@ impl Writer {
 
     /// Whether the log is long enough for [`Self::checkpoint_when_idle`].
     fn due_for_checkpoint(&self) -> bool {
-        self.sync.wal.is_some() && self.sync.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
+        self.checkpoint_due().now()
+    }
+
+    /// What tells, without the writer's lock, whether the log is long enough for
+    /// [`Self::checkpoint_when_idle`].
+    pub(crate) fn checkpoint_due(&self) -> CheckpointDue {
+        CheckpointDue(Arc::clone(&self.sync))
     }
 
     /// See [`WRITER_CHECKPOINT_PAGES`]. (Without sync threads SQLite checkpoints by itself.)
