@@ -80,8 +80,13 @@ pub(crate) struct CheckpointDue(Arc<SyncQueue>);
 impl CheckpointDue {
     /// Whether a checkpoint is due now.
     fn now(&self) -> bool {
-        self.0.wal.is_some() && self.0.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
+        checkpoint_due(&self.0)
     }
+}
+
+/// Whether the log `sync` syncs is long enough for [`Writer::checkpoint_when_idle`].
+fn checkpoint_due(sync: &SyncQueue) -> bool {
+    sync.wal.is_some() && sync.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
 }
 
 impl Writer {
@@ -443,7 +448,7 @@ impl Writer {
 
     /// Whether the log is long enough for [`Self::checkpoint_when_idle`].
     fn due_for_checkpoint(&self) -> bool {
-        self.checkpoint_due().now()
+        checkpoint_due(&self.sync)
     }
 
     /// What tells, without the writer's lock, whether the log is long enough for
